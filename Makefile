@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: MIT
+# ivsock: one non-recursive make for the whole tree. Each component adds its
+# targets in its own build.mk; objects go to $(O) (default build/), so
+# `make O=/tmp/x` builds out of tree and sanitizer builds live side by side.
+
+O        ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+AR       ?= ar
+CFLAGS   ?= -O2 -g
+SANITIZE ?=
+V        ?= 0
+
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -fPIC -D_GNU_SOURCE \
+	       -Iprotocol/include -MMD -MP
+ifneq ($(SANITIZE),)
+  BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+  SAN_LDFLAGS := -fsanitize=$(SANITIZE)
+endif
+ALL_CFLAGS  = $(BASE_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN_LDFLAGS) $(LDFLAGS)
+
+ifeq ($(V),1)
+  Q :=
+  msg = @true
+else
+  Q := @
+  msg = @printf '  %-7s %s\n' $(1) $(2)
+endif
+
+# Programs and libraries each build.mk appends to.
+PROGRAMS :=
+LIBS     :=
+TESTS    :=
+ALL      :=
+
+.PHONY: all test check-asan check-tsan install deps clean vm-test
+all: all-targets
+
+include protocol/build.mk
+-include hostd/build.mk
+-include guestdrv/build.mk
+-include preload/build.mk
+-include bench/build.mk
+-include tests/build.mk
+
+all-targets: $(ALL)
+
+$(O)/%.o: %.c
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Unit and integration tests (VM tests included, marked long; IVSOCK_SKIP_VM=1 skips them).
+test: all
+	$(Q)O=$(O) tests/run-tests.sh
+
+# Everything under AddressSanitizer + UndefinedBehaviorSanitizer.
+check-asan:
+	$(Q)$(MAKE) --no-print-directory O=build-asan SANITIZE=address,undefined \
+		CFLAGS="-O1 -g" all
+	$(Q)O=build-asan IVSOCK_SANITIZER=asan tests/run-tests.sh unit
+
+# Ring and concurrency tests under ThreadSanitizer.
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory O=build-tsan SANITIZE=thread \
+		CFLAGS="-O1 -g" $(TSAN_TESTS)
+	$(Q)O=build-tsan IVSOCK_SANITIZER=tsan tests/run-tests.sh tsan
+
+deps:
+	$(Q)scripts/deps.sh
+
+install: all install-targets
+
+clean:
+	rm -rf build build-asan build-tsan $(CLEAN_EXTRA)
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

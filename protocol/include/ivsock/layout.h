@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared region: superblock, VM directory, listener registry, connection
+ * offers, channel table, per-VM control mailboxes and the per-VM ring pool.
+ * Offsets, never pointers; every capacity is fixed at format time and read
+ * from the superblock once, validated, and kept in a private struct
+ * ivsock_region. Who writes each field is written next to it; docs/layout.md
+ * has the whole picture.
+ */
+#ifndef IVSOCK_LAYOUT_H
+#define IVSOCK_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "ivsock/barrier.h"
+#include "ivsock/slot.h"
+#include "ivsock/ring.h"
+
+#define IVSOCK_MAGIC          0x3130524b434f5356ULL /* "VSOCKR01" little-endian */
+#define IVSOCK_LAYOUT_VERSION 1U
+
+#define IVSOCK_NAME_MAX       64
+#define IVSOCK_VM_MAX_ADDRS   8
+#define IVSOCK_MAILBOX_MSG_MAX 1024
+#define IVSOCK_MAX_VMS        255 /* owner VM index is 8 bits; 255 reserved */
+#define IVSOCK_VM_NONE        255
+
+/* Address families on the wire (independent of the host's AF_* values). */
+enum { IVSOCK_AF_NONE = 0, IVSOCK_AF_INET = 4, IVSOCK_AF_INET6 = 6 };
+
+/* An IPv4 or IPv6 address. IPv4 sits in the first 4 bytes, rest zero. */
+struct ivsock_addr {
+	uint8_t family;   /* IVSOCK_AF_* */
+	uint8_t reserved[3];
+	uint8_t bytes[16];
+};
+
+/* A TCP 4-tuple as the connecting side sees it. Ports in host order. */
+struct ivsock_tuple {
+	struct ivsock_addr src;
+	struct ivsock_addr dst;
+	uint16_t sport;
+	uint16_t dport;
+};
+
+/* ---------------- superblock: written only by ivsockd ---------------- */
+
+enum { IVSOCK_DAEMON_UP = 1, IVSOCK_DAEMON_STOPPED = 2 };
+
+struct ivsock_superblock {
+	uint64_t magic;           /* IVSOCK_MAGIC */
+	uint32_t version;         /* IVSOCK_LAYOUT_VERSION */
+	uint32_t sb_size;         /* sizeof(struct ivsock_superblock) */
+	uint64_t region_size;     /* bytes; power of two */
+	uint64_t format_id;       /* random per format: detects a re-format */
+	uint32_t vm_cap;          /* directory entries == mailboxes == partitions */
+	uint32_t listener_cap;
+	uint32_t offer_cap;       /* power of two (open addressing) */
+	uint32_t channel_cap;
+	uint32_t ring_size;       /* data bytes per ring; power of two */
+	uint32_t ring_stride;     /* header + data, cache-line multiple */
+	uint32_t rings_per_vm;    /* partition size == per-VM ring quota */
+	uint32_t daemon_peer_id;  /* ivshmem peer ID the daemon answers on */
+	uint64_t vm_off;
+	uint64_t listener_off;
+	uint64_t offer_off;
+	uint64_t channel_off;
+	uint64_t mailbox_off;
+	uint64_t ringslot_off;    /* one slot word per ring of the pool */
+	uint64_t pool_off;        /* ring memory: vm_cap partitions */
+	uint64_t pool_size;
+	/* own cache line: moves every heartbeat */
+	_Alignas(IVSOCK_CACHELINE) ivsock_a64 daemon_heartbeat; /* bumped every heartbeat period by ivsockd */
+	ivsock_a32 daemon_state;     /* IVSOCK_DAEMON_* */
+	ivsock_a32 daemon_epoch;     /* bumped at each daemon start on this region */
+	uint8_t pad2[IVSOCK_CACHELINE - 16];
+};
+_Static_assert(offsetof(struct ivsock_superblock, daemon_heartbeat) % 8 == 0, "aligned");
+
+/* ---------------- VM directory: written only by ivsockd ---------------- */
+
+enum {
+	IVSOCK_VM_ALIVE = 2, /* slot states after INIT */
+	IVSOCK_VM_DEAD  = 3, /* peer disconnected; partition held until released */
+};
+
+struct ivsock_vm_entry {
+	ivsock_a64 slot;          /* state IVSOCK_VM_*; owner vm == own index */
+	uint32_t peer_id;         /* ivshmem peer ID (0..65535) */
+	uint32_t vectors;
+	char name[IVSOCK_NAME_MAX];   /* NUL-terminated (validate!) */
+	uint8_t uuid[16];
+	ivsock_a32 addr_seq;      /* seqlock over naddrs/addrs: odd while writing */
+	uint32_t naddrs;
+	struct ivsock_addr addrs[IVSOCK_VM_MAX_ADDRS];
+	ivsock_a64 rx_bytes;      /* counters sampled by ivsockd */
+	ivsock_a64 tx_bytes;
+	uint8_t pad[32];
+};
+
+/* -------- listener registry: written by the owning shim process -------- */
+
+enum { IVSOCK_LISTENER_ACTIVE = 2 };
+
+struct ivsock_listener {
+	ivsock_a64 slot;          /* owner = (vm, client) of the listening process */
+	struct ivsock_addr addr;  /* family set, bytes all zero = wildcard */
+	uint16_t port;            /* host order */
+	uint16_t reserved;
+	uint32_t vm_index;        /* same as slot owner, kept for readers */
+	uint32_t pad[2];
+};
+
+/* ------- offers: written by the connecting shim, keyed by 4-tuple ------- */
+
+enum { IVSOCK_OFFER_POSTED = 2 };
+
+struct ivsock_offer {
+	ivsock_a64 slot;          /* owner = connector; freed by whoever wins */
+	struct ivsock_tuple tuple;
+	uint32_t channel;         /* index into the channel table */
+	uint32_t channel_gen;
+	uint32_t pad[2];
+};
+
+/* -------------------------- channel table -------------------------- */
+
+enum {
+	IVSOCK_CHAN_OFFERED   = 2, /* connector ready; acceptor not attached yet */
+	IVSOCK_CHAN_CONNECTED = 3, /* acceptor attached: rings are the stream */
+	IVSOCK_CHAN_ABANDONED = 4, /* connector fell back to TCP before attach */
+	IVSOCK_CHAN_REVOKED   = 5, /* ivsockd withdrew it (QoS/migration) */
+};
+
+/* Flags of one end, written only by that end (or its agent after death). */
+enum {
+	IVSOCK_END_ATTACHED = 1U << 0,
+	IVSOCK_END_CLOSED   = 1U << 1, /* end released the channel */
+	IVSOCK_END_DEAD     = 1U << 2, /* process died: peer reports ECONNRESET */
+};
+
+struct ivsock_chan_end {
+	uint32_t vm_index;
+	uint32_t peer_id;          /* doorbell address of this end: (peer_id, vector) */
+	uint32_t vector;
+	uint32_t client;           /* agent client id */
+	ivsock_a32 flags;          /* IVSOCK_END_* */
+	uint32_t pad;
+	ivsock_a64 tx_bytes;
+	ivsock_a64 rx_bytes;
+	uint8_t pad2[IVSOCK_CACHELINE - 40];
+};
+
+struct ivsock_channel {
+	ivsock_a64 slot;           /* state IVSOCK_CHAN_*; owner = connector */
+	/* written by the connector before the offer is posted: */
+	uint32_t ring_c2s;         /* ring index in the pool, connector -> acceptor */
+	uint32_t ring_c2s_gen;
+	uint32_t ring_s2c;         /* acceptor -> connector */
+	uint32_t ring_s2c_gen;
+	struct ivsock_tuple tuple;
+	/* each end on its own cache line */
+	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
+};
+
+_Static_assert(sizeof(struct ivsock_chan_end) == IVSOCK_CACHELINE, "end is one line");
+_Static_assert(sizeof(struct ivsock_channel) % IVSOCK_CACHELINE == 0, "channel lines");
+
+/* ------- control mailbox of a VM: agent <-> ivsockd requests ------- */
+
+struct ivsock_mailbox {
+	/* written only by the VM's agent */
+	ivsock_a32 req_seq;        /* bumped after req/req_len are written */
+	uint32_t req_len;
+	ivsock_a64 agent_heartbeat;
+	uint8_t req[IVSOCK_MAILBOX_MSG_MAX];
+	uint8_t pad0[IVSOCK_CACHELINE - 16];
+	/* written only by ivsockd */
+	ivsock_a32 resp_seq;       /* == req_seq once answered */
+	uint32_t resp_len;
+	uint8_t resp[IVSOCK_MAILBOX_MSG_MAX];
+	uint8_t pad1[IVSOCK_CACHELINE - 8];
+};
+
+_Static_assert(sizeof(struct ivsock_mailbox) % IVSOCK_CACHELINE == 0, "mailbox lines");
+_Static_assert(offsetof(struct ivsock_mailbox, resp_seq) % IVSOCK_CACHELINE == 0,
+	       "daemon half of the mailbox on its own line");
+
+/* ---------------- private, validated view of a region ---------------- */
+
+struct ivsock_region {
+	uint8_t *base;
+	size_t size;
+	struct ivsock_superblock *sb;
+	/* validated copies of the superblock geometry */
+	uint32_t vm_cap, listener_cap, offer_cap, channel_cap;
+	uint32_t ring_size, ring_stride, rings_per_vm;
+	uint64_t format_id;
+	struct ivsock_vm_entry *vms;
+	struct ivsock_listener *listeners;
+	struct ivsock_offer *offers;
+	struct ivsock_channel *channels;
+	struct ivsock_mailbox *mailboxes;
+	ivsock_a64 *ringslots;
+	uint8_t *pool;
+};
+
+struct ivsock_region_params {
+	uint32_t vm_cap;       /* default 16 */
+	uint32_t listener_cap; /* default 256 */
+	uint32_t offer_cap;    /* default 1024, rounded up to a power of two */
+	uint32_t channel_cap;  /* default 1024 */
+	uint32_t ring_size;    /* default 128 KiB */
+	uint32_t daemon_peer_id;
+};
+
+/* Fill p with the defaults above. */
+void ivsock_region_params_default(struct ivsock_region_params *p);
+
+/*
+ * Lay out and zero a region of `size` bytes (a power of two) at base.
+ * @return 0, -EINVAL (bad size/params), -ENOSPC (tables do not fit).
+ */
+int ivsock_region_format(struct ivsock_region *rg, void *base, size_t size,
+			 const struct ivsock_region_params *p);
+
+/*
+ * Attach to a region someone else formatted: checks magic, version, size,
+ * and that every table lies inside the region.
+ * @return 0, -EBADF (wrong magic: not an ivsock region), -EPROTONOSUPPORT
+ *         (layout version mismatch), -EMSGSIZE (size mismatch), -EPROTO
+ *         (inconsistent geometry). ivsock_region_strerror() explains.
+ */
+int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size);
+const char *ivsock_region_strerror(int err);
+
+/* Ring `idx` of the pool: its memory, or NULL if idx is out of range. */
+void *ivsock_region_ring_mem(const struct ivsock_region *rg, uint32_t idx);
+
+/* Partition (VM index) a ring index belongs to. */
+static inline uint32_t ivsock_region_ring_vm(const struct ivsock_region *rg, uint32_t idx)
+{
+	return idx / rg->rings_per_vm;
+}
+
+/* ----- ring pool: per-VM partitions with a quota of rings_per_vm ----- */
+
+/*
+ * Claim a ring from VM vm's partition for (vm, client) and format it.
+ * @return 0 with *idx, *gen set; -ENOSPC when the partition (quota) is full.
+ */
+int ivsock_ring_alloc(struct ivsock_region *rg, uint8_t vm, uint16_t client,
+		      uint32_t *idx, uint32_t *gen);
+/* @return 0 or -ESTALE (already freed / generation moved on). */
+int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
+/* Rings currently claimed in vm's partition. */
+uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm);
+
+/* ------------------------ addresses and tuples ------------------------ */
+
+bool ivsock_addr_equal(const struct ivsock_addr *a, const struct ivsock_addr *b);
+bool ivsock_addr_is_any(const struct ivsock_addr *a);
+/* Convert from/to struct sockaddr (AF_INET/AF_INET6); v4-mapped v6 -> v4.
+ * @return 0 or -EAFNOSUPPORT. */
+struct sockaddr;
+int ivsock_addr_from_sockaddr(struct ivsock_addr *a, uint16_t *port,
+			      const struct sockaddr *sa, unsigned int salen);
+/* Format "1.2.3.4" / "fe80::1"; buf >= 46 bytes. */
+const char *ivsock_addr_str(const struct ivsock_addr *a, char *buf, size_t len);
+uint32_t ivsock_tuple_hash(const struct ivsock_tuple *t);
+
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connection offers: the connector posts (4-tuple -> channel) before the
+ * kernel connects; the acceptor takes the offer that matches the accepted
+ * socket's 4-tuple. Open addressing over a power-of-two table.
+ */
+#ifndef IVSOCK_OFFER_H
+#define IVSOCK_OFFER_H
+
+#include "ivsock/layout.h"
+
+#define IVSOCK_OFFER_PROBE 32 /* slots probed from the hash position */
+
+/* @return slot index with *gen, -ENOSPC (no free slot within the probe
+ * window), -EEXIST (same tuple already posted), -EINVAL. */
+int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
+		      const struct ivsock_tuple *t, uint32_t chan, uint32_t chan_gen,
+		      uint32_t *gen);
+/*
+ * Find the offer for tuple t, and remove it (whoever removes it owns it).
+ * @return 0 with *chan, *chan_gen, *owner_vm set, or -ENOENT.
+ */
+int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
+		      uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm);
+/* Withdraw our own offer. @return 0 or -ESTALE (already taken). */
+int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
+/* Free every offer posted by (vm, client). @return how many. */
+int ivsock_offer_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client);
+
+bool ivsock_tuple_equal(const struct ivsock_tuple *a, const struct ivsock_tuple *b);
+
+#endif

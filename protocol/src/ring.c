@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SPSC byte ring: copy-in/copy-out with wrap-around, batched publication,
+ * validation of every index the other side wrote, and the sleep/wake rule
+ * (DESIGN §5) expressed with single-writer sequence words.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ivsock/ring.h"
+
+bool ivsock_ring_size_valid(size_t n)
+{
+	return n >= 64 && n <= (1UL << 30) && (n & (n - 1)) == 0;
+}
+
+int ivsock_ring_format(void *mem, uint32_t data_size)
+{
+	struct ivsock_ring_hdr *h = mem;
+
+	if (!mem || !ivsock_ring_size_valid(data_size))
+		return -EINVAL;
+	ivsock_store_relaxed(&h->tail, 0);
+	ivsock_store_relaxed(&h->prod_flags, 0);
+	ivsock_store_relaxed(&h->prod_sleep, 0);
+	ivsock_store_relaxed(&h->cons_sleep_seen, 0);
+	ivsock_store_relaxed(&h->head, 0);
+	ivsock_store_relaxed(&h->cons_flags, 0);
+	ivsock_store_relaxed(&h->cons_sleep, 0);
+	/* Pairs with the acquire of whoever is later handed this ring. */
+	ivsock_store_release(&h->prod_sleep_seen, 0);
+	return 0;
+}
+
+int ivsock_ring_attach(struct ivsock_ring *r, void *mem, uint32_t data_size,
+		       enum ivsock_ring_role role)
+{
+	struct ivsock_ring_hdr *h = mem;
+	uint32_t head, tail;
+
+	if (!r || !mem || !ivsock_ring_size_valid(data_size))
+		return -EINVAL;
+	if (role != IVSOCK_RING_PRODUCER && role != IVSOCK_RING_CONSUMER)
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	r->hdr = h;
+	r->data = (uint8_t *)mem + sizeof(*h);
+	r->size = data_size;
+	r->mask = data_size - 1;
+	r->role = role;
+	/* Pairs with the release stores of both sides' indices. */
+	head = ivsock_load_acquire(&h->head);
+	tail = ivsock_load_acquire(&h->tail);
+	if ((uint32_t)(tail - head) > data_size)
+		return -EPROTO;
+	if (role == IVSOCK_RING_PRODUCER) {
+		r->own = r->published = tail;
+		r->peer = head;
+	} else {
+		r->own = r->published = head;
+		r->peer = tail;
+	}
+	return 0;
+}
+
+/* ---------------- producer ---------------- */
+
+/*
+ * Reload the consumer's head once and validate it: it may only move forward,
+ * never past what we published.
+ */
+static int refresh_head(struct ivsock_ring *r)
+{
+	uint32_t head;
+
+	if (r->broken)
+		return r->broken;
+	/* Pairs with the release store of head in publish_head(): bytes the
+	 * consumer has released are no longer being read. */
+	head = ivsock_load_acquire(&r->hdr->head);
+	if ((uint32_t)(head - r->peer) > (uint32_t)(r->published - r->peer)) {
+		r->broken = -EPROTO;
+		return -EPROTO;
+	}
+	r->peer = head;
+	return 0;
+}
+
+long ivsock_ring_writable(struct ivsock_ring *r)
+{
+	int rc = refresh_head(r);
+
+	if (rc < 0)
+		return rc;
+	return (long)r->size - (long)(uint32_t)(r->own - r->peer);
+}
+
+static void copy_in(struct ivsock_ring *r, uint32_t pos, const void *src, size_t n)
+{
+	uint32_t off = pos & r->mask;
+	size_t first = r->size - off;
+
+	if (first > n)
+		first = n;
+	memcpy(r->data + off, src, first);
+	if (n > first)
+		memcpy(r->data, (const uint8_t *)src + first, n - first);
+}
+
+void ivsock_ring_publish(struct ivsock_ring *r)
+{
+	if (r->published == r->own)
+		return;
+	/* Pairs with the acquire of tail in refresh_tail(): the bytes copied
+	 * in are visible before the new tail is. */
+	ivsock_store_release(&r->hdr->tail, r->own);
+	r->published = r->own;
+}
+
+static ssize_t write_prologue(struct ivsock_ring *r, size_t *space)
+{
+	uint32_t used;
+	uint32_t cflags;
+
+	if (r->broken)
+		return r->broken;
+	cflags = ivsock_load_relaxed(&r->hdr->cons_flags);
+	if (cflags & IVSOCK_RING_RCLOSED)
+		return -EPIPE;
+	used = r->own - r->peer;
+	if (used == r->size || used > r->size) {
+		int rc = refresh_head(r);
+
+		if (rc < 0)
+			return rc;
+		used = r->own - r->peer;
+	}
+	*space = r->size - used;
+	return 0;
+}
+
+ssize_t ivsock_ring_write(struct ivsock_ring *r, const void *buf, size_t len, bool more)
+{
+	size_t space;
+	ssize_t rc = write_prologue(r, &space);
+
+	if (rc < 0)
+		return rc;
+	if (space < len) {
+		/* The cached head may be stale: look again before giving a
+		 * short count. */
+		rc = refresh_head(r);
+		if (rc < 0)
+			return rc;
+		space = r->size - (uint32_t)(r->own - r->peer);
+	}
+	if (len > space)
+		len = space;
+	if (len == 0)
+		return 0;
+	copy_in(r, r->own, buf, len);
+	r->own += (uint32_t)len;
+	if (!more)
+		ivsock_ring_publish(r);
+	return (ssize_t)len;
+}
+
+ssize_t ivsock_ring_writev(struct ivsock_ring *r, const struct iovec *iov, int iovcnt, bool more)
+{
+	size_t space, done = 0;
+	ssize_t rc = write_prologue(r, &space);
+	int i;
+
+	if (rc < 0)
+		return rc;
+	rc = refresh_head(r);
+	if (rc < 0)
+		return rc;
+	space = r->size - (uint32_t)(r->own - r->peer);
+	for (i = 0; i < iovcnt && space > 0; i++) {
+		size_t n = iov[i].iov_len < space ? iov[i].iov_len : space;
+
+		if (n == 0)
+			continue;
+		copy_in(r, r->own, iov[i].iov_base, n);
+		r->own += (uint32_t)n;
+		space -= n;
+		done += n;
+	}
+	if (!more)
+		ivsock_ring_publish(r);
+	return (ssize_t)done;
+}
+
+bool ivsock_ring_consumer_needs_wake(struct ivsock_ring *r)
+{
+	uint32_t want, seen;
+
+	/* Pairs with the fence in ivsock_ring_consumer_prepare_sleep(): either
+	 * the consumer sees our new tail or we see its cons_sleep bump. */
+	ivsock_smp_mb();
+	want = ivsock_load_relaxed(&r->hdr->cons_sleep);
+	seen = ivsock_load_relaxed(&r->hdr->cons_sleep_seen);
+	if (want == seen)
+		return false;
+	ivsock_store_relaxed(&r->hdr->cons_sleep_seen, want);
+	return true;
+}
+
+int ivsock_ring_producer_prepare_sleep(struct ivsock_ring *r)
+{
+	uint32_t seq;
+	long space;
+
+	if (r->broken)
+		return r->broken;
+	ivsock_ring_publish(r);
+	seq = ivsock_load_relaxed(&r->hdr->prod_sleep);
+	ivsock_store_relaxed(&r->hdr->prod_sleep, seq + 1);
+	/* Pairs with the fence in ivsock_ring_producer_needs_wake(). */
+	ivsock_smp_mb();
+	if (ivsock_load_relaxed(&r->hdr->cons_flags) & IVSOCK_RING_RCLOSED)
+		return -EPIPE;
+	space = ivsock_ring_writable(r);
+	if (space < 0)
+		return (int)space;
+	return space > 0 ? 0 : 1;
+}
+
+void ivsock_ring_close_write(struct ivsock_ring *r, bool reset)
+{
+	uint32_t f;
+
+	ivsock_ring_publish(r);
+	f = ivsock_load_relaxed(&r->hdr->prod_flags);
+	f |= IVSOCK_RING_EOF | (reset ? IVSOCK_RING_RESET : 0);
+	/* Pairs with the acquire in ivsock_ring_peer_flags(): all data is
+	 * published before EOF is. */
+	ivsock_store_release(&r->hdr->prod_flags, f);
+}
+
+ssize_t ivsock_ring_take_back(struct ivsock_ring *r, void *buf, size_t len)
+{
+	uint32_t n, off, first;
+	int rc = refresh_head(r);
+
+	if (rc < 0)
+		return rc;
+	n = r->own - r->peer;
+	if (n > len)
+		return -ENOBUFS;
+	off = r->peer & r->mask;
+	first = r->size - off;
+	if (first > n)
+		first = n;
+	memcpy(buf, r->data + off, first);
+	if (n > first)
+		memcpy((uint8_t *)buf + first, r->data, n - first);
+	r->own = r->peer;
+	ivsock_store_release(&r->hdr->tail, r->own);
+	r->published = r->own;
+	return n;
+}
+
+long ivsock_ring_unconsumed(struct ivsock_ring *r)
+{
+	int rc = refresh_head(r);
+
+	if (rc < 0)
+		return rc;
+	return (long)(uint32_t)(r->own - r->peer);
+}
+
+/* ---------------- consumer ---------------- */
+
+static int refresh_tail(struct ivsock_ring *r)
+{
+	uint32_t tail;
+
+	if (r->broken)
+		return r->broken;
+	/* Pairs with the release store of tail in ivsock_ring_publish(). */
+	tail = ivsock_load_acquire(&r->hdr->tail);
+	if ((uint32_t)(tail - r->own) > r->size) {
+		r->broken = -EPROTO;
+		return -EPROTO;
+	}
+	r->peer = tail;
+	return 0;
+}
+
+uint32_t ivsock_ring_peer_flags(const struct ivsock_ring *r)
+{
+	/* Pairs with the release in ivsock_ring_close_write(). */
+	return ivsock_load_acquire(&r->hdr->prod_flags);
+}
+
+long ivsock_ring_readable(struct ivsock_ring *r)
+{
+	int rc = refresh_tail(r);
+
+	if (rc < 0)
+		return rc;
+	return (long)(uint32_t)(r->peer - r->own);
+}
+
+/* Nothing buffered: tell end of stream, reset and "try later" apart. */
+static ssize_t empty_status(struct ivsock_ring *r)
+{
+	uint32_t f = ivsock_ring_peer_flags(r);
+	int rc;
+
+	if (!(f & IVSOCK_RING_EOF))
+		return -EAGAIN;
+	/* EOF was published after the last data: look once more. */
+	rc = refresh_tail(r);
+	if (rc < 0)
+		return rc;
+	if (r->peer != r->own)
+		return 1; /* data after all: caller retries */
+	return (f & IVSOCK_RING_RESET) ? -ECONNRESET : 0;
+}
+
+static void publish_head(struct ivsock_ring *r)
+{
+	/* Pairs with the acquire of head in refresh_head(): we are done
+	 * reading the bytes before the producer may overwrite them. */
+	ivsock_store_release(&r->hdr->head, r->own);
+	r->published = r->own;
+}
+
+static void copy_out(struct ivsock_ring *r, uint32_t pos, void *dst, size_t n)
+{
+	uint32_t off = pos & r->mask;
+	size_t first = r->size - off;
+
+	if (first > n)
+		first = n;
+	memcpy(dst, r->data + off, first);
+	if (n > first)
+		memcpy((uint8_t *)dst + first, r->data, n - first);
+}
+
+/* Bytes available (>0) after refresh, or a terminal status (<=0). */
+static ssize_t avail_or_status(struct ivsock_ring *r)
+{
+	uint32_t avail = r->peer - r->own;
+	ssize_t st;
+	int rc;
+
+	if (r->broken)
+		return r->broken;
+	if (avail)
+		return avail;
+	rc = refresh_tail(r);
+	if (rc < 0)
+		return rc;
+	avail = r->peer - r->own;
+	if (avail)
+		return avail;
+	st = empty_status(r);
+	if (st == 1)
+		return (ssize_t)(uint32_t)(r->peer - r->own);
+	return st;
+}
+
+ssize_t ivsock_ring_read(struct ivsock_ring *r, void *buf, size_t len)
+{
+	ssize_t avail = avail_or_status(r);
+
+	if (avail <= 0)
+		return avail;
+	if (len == 0)
+		return 0;
+	if (len > (size_t)avail)
+		len = (size_t)avail;
+	copy_out(r, r->own, buf, len);
+	r->own += (uint32_t)len;
+	publish_head(r);
+	return (ssize_t)len;
+}
+
+ssize_t ivsock_ring_readv(struct ivsock_ring *r, const struct iovec *iov, int iovcnt)
+{
+	ssize_t avail = avail_or_status(r);
+	size_t done = 0, left;
+	int i;
+
+	if (avail <= 0)
+		return avail;
+	left = (size_t)avail;
+	for (i = 0; i < iovcnt && left > 0; i++) {
+		size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+
+		if (n == 0)
+			continue;
+		copy_out(r, r->own, iov[i].iov_base, n);
+		r->own += (uint32_t)n;
+		left -= n;
+		done += n;
+	}
+	if (done)
+		publish_head(r);
+	return (ssize_t)done;
+}
+
+ssize_t ivsock_ring_peek(struct ivsock_ring *r, void *buf, size_t len, size_t offset)
+{
+	ssize_t avail;
+	int rc;
+
+	if (r->broken)
+		return r->broken;
+	rc = refresh_tail(r);
+	if (rc < 0)
+		return rc;
+	avail = (ssize_t)(uint32_t)(r->peer - r->own);
+	if (avail == 0) {
+		avail = empty_status(r);
+		if (avail == 1)
+			avail = (ssize_t)(uint32_t)(r->peer - r->own);
+		if (avail <= 0)
+			return avail;
+	}
+	if (offset >= (size_t)avail)
+		return -EAGAIN;
+	avail -= (ssize_t)offset;
+	if (len > (size_t)avail)
+		len = (size_t)avail;
+	copy_out(r, r->own + (uint32_t)offset, buf, len);
+	return (ssize_t)len;
+}
+
+ssize_t ivsock_ring_consume(struct ivsock_ring *r, size_t len)
+{
+	ssize_t avail = avail_or_status(r);
+
+	if (avail <= 0)
+		return avail;
+	if (len > (size_t)avail)
+		len = (size_t)avail;
+	r->own += (uint32_t)len;
+	publish_head(r);
+	return (ssize_t)len;
+}
+
+bool ivsock_ring_producer_needs_wake(struct ivsock_ring *r)
+{
+	uint32_t want, seen;
+
+	/* Pairs with the fence in ivsock_ring_producer_prepare_sleep(). */
+	ivsock_smp_mb();
+	want = ivsock_load_relaxed(&r->hdr->prod_sleep);
+	seen = ivsock_load_relaxed(&r->hdr->prod_sleep_seen);
+	if (want == seen)
+		return false;
+	ivsock_store_relaxed(&r->hdr->prod_sleep_seen, want);
+	return true;
+}
+
+int ivsock_ring_consumer_prepare_sleep(struct ivsock_ring *r)
+{
+	uint32_t seq;
+	long n;
+
+	if (r->broken)
+		return r->broken;
+	seq = ivsock_load_relaxed(&r->hdr->cons_sleep);
+	ivsock_store_relaxed(&r->hdr->cons_sleep, seq + 1);
+	/* Pairs with the fence in ivsock_ring_consumer_needs_wake(). */
+	ivsock_smp_mb();
+	n = ivsock_ring_readable(r);
+	if (n < 0)
+		return (int)n;
+	if (n > 0)
+		return 0;
+	if (ivsock_ring_peer_flags(r) & IVSOCK_RING_EOF)
+		return 0;
+	return 1;
+}
+
+void ivsock_ring_close_read(struct ivsock_ring *r)
+{
+	uint32_t f = ivsock_load_relaxed(&r->hdr->cons_flags);
+
+	ivsock_store_release(&r->hdr->cons_flags, f | IVSOCK_RING_RCLOSED);
+}
