@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal interface between the parts of libivsock.so: the socket core
+ * (fd table, connect/accept/listen, data path: sock_*.c) and the readiness
+ * multiplexers (poll/select/epoll: mux_*.c). Nothing here is exported from
+ * the .so (see libivsock.map).
+ */
+#ifndef IVS_SHIM_H
+#define IVS_SHIM_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <time.h>
+
+/* ---- libc entry points, resolved lazily and thread-safely (real.c) ---- */
+struct ivs_real {
+	int (*socket)(int, int, int);
+	int (*close)(int);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *,
+			    const sigset_t *);
+	/* ... the socket core adds the rest it needs (read, write, connect, ...) */
+};
+extern struct ivs_real ivs_real;
+/* Resolve every ivs_real pointer (idempotent, thread-safe). */
+void ivs_real_init(void);
+
+/* ---- accelerated sockets (socket core) ---- */
+
+struct ivs_sock; /* one per accelerated connection; shared by dup'd fds */
+
+/*
+ * The accelerated socket behind fd, with a reference taken, or NULL when fd
+ * is a plain fd (the common case: one table lookup, no lock, no syscall).
+ */
+struct ivs_sock *ivs_sock_get(int fd);
+void ivs_sock_put(struct ivs_sock *s);
+
+/*
+ * Readiness of s now, from ring and channel state only (no syscall):
+ * POLLIN (bytes readable or EOF), POLLOUT (ring space), POLLRDHUP (peer shut
+ * down writing), POLLHUP (both directions done / peer gone), POLLERR
+ * (reset: SO_ERROR pending). Only bits in `events` (plus HUP/ERR, which are
+ * always reported) are returned.
+ */
+unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events);
+
+/*
+ * About to sleep waiting for `events` on s: arm the ring sleep/wake flags
+ * (DESIGN §5) so that the peer rings our doorbell on the next change.
+ * @return the readiness that appeared meanwhile (non-zero: do not sleep).
+ */
+unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events);
+
+/*
+ * Edge-trigger support: a counter that changes whenever the readiness of s
+ * may have changed (data arrived, space freed, EOF/reset). mux_epoll reports
+ * an EPOLLET event again only when the counter moved since the last report.
+ */
+uint64_t ivs_sock_event_seq(struct ivs_sock *s);
+
+/*
+ * The eventfd every ring wake-up of this process arrives on (our doorbell
+ * vector), or -1 if the process has no agent connection. Add it to the set
+ * you sleep on; after waking, call ivs_wake_drain() and re-check readiness.
+ */
+int ivs_wake_fd(void);
+void ivs_wake_drain(void);
+
+/* Spin budget before sleeping, from IVSOCK_SPIN_US (default 50 us). */
+uint64_t ivs_spin_ns(void);
+uint64_t ivs_now_ns(void);
+
+/* ---- hooks from the socket core into the multiplexers ---- */
+
+/* fd is being closed (or replaced by dup2/dup3): forget it in every epoll
+ * set and internal table (called by the socket core's close/dup2). */
+void ivs_mux_fd_closed(int fd);
+
+/* fd just became accelerated (accept/connect attached a channel), so epoll
+ * sets that already hold fd must start watching its ring readiness. */
+void ivs_mux_fd_accelerated(int fd);
+
+/* ---- logging (IVSOCK_LOG=error|warn|info|debug) ---- */
+enum { IVS_LOG_ERROR, IVS_LOG_WARN, IVS_LOG_INFO, IVS_LOG_DEBUG };
+extern int ivs_log_level;
+void ivs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define ivs_debug(...) do { if (ivs_log_level >= IVS_LOG_DEBUG) ivs_log(IVS_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif
