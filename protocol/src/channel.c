@@ -15,6 +15,7 @@ static void end_write(struct ivsock_chan_end *e, const struct ivsock_end_id *id,
 	e->client = id->client;
 	ivsock_store_relaxed(&e->tx_bytes, 0);
 	ivsock_store_relaxed(&e->rx_bytes, 0);
+	ivsock_store_relaxed(&e->holders, 1);
 	ivsock_store_release(&e->flags, flags);
 }
 

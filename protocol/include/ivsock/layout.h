@@ -147,7 +147,8 @@ struct ivsock_chan_end {
 	uint32_t vector;
 	uint32_t client;           /* agent client id */
 	ivsock_a32 flags;          /* IVSOCK_END_* */
-	uint32_t pad;
+	ivsock_a32 holders;        /* processes of this end's VM holding it (fork);
+				    * atomic add/sub by those processes */
 	ivsock_a64 tx_bytes;
 	ivsock_a64 rx_bytes;
 	uint8_t pad2[IVSOCK_CACHELINE - 40];
