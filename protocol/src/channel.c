@@ -333,6 +333,37 @@ int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 	return release_matching(rg, vm, -1, ring, arg);
 }
 
+int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
+			   ivsock_ring_fn ring, void *arg)
+{
+	uint32_t i;
+	int n = 0;
+
+	for (i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_channel *c = &rg->channels[i];
+		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
+		struct ivsock_end_id other;
+		int side;
+
+		if (v.state < IVSOCK_CHAN_OFFERED || v.vm != vm)
+			continue;
+		if (v.state != IVSOCK_CHAN_REVOKED &&
+		    ivsock_slot_move(&c->slot, v.gen, v.state, IVSOCK_CHAN_REVOKED) < 0)
+			continue;
+		for (side = 0; side < 2 && ring; side++) {
+			uint32_t f = ivsock_load_acquire(&c->end[side].flags);
+
+			if ((f & IVSOCK_END_ATTACHED) && !(f & IVSOCK_END_CLOSED) &&
+			    read_end(&c->end[side], &other, rg->vm_cap) == 0 &&
+			    other.vm != vm)
+				ring(arg, other.peer_id, other.vector);
+		}
+		if (chan_free(rg, c, v.gen) == 1)
+			n++;
+	}
+	return n;
+}
+
 uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm)
 {
 	uint32_t i, n = 0;

@@ -272,6 +272,24 @@ int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen)
 	return ivsock_slot_release(&rg->ringslots[idx], gen);
 }
 
+int ivsock_ring_release_vm(struct ivsock_region *rg, uint8_t vm)
+{
+	uint32_t i, first;
+	int n = 0;
+
+	if (vm >= rg->vm_cap)
+		return 0;
+	first = (uint32_t)vm * rg->rings_per_vm;
+	for (i = 0; i < rg->rings_per_vm; i++) {
+		struct ivsock_slot_val v = ivsock_slot_get(&rg->ringslots[first + i]);
+
+		if (v.state != IVSOCK_SLOT_FREE &&
+		    ivsock_slot_release(&rg->ringslots[first + i], v.gen) == 0)
+			n++;
+	}
+	return n;
+}
+
 uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm)
 {
 	uint32_t i, n = 0, first;

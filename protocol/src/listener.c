@@ -82,6 +82,21 @@ int ivsock_listener_find(const struct ivsock_region *rg, uint32_t vm,
 	return -ENOENT;
 }
 
+int ivsock_listener_release_vm(struct ivsock_region *rg, uint8_t vm)
+{
+	uint32_t i;
+	int n = 0;
+
+	for (i = 0; i < rg->listener_cap; i++) {
+		struct ivsock_slot_val v = ivsock_slot_get(&rg->listeners[i].slot);
+
+		if (v.state != IVSOCK_SLOT_FREE && v.vm == vm &&
+		    ivsock_slot_release(&rg->listeners[i].slot, v.gen) == 0)
+			n++;
+	}
+	return n;
+}
+
 int ivsock_listener_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client)
 {
 	uint32_t i;

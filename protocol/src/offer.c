@@ -77,6 +77,21 @@ int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen)
 	return ivsock_slot_release(&rg->offers[idx].slot, gen);
 }
 
+int ivsock_offer_release_vm(struct ivsock_region *rg, uint8_t vm)
+{
+	uint32_t i;
+	int n = 0;
+
+	for (i = 0; i < rg->offer_cap; i++) {
+		struct ivsock_slot_val v = ivsock_slot_get(&rg->offers[i].slot);
+
+		if (v.state != IVSOCK_SLOT_FREE && v.vm == vm &&
+		    ivsock_slot_release(&rg->offers[i].slot, v.gen) == 0)
+			n++;
+	}
+	return n;
+}
+
 int ivsock_offer_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client)
 {
 	uint32_t i;

@@ -99,6 +99,14 @@ int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t cli
 /* A VM died: same for every end in VM vm (used by ivsockd). */
 int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);
+/*
+ * Grace period over for dead VM vm: every channel whose rings live in vm's
+ * partition (slot owner vm) is moved to REVOKED, the other end is rung if
+ * it is still attached, and the slot is freed (ivsockd, before it frees the
+ * partition with ivsock_ring_release_vm()). @return channels reclaimed.
+ */
+int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
+			   ivsock_ring_fn ring, void *arg);
 /* Channels with at least one end in VM vm (for partition reclaim). */
 uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm);
 

@@ -256,6 +256,9 @@ int ivsock_ring_alloc(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 		      uint32_t *idx, uint32_t *gen);
 /* @return 0 or -ESTALE (already freed / generation moved on). */
 int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
+/* Free every ring of vm's partition (ivsockd reclaiming a dead VM).
+ * @return how many were claimed. */
+int ivsock_ring_release_vm(struct ivsock_region *rg, uint8_t vm);
 /* Rings currently claimed in vm's partition. */
 uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm);
 

@@ -25,5 +25,7 @@ int ivsock_listener_find(const struct ivsock_region *rg, uint32_t vm,
 			 const struct ivsock_addr *dst, uint16_t port);
 /* Free every listener of (vm, client). @return how many. */
 int ivsock_listener_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client);
+/* Free every listener of VM vm, any client (ivsockd, dead VM). @return how many. */
+int ivsock_listener_release_vm(struct ivsock_region *rg, uint8_t vm);
 
 #endif

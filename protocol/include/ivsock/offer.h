@@ -26,6 +26,8 @@ int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 /* Free every offer posted by (vm, client). @return how many. */
 int ivsock_offer_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client);
+/* Free every offer posted from VM vm, any client (ivsockd). @return how many. */
+int ivsock_offer_release_vm(struct ivsock_region *rg, uint8_t vm);
 
 bool ivsock_tuple_equal(const struct ivsock_tuple *a, const struct ivsock_tuple *b);
 
