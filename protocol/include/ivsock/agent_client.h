@@ -72,6 +72,7 @@ ssize_t ivsock_agent_call(int sock, uint16_t type, uint32_t seq,
  *                   missing peers are resolved with ivsock_agent_peer_fd();
  *   pci backend:    a device doorbell on fd[0] (IVSOCK_IOC_RING) with wait_fd
  *                   fd[1] (already bound to info.vector by the agent).
+ * The doorbell refers back to *out: do not move or copy *out afterwards.
  * On failure nothing is left open and *out is unusable.
  * @return 0, -ECONNREFUSED/-ENOENT (no agent), -EACCES (agent refused us),
  *         region errors of ivsock_region_attach() (ivsock_region_strerror()),
@@ -94,7 +95,8 @@ int ivsock_agent_peer_fd(struct ivsock_agent_conn *c, uint32_t peer, uint32_t ve
 int ivsock_agent_status(struct ivsock_agent_conn *c, char **json);
 int ivsock_agent_status_at(const char *path, char **json);
 
-/* Unmap, free the doorbell, close the socket. NULL and repeated calls are fine. */
+/* Unmap, free the doorbell, close the socket. NULL and repeated calls are
+ * fine (c must have gone through ivsock_agent_connect(), even a failed one). */
 void ivsock_agent_close(struct ivsock_agent_conn *c);
 
 #endif
