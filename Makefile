@@ -35,7 +35,7 @@ LIBS     :=
 TESTS    :=
 ALL      :=
 
-.PHONY: all test check-asan check-tsan install deps clean vm-test
+.PHONY: all test check check-asan check-tsan install deps clean
 all: all-targets
 
 include protocol/build.mk
@@ -70,6 +70,15 @@ check-tsan:
 
 deps:
 	$(Q)scripts/deps.sh
+
+# What CI and the README run: dependencies, the build, every test suite, then
+# the sanitizer builds. Stops at the first failing stage.
+check:
+	$(Q)scripts/deps.sh
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)O=$(O) tests/run-tests.sh unit integration vm
+	$(Q)$(MAKE) --no-print-directory check-asan
+	$(Q)$(MAKE) --no-print-directory check-tsan
 
 install: all install-targets
 
