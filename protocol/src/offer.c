@@ -21,6 +21,18 @@ int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 	if (t->src.family != t->dst.family || (t->src.family != IVSOCK_AF_INET &&
 					       t->src.family != IVSOCK_AF_INET6))
 		return -EINVAL;
+	/* One offer per tuple: a second one could never be taken. */
+	for (i = 0; i < probe; i++) {
+		struct ivsock_offer *o = &rg->offers[(h + i) & mask];
+		struct ivsock_slot_val v = ivsock_slot_get(&o->slot);
+		struct ivsock_tuple ot;
+
+		if (v.state != IVSOCK_OFFER_POSTED)
+			continue;
+		memcpy(&ot, &o->tuple, sizeof(ot));
+		if (ivsock_tuple_equal(&ot, t) && ivsock_slot_get(&o->slot).gen == v.gen)
+			return -EEXIST;
+	}
 	for (i = 0; i < probe; i++) {
 		uint32_t idx = (h + i) & mask;
 		struct ivsock_offer *o = &rg->offers[idx];
