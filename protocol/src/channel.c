@@ -286,7 +286,8 @@ void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *
 		ivsock_store_relaxed(&e->rx_bytes, ivsock_load_relaxed(&e->rx_bytes) + rx);
 }
 
-/* Close every end matching pred; ring the survivors. */
+/* Close every end matching (vm, client); ring the surviving ends. Both ends
+ * of a channel may match (a connection inside one VM or one process). */
 static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 			    ivsock_ring_fn ring, void *arg)
 {
@@ -296,26 +297,41 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 	for (i = 0; i < rg->channel_cap; i++) {
 		struct ivsock_channel *c = &rg->channels[i];
 		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
-		int side;
+		struct ivsock_end_id id[2];
+		bool match[2] = { false, false };
+		int side, closed = 0;
 
 		if (v.state < IVSOCK_CHAN_OFFERED)
 			continue;
 		for (side = 0; side < 2; side++) {
-			struct ivsock_end_id me, other;
 			uint32_t f = ivsock_load_acquire(&c->end[side].flags);
 
 			if (!(f & IVSOCK_END_ATTACHED) || (f & IVSOCK_END_CLOSED))
 				continue;
-			if (read_end(&c->end[side], &me, rg->vm_cap) < 0)
+			if (read_end(&c->end[side], &id[side], rg->vm_cap) < 0)
 				continue;
-			if (me.vm != vm || (client >= 0 && me.client != (uint16_t)client))
+			match[side] = id[side].vm == vm &&
+				      (client < 0 || id[side].client == (uint16_t)client);
+		}
+		for (side = 0; side < 2; side++) {
+			if (!match[side])
 				continue;
-			if (close_end(rg, i, v.gen, side, true, true) == 0 && ring &&
-			    read_end(&c->end[!side], &other, rg->vm_cap) == 0 &&
-			    (ivsock_load_acquire(&c->end[!side].flags) & IVSOCK_END_ATTACHED))
-				ring(arg, other.peer_id, other.vector);
-			n++;
-			break;
+			if (close_end(rg, i, v.gen, side, true, true) >= 0)
+				closed++;
+		}
+		if (!closed)
+			continue;
+		n++;
+		for (side = 0; side < 2; side++) {
+			uint32_t f;
+
+			if (match[side] || !ring)
+				continue;
+			f = ivsock_load_acquire(&c->end[side].flags);
+			if ((f & IVSOCK_END_ATTACHED) && !(f & IVSOCK_END_CLOSED) &&
+			    ivsock_slot_get(&c->slot).gen == v.gen &&
+			    read_end(&c->end[side], &id[side], rg->vm_cap) == 0)
+				ring(arg, id[side].peer_id, id[side].vector);
 		}
 	}
 	return n;
