@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ivsock-agent's state: options, the backend, the shim clients, the mailbox
+ * to ivsockd, and the epoll loop tying them together.
+ */
+#ifndef AGENT_AGENT_H
+#define AGENT_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ivsock/msg.h"
+#include "backend.h"
+#include "ids.h"
+#include "mailbox.h"
+
+struct agent_opts {
+	const char *backend;      /* "server" or "pci" */
+	const char *server;       /* ivsockd domain socket (server backend) */
+	const char *device;       /* /dev/ivsockN (pci backend) */
+	const char *listen;       /* NULL: abstract "\0ivsock-agent"; "@x": abstract; path */
+	const char *group;        /* extra group allowed to connect */
+	const char *hostname;     /* NULL: gethostname() */
+	bool foreground;
+	int verbose;
+};
+
+/* epoll tags: every registered fd's data.ptr points at one of these. */
+enum agent_ev_kind { EV_LISTEN = 1, EV_CLIENT, EV_CTL, EV_VEC0, EV_NETLINK, EV_TIMER, EV_SIGNAL };
+
+struct agent_ev {
+	int kind;
+};
+
+struct agent_client {
+	struct agent_ev ev;        /* EV_CLIENT */
+	struct agent_client *next;
+	int fd;
+	pid_t pid;                 /* SO_PEERCRED at connect */
+	uid_t uid;
+	bool allowed;
+	bool hello;                /* a client id and vector were assigned */
+	uint32_t id;
+	uint32_t vector;
+};
+
+struct agent {
+	struct agent_opts opt;
+	struct agent_backend be;
+	int epfd;
+	int lfd;
+	struct agent_ev ev_listen, ev_ctl, ev_vec0, ev_nl, ev_timer, ev_sig;
+	int nlfd, tfd, sigfd;
+	bool have_group;
+	gid_t group;
+	uid_t euid;
+	struct agent_client *clients;
+	struct agent_ids ids;
+	/* registration with ivsockd */
+	struct agent_mb mb;
+	struct ivsock_mb_register reg;  /* what we register (or will) */
+	bool want_register;             /* addresses changed or never answered */
+	bool registered;
+	int32_t reg_status;             /* last answer */
+	uint64_t reg_answer_ms;
+	bool warned_no_answer;
+	uint64_t last_rescan_ms;
+	bool running;
+};
+
+/* clients.c */
+int agent_listen_open(struct agent *a);
+void agent_accept(struct agent *a);
+void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events);
+void agent_clients_close_all(struct agent *a);
+
+/* status.c: STATUS JSON (malloc'd, NUL-terminated) or NULL. */
+char *agent_status_json(struct agent *a);
+
+#endif

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+/* PCI backend: the ivshmem-doorbell device inside a real VM, through the
+ * guest driver's /dev/ivsockN (ivsock_dev.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "ivsock/ivsock_dev.h"
+#include "backend.h"
+#include "ids.h"
+#include "log.h"
+
+struct pci {
+	char *path;
+	int dev_fd;   /* the agent's own open of the device */
+};
+
+/* A new eventfd bound to vector on dev_fd. @return fd or -errno. */
+static int bind_eventfd(int dev_fd, uint32_t vector)
+{
+	struct ivsock_dev_bind bind = { .vector = vector };
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (efd < 0)
+		return -errno;
+	bind.eventfd = efd;
+	if (ioctl(dev_fd, IVSOCK_IOC_BIND, &bind) < 0) {
+		int e = -errno;
+
+		close(efd);
+		return e;
+	}
+	return efd;
+}
+
+static void pci_close(struct agent_backend *b)
+{
+	struct pci *p = b->priv;
+
+	ivsock_doorbell_free(b->db); /* closes its dup of dev_fd and the eventfd */
+	b->db = NULL;
+	if (b->base)
+		munmap(b->base, b->size);
+	b->base = NULL;
+	if (p) {
+		if (p->dev_fd >= 0)
+			close(p->dev_fd);
+		free(p->path);
+		free(p);
+	}
+	b->priv = NULL;
+}
+
+static int pci_open(struct agent_backend *b, const char *path)
+{
+	struct ivsock_dev_info info;
+	struct pci *p;
+	int rc, efd, dfd;
+
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		return -ENOMEM;
+	}
+	b->priv = p;
+	b->ctl_fd = -1;
+	p->dev_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (p->dev_fd < 0) {
+		rc = -errno;
+		log_err("cannot open %s: %s (is ivsock.ko loaded and the "
+			"ivshmem-doorbell device present?)", path, strerror(-rc));
+		goto err;
+	}
+	if (ioctl(p->dev_fd, IVSOCK_IOC_INFO, &info) < 0) {
+		rc = -errno;
+		log_err("%s: IVSOCK_IOC_INFO: %s", path, strerror(-rc));
+		goto err;
+	}
+	if (info.api_version != IVSOCK_DEV_API_VERSION) {
+		log_err("%s speaks driver API %u, we speak %u", path, info.api_version,
+			IVSOCK_DEV_API_VERSION);
+		rc = -EPROTONOSUPPORT;
+		goto err;
+	}
+	if (info.region_size == 0 || info.region_size > SIZE_MAX) {
+		rc = -EINVAL;
+		goto err;
+	}
+	b->peer_id = info.peer_id;
+	b->vectors = info.vectors ? info.vectors : 1;
+	if (!(info.flags & IVSOCK_DEV_F_MSIX))
+		b->vectors = 1;
+	if (b->vectors > AGENT_VECTORS_MAX)
+		b->vectors = AGENT_VECTORS_MAX;
+	b->size = (size_t)info.region_size;
+	b->base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, p->dev_fd, 0);
+	if (b->base == MAP_FAILED) {
+		b->base = NULL;
+		rc = -errno;
+		log_err("%s: mmap of %zu bytes: %s", path, b->size, strerror(-rc));
+		goto err;
+	}
+	rc = agent_backend_attach(b, 5000);
+	if (rc < 0)
+		goto err;
+	efd = bind_eventfd(p->dev_fd, 0);
+	if (efd < 0) {
+		rc = efd;
+		log_err("%s: bind vector 0: %s", path, strerror(-rc));
+		goto err;
+	}
+	dfd = fcntl(p->dev_fd, F_DUPFD_CLOEXEC, 0);
+	b->db = dfd < 0 ? NULL : ivsock_devdb_new(dfd, efd, NULL);
+	if (!b->db) {
+		if (dfd >= 0)
+			close(dfd);
+		close(efd);
+		rc = -ENOMEM;
+		goto err;
+	}
+	log_info("pci backend: %s, peer %u, %u vectors%s", path, b->peer_id, b->vectors,
+		 (info.flags & IVSOCK_DEV_F_MSIX) ? " (MSI-X)" : " (INTx)");
+	return 0;
+err:
+	pci_close(b);
+	return rc;
+}
+
+static int pci_handle_ctl(struct agent_backend *b)
+{
+	(void)b;
+	return 0;
+}
+
+static int pci_client_fds(struct agent_backend *b, uint32_t vector, int fds[2])
+{
+	struct pci *p = b->priv;
+
+	if (vector >= b->vectors)
+		return -EINVAL;
+	/* A new open per client: its eventfd bindings die with its file. */
+	fds[0] = open(p->path, O_RDWR | O_CLOEXEC);
+	if (fds[0] < 0)
+		return -errno;
+	fds[1] = bind_eventfd(fds[0], vector);
+	if (fds[1] < 0) {
+		int e = fds[1];
+
+		close(fds[0]);
+		return e;
+	}
+	return 0;
+}
+
+static int pci_peer_fd(struct agent_backend *b, uint32_t peer, uint32_t vector)
+{
+	(void)b, (void)peer, (void)vector;
+	return -EOPNOTSUPP; /* clients ring through their own device fd */
+}
+
+static int pci_rescan(struct agent_backend *b)
+{
+	(void)b;
+	return 0; /* the device routes doorbells; nothing cached here */
+}
+
+const struct agent_backend_ops agent_backend_pci_ops = {
+	.name = "pci",
+	.kind = IVSOCK_BACKEND_PCI,
+	.open = pci_open,
+	.handle_ctl = pci_handle_ctl,
+	.client_fds = pci_client_fds,
+	.peer_fd = pci_peer_fd,
+	.rescan = pci_rescan,
+	.close = pci_close,
+};

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+/* syslog or stderr logging for ivsock-agent. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Process-wide by nature (one daemon, one log); set once at start-up. */
+static bool log_stderr;
+static int log_verbose;
+
+void agent_log_init(bool to_stderr, int verbose)
+{
+	log_stderr = to_stderr;
+	log_verbose = verbose;
+	if (!to_stderr)
+		openlog("ivsock-agent", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void agent_log(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (prio == LOG_DEBUG && !log_verbose)
+		return;
+	va_start(ap, fmt);
+	if (log_stderr) {
+		struct timespec ts;
+		char line[1024];
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		fprintf(stderr, "[%5ld.%03ld] ivsock-agent: %s\n", (long)ts.tv_sec,
+			ts.tv_nsec / 1000000, line);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
+	va_end(ap);
+}

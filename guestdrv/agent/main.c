@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: MIT
+/* ivsock-agent: options, start-up, and the epoll loop that drives the
+ * backend, the shim clients, registration and the liveness watches. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include "ivsock/agent_client.h"
+#include "addrs.h"
+#include "agent.h"
+#include "log.h"
+#include "util.h"
+
+#define AGENT_VERSION       1
+#define TICK_MS             100  /* heartbeat, mailbox poll */
+#define MB_TIMEOUT_MS       2000 /* no answer: ask again */
+#define RESCAN_MS           1000 /* directory rescan without a doorbell */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: ivsock-agent [options]\n"
+"       ivsock-agent --status [--listen PATH]\n"
+"Serve ivsock's shared-memory transport to the processes of this VM (or of\n"
+"this network namespace, with the server backend).\n"
+"\n"
+"  -b, --backend pci|server  how to reach the region (default: pci, or server\n"
+"                            when --server is given)\n"
+"  -s, --server PATH         ivsockd's domain socket (server backend)\n"
+"  -d, --device PATH         guest device (pci backend; default /dev/ivsock0)\n"
+"  -l, --listen PATH|@NAME   where shims connect (default: abstract\n"
+"                            \"@" IVSOCK_AGENT_SOCK_ABSTRACT "\", one per network namespace)\n"
+"  -g, --group NAME          also accept members of this group (besides root\n"
+"                            and the agent's own user)\n"
+"  -H, --hostname NAME       name to register (default: gethostname())\n"
+"  -f, --foreground          log to stderr instead of syslog\n"
+"  -v, --verbose             debug logging\n"
+"      --status              print the running agent's status as JSON\n"
+"  -h, --help                this text\n");
+}
+
+static int epoll_add(struct agent *a, int fd, struct agent_ev *ev, int kind)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = ev };
+
+	ev->kind = kind;
+	return epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+static void collect_addrs(struct agent *a)
+{
+	struct ivsock_mb_register nr = a->reg;
+	int n = agent_addrs_collect(&nr);
+
+	if (n < 0) {
+		log_warn("getifaddrs: %s", strerror(-n));
+		return;
+	}
+	if (nr.naddrs != a->reg.naddrs ||
+	    memcmp(nr.addrs, a->reg.addrs, sizeof(nr.addrs)) != 0) {
+		char buf[64];
+
+		a->reg = nr;
+		a->want_register = true;
+		for (uint32_t i = 0; i < nr.naddrs; i++)
+			log_info("address %s", ivsock_addr_str(&nr.addrs[i], buf, sizeof(buf)));
+		if (nr.naddrs == 0)
+			log_info("no addresses to register yet");
+	}
+}
+
+static void ring_daemon(struct agent *a)
+{
+	uint32_t d = a->be.rg.sb->daemon_peer_id; /* fixed at format time */
+
+	if (d <= 65535)
+		agent_backend_ring(&a->be, d, 0);
+}
+
+/* The 100 ms tick: heartbeat, mailbox answer, (re)registration, watches. */
+static void tick(struct agent *a)
+{
+	uint64_t now = agent_now_ms();
+	int32_t status;
+	int rc;
+
+	agent_mb_heartbeat(&a->mb);
+
+	rc = agent_mb_poll(&a->mb, &status);
+	if (rc < 0) {
+		log_warn("malformed mailbox answer from ivsockd");
+	} else if (rc == 1) {
+		a->reg_status = status;
+		a->reg_answer_ms = now;
+		a->warned_no_answer = false;
+		if (status == 0) {
+			if (!a->registered)
+				log_info("registered %u addresses with ivsockd", a->reg.naddrs);
+			a->registered = true;
+		} else {
+			log_warn("ivsockd refused our registration: %s", strerror(-status));
+			a->registered = false;
+		}
+	} else if (a->mb.pending && now - a->mb.sent_ms >= MB_TIMEOUT_MS) {
+		if (!a->warned_no_answer)
+			log_warn("ivsockd did not answer our registration within %d ms; "
+				 "asking again", MB_TIMEOUT_MS);
+		a->warned_no_answer = true;
+		agent_mb_abandon(&a->mb);
+		a->want_register = true;
+	}
+
+	switch (agent_mb_watch_daemon(&a->mb, now)) {
+	case AGENT_DAEMON_WENT_SILENT:
+		log_warn("ivsockd's heartbeat stopped for %d ms: it may be dead; "
+			 "existing channels keep working", AGENT_DAEMON_SILENT_MS);
+		break;
+	case AGENT_DAEMON_CAME_BACK:
+		log_info("ivsockd's heartbeat moves again");
+		a->want_register = true;
+		break;
+	case AGENT_DAEMON_RESTARTED:
+		log_info("ivsockd restarted (epoch %u): registering again", a->mb.epoch);
+		a->want_register = true;
+		break;
+	}
+
+	if (a->want_register && !a->mb.pending) {
+		rc = agent_mb_send(&a->mb, IVSOCK_MB_REGISTER, &a->reg, sizeof(a->reg), now);
+		if (rc == 0) {
+			a->want_register = false;
+			ring_daemon(a);
+		}
+	}
+	if (now - a->last_rescan_ms >= RESCAN_MS) {
+		a->last_rescan_ms = now;
+		a->be.ops->rescan(&a->be);
+	}
+}
+
+static int setup(struct agent *a)
+{
+	struct itimerspec its = {
+		.it_interval = { 0, TICK_MS * 1000000L },
+		.it_value = { 0, TICK_MS * 1000000L },
+	};
+	const char *spec;
+	sigset_t ss;
+	int rc;
+
+	if (strcmp(a->opt.backend, "server") == 0) {
+		a->be.ops = &agent_backend_server_ops;
+		spec = a->opt.server;
+		if (!spec) {
+			log_err("the server backend needs --server PATH");
+			return -EINVAL;
+		}
+	} else if (strcmp(a->opt.backend, "pci") == 0) {
+		a->be.ops = &agent_backend_pci_ops;
+		spec = a->opt.device;
+	} else {
+		log_err("unknown backend '%s' (pci or server)", a->opt.backend);
+		return -EINVAL;
+	}
+	rc = a->be.ops->open(&a->be, spec);
+	if (rc < 0)
+		return rc;
+	agent_ids_init(&a->ids, a->be.vectors);
+	agent_mb_init(&a->mb, &a->be.rg, a->be.vm_index, agent_now_ms());
+
+	if (a->opt.hostname)
+		snprintf(a->reg.hostname, sizeof(a->reg.hostname), "%s", a->opt.hostname);
+	else if (gethostname(a->reg.hostname, sizeof(a->reg.hostname) - 1) < 0)
+		strcpy(a->reg.hostname, "unknown");
+	a->reg.hostname[sizeof(a->reg.hostname) - 1] = '\0';
+	a->reg.agent_version = AGENT_VERSION;
+	a->reg.naddrs = ~0U; /* forces the first collection to count as a change */
+	collect_addrs(a);
+
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a->epfd < 0)
+		return -errno;
+	rc = agent_listen_open(a);
+	if (rc < 0)
+		return rc;
+	a->nlfd = agent_addrs_watch_open();
+	if (a->nlfd < 0)
+		log_warn("no rtnetlink (%s): addresses are re-read every tick of 1 s",
+			 strerror(-a->nlfd));
+	a->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (a->tfd < 0 || timerfd_settime(a->tfd, 0, &its, NULL) < 0)
+		return -errno;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	a->sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (a->sigfd < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rc = epoll_add(a, a->lfd, &a->ev_listen, EV_LISTEN)) < 0 ||
+	    (rc = epoll_add(a, a->be.db->wait_fd, &a->ev_vec0, EV_VEC0)) < 0 ||
+	    (rc = epoll_add(a, a->tfd, &a->ev_timer, EV_TIMER)) < 0 ||
+	    (rc = epoll_add(a, a->sigfd, &a->ev_sig, EV_SIGNAL)) < 0)
+		return rc;
+	if (a->be.ctl_fd >= 0 && (rc = epoll_add(a, a->be.ctl_fd, &a->ev_ctl, EV_CTL)) < 0)
+		return rc;
+	if (a->nlfd >= 0 && (rc = epoll_add(a, a->nlfd, &a->ev_nl, EV_NETLINK)) < 0)
+		return rc;
+	return 0;
+}
+
+static void run(struct agent *a)
+{
+	struct epoll_event evs[32];
+	uint64_t ticks = 0;
+
+	a->running = true;
+	tick(a);
+	while (a->running) {
+		int n = epoll_wait(a->epfd, evs, 32, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait: %s", strerror(errno));
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			struct agent_ev *ev = evs[i].data.ptr;
+			uint64_t v;
+
+			switch (ev->kind) {
+			case EV_LISTEN:
+				agent_accept(a);
+				break;
+			case EV_CLIENT:
+				agent_client_event(a, (struct agent_client *)ev, evs[i].events);
+				break;
+			case EV_CTL: {
+				int fd = a->be.ctl_fd;
+
+				if (a->be.ops->handle_ctl(&a->be) == -ECONNRESET)
+					epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+				break;
+			}
+			case EV_VEC0:
+				/* ivsockd rang us: a mailbox answer or a directory change. */
+				ivsock_eventfd_drain(a->be.db->wait_fd);
+				a->be.ops->rescan(&a->be);
+				tick(a);
+				break;
+			case EV_NETLINK:
+				if (agent_addrs_watch_drain(a->nlfd) != 0)
+					collect_addrs(a);
+				break;
+			case EV_TIMER:
+				if (read(a->tfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+					ticks++;
+					if (a->nlfd < 0 && ticks % 10 == 0)
+						collect_addrs(a);
+					tick(a);
+				}
+				break;
+			case EV_SIGNAL: {
+				struct signalfd_siginfo si;
+
+				if (read(a->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+					log_info("signal %u: stopping", si.ssi_signo);
+					a->running = false;
+				}
+				break;
+			}
+			}
+		}
+	}
+}
+
+static void teardown(struct agent *a)
+{
+	/* Tell ivsockd our addresses no longer take shortcuts; no wait. */
+	if (a->be.base && !a->mb.pending &&
+	    agent_mb_send(&a->mb, IVSOCK_MB_UNREGISTER, NULL, 0, agent_now_ms()) == 0)
+		ring_daemon(a);
+	agent_clients_close_all(a);
+	if (a->lfd >= 0)
+		close(a->lfd);
+	if (a->be.ops)
+		a->be.ops->close(&a->be);
+	if (a->nlfd >= 0)
+		close(a->nlfd);
+	if (a->tfd >= 0)
+		close(a->tfd);
+	if (a->sigfd >= 0)
+		close(a->sigfd);
+	if (a->epfd >= 0)
+		close(a->epfd);
+}
+
+static int print_status(const char *listen)
+{
+	char *json = NULL;
+	int rc = ivsock_agent_status_at(listen, &json);
+
+	if (rc < 0) {
+		fprintf(stderr, "ivsock-agent: no answer from the agent at %s: %s\n",
+			listen ? listen : "@" IVSOCK_AGENT_SOCK_ABSTRACT, strerror(-rc));
+		return 1;
+	}
+	printf("%s\n", json);
+	free(json);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, 'b' },
+		{ "server", required_argument, NULL, 's' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "hostname", required_argument, NULL, 'H' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "status", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct agent a;
+	bool status = false;
+	int c, rc;
+
+	memset(&a, 0, sizeof(a));
+	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = -1;
+	a.be.ctl_fd = -1;
+	a.opt.device = "/dev/ivsock0";
+	while ((c = getopt_long(argc, argv, "b:s:d:l:g:H:fvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': a.opt.backend = optarg; break;
+		case 's': a.opt.server = optarg; break;
+		case 'd': a.opt.device = optarg; break;
+		case 'l': a.opt.listen = optarg; break;
+		case 'g': a.opt.group = optarg; break;
+		case 'H': a.opt.hostname = optarg; break;
+		case 'f': a.opt.foreground = true; break;
+		case 'v': a.opt.verbose++; break;
+		case 'S': status = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (status)
+		return print_status(a.opt.listen);
+	if (!a.opt.backend)
+		a.opt.backend = a.opt.server ? "server" : "pci";
+	agent_log_init(a.opt.foreground, a.opt.verbose);
+	a.euid = geteuid();
+	if (a.opt.group) {
+		struct group *g = getgrnam(a.opt.group);
+		char *end;
+		unsigned long gid = strtoul(a.opt.group, &end, 10);
+
+		if (g) {
+			a.group = g->gr_gid;
+		} else if (*end == '\0' && end != a.opt.group) {
+			a.group = (gid_t)gid;
+		} else {
+			log_err("unknown group '%s'", a.opt.group);
+			return 1;
+		}
+		a.have_group = true;
+	}
+	rc = setup(&a);
+	if (rc == 0) {
+		log_info("serving on %s%s", a.opt.listen ? "" : "@",
+			 a.opt.listen ? a.opt.listen : IVSOCK_AGENT_SOCK_ABSTRACT);
+		run(&a);
+	}
+	teardown(&a);
+	return rc == 0 ? 0 : 1;
+}

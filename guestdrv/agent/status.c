@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+/* The agent's STATUS answer: its state, its clients and this VM's channels,
+ * as JSON (jansson). Shared memory is only read here, for display. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#include "ivsock/channel.h"
+#include "ivsock/directory.h"
+#include "agent.h"
+
+static const char *chan_state(uint8_t s)
+{
+	switch (s) {
+	case IVSOCK_SLOT_INIT: return "init";
+	case IVSOCK_CHAN_OFFERED: return "offered";
+	case IVSOCK_CHAN_CONNECTED: return "connected";
+	case IVSOCK_CHAN_ABANDONED: return "abandoned";
+	case IVSOCK_CHAN_REVOKED: return "revoked";
+	default: return "unknown";
+	}
+}
+
+static json_t *addr_json(const struct ivsock_addr *a)
+{
+	char buf[64];
+
+	return json_string(ivsock_addr_str(a, buf, sizeof(buf)));
+}
+
+static json_t *channels_json(struct agent *a)
+{
+	const struct ivsock_region *rg = &a->be.rg;
+	json_t *arr = json_array();
+
+	for (uint32_t i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_channel *c = &rg->channels[i];
+		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
+		struct ivsock_tuple t;
+		json_t *ends, *o;
+		bool ours = v.vm == a->be.vm_index;
+
+		if (v.state < IVSOCK_CHAN_OFFERED)
+			continue;
+		for (int s = 0; s < 2; s++)
+			if ((ivsock_load_acquire(&c->end[s].flags) & IVSOCK_END_ATTACHED) &&
+			    c->end[s].vm_index == a->be.vm_index)
+				ours = true;
+		if (!ours)
+			continue;
+		t = c->tuple;
+		t.src.family = t.src.family == IVSOCK_AF_INET6 ? IVSOCK_AF_INET6 : IVSOCK_AF_INET;
+		t.dst.family = t.dst.family == IVSOCK_AF_INET6 ? IVSOCK_AF_INET6 : IVSOCK_AF_INET;
+		ends = json_array();
+		for (int s = 0; s < 2; s++) {
+			struct ivsock_chan_end *e = &c->end[s];
+
+			json_array_append_new(ends, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+				"vm", (json_int_t)e->vm_index, "client", (json_int_t)e->client,
+				"peer_id", (json_int_t)e->peer_id, "vector", (json_int_t)e->vector,
+				"flags", (json_int_t)ivsock_load_relaxed(&e->flags),
+				"tx_bytes", (json_int_t)ivsock_load_relaxed(&e->tx_bytes),
+				"rx_bytes", (json_int_t)ivsock_load_relaxed(&e->rx_bytes)));
+		}
+		o = json_pack("{s:I,s:I,s:s,s:o,s:I,s:o,s:I,s:o}",
+			      "index", (json_int_t)i, "gen", (json_int_t)v.gen,
+			      "state", chan_state(v.state),
+			      "src", addr_json(&t.src), "sport", (json_int_t)t.sport,
+			      "dst", addr_json(&t.dst), "dport", (json_int_t)t.dport,
+			      "ends", ends);
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+char *agent_status_json(struct agent *a)
+{
+	json_t *root, *clients, *addrs, *agent;
+	char fmt[32], *out;
+
+	addrs = json_array();
+	for (uint32_t i = 0; i < a->reg.naddrs && i < IVSOCK_VM_MAX_ADDRS; i++)
+		json_array_append_new(addrs, addr_json(&a->reg.addrs[i]));
+	snprintf(fmt, sizeof(fmt), "%016llx", (unsigned long long)a->be.rg.format_id);
+	agent = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:b,s:I,s:s,s:I,s:b,s:s,s:o}",
+		"pid", (json_int_t)getpid(),
+		"backend", a->be.ops->name,
+		"peer_id", (json_int_t)a->be.peer_id,
+		"vm_index", (json_int_t)a->be.vm_index,
+		"vm_gen", (json_int_t)a->be.vm_gen,
+		"vectors", (json_int_t)a->be.vectors,
+		"region_size", (json_int_t)a->be.size,
+		"format_id", fmt,
+		"registered", a->registered,
+		"register_status", (json_int_t)a->reg_status,
+		"daemon", a->mb.daemon_silent ? "silent" : "alive",
+		"daemon_epoch", (json_int_t)a->mb.epoch,
+		"daemon_socket", a->be.ctl_fd >= 0 || a->be.ops->kind != IVSOCK_BACKEND_SERVER,
+		"hostname", a->reg.hostname,
+		"addrs", addrs);
+	clients = json_array();
+	for (struct agent_client *c = a->clients; c; c = c->next) {
+		if (!c->hello)
+			continue;
+		json_array_append_new(clients, json_pack("{s:I,s:I,s:I,s:I}",
+			"pid", (json_int_t)c->pid, "uid", (json_int_t)c->uid,
+			"client_id", (json_int_t)c->id, "vector", (json_int_t)c->vector));
+	}
+	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I}}", "agent", agent, "clients", clients,
+			 "channels", channels_json(a), "ring_pool",
+			 "used", (json_int_t)ivsock_ring_pool_used(&a->be.rg,
+								  (uint8_t)a->be.vm_index),
+			 "quota", (json_int_t)a->be.rg.rings_per_vm);
+	if (!root)
+		return NULL;
+	out = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return out;
+}
