@@ -15,6 +15,8 @@ AGENT_TOOLS := $(AGENT_TOOL_SRCS:tests/tools/%.c=$(O)/tests/tools/%)
 
 AGENT_TEST_SRCS := $(wildcard guestdrv/agent/tests/test_agent_*.c)
 AGENT_TESTS := $(AGENT_TEST_SRCS:guestdrv/agent/tests/%.c=$(O)/tests/unit/%)
+# Objects reached only through pattern rules: keep them (no rebuild churn).
+.SECONDARY: $(AGENT_TEST_SRCS:%.c=$(O)/%.o) $(AGENT_TOOL_SRCS:%.c=$(O)/%.o)
 
 # Statically linked copies for busybox guests (tests/vm): `make guest-static`.
 GUEST_STATIC_DIR := $(O)/guest-static
