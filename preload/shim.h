@@ -85,6 +85,21 @@ void ivs_wake_drain(void);
 uint64_t ivs_spin_ns(void);
 uint64_t ivs_now_ns(void);
 
+/*
+ * Sleepers on the process wake fd (socket core). A thread about to sleep on
+ * ivs_wake_fd() registers an eventfd of its own first (before its last
+ * readiness check) and sleeps on both; whoever drains the process wake fd
+ * (ivs_wake_drain(), the core's own sleepers) signals every registered
+ * eventfd, so a wake-up drained by one thread is never lost to another.
+ * The multiplexers reference these weakly until the core provides them.
+ */
+void ivs_wake_sleeper_add(int efd);
+void ivs_wake_sleeper_del(int efd);
+
+/* Number of fds of this process that refer to s (dup counts): an epoll
+ * registration lives as long as the open file, not the fd number. */
+int ivs_sock_nfds(struct ivs_sock *s);
+
 /* ---- hooks from the socket core into the multiplexers ---- */
 
 /* fd is being closed (or replaced by dup2/dup3): forget it in every epoll
@@ -94,6 +109,11 @@ void ivs_mux_fd_closed(int fd);
 /* fd just became accelerated (accept/connect attached a channel), so epoll
  * sets that already hold fd must start watching its ring readiness. */
 void ivs_mux_fd_accelerated(int fd);
+
+/* fd fell back to plain TCP after having been accelerated (a connector whose
+ * acceptor never attached): epoll sets holding fd return to the kernel's
+ * answer for it. Call after ivs_sock_get(fd) starts returning NULL. */
+void ivs_mux_fd_plain(int fd);
 
 /* ---- logging (IVSOCK_LOG=error|warn|info|debug) ---- */
 enum { IVS_LOG_ERROR, IVS_LOG_WARN, IVS_LOG_INFO, IVS_LOG_DEBUG };
