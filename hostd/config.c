@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: MIT
+/* ivsockd configuration: ini file through inih, the --domain quick syntax,
+ * size/duration parsing and validation. */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "log.h"
+
+void conf_defaults(struct daemon_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->control, sizeof(c->control), "%s", CONF_DEFAULT_CONTROL);
+	c->log_level = LOG_INFO;
+	c->heartbeat_ms = 100;
+}
+
+void dom_conf_defaults(struct dom_conf *d, const char *name)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->socket, sizeof(d->socket), "/run/ivsock/%s.sock", name);
+	snprintf(d->backing, sizeof(d->backing), "memfd");
+	d->region_size = 256ULL << 20;
+	d->vectors = 4;
+	d->ring_size = 128 * 1024;
+	d->max_vms = 16;
+	d->grace_ms = 10000;
+	d->socket_mode = 0660;
+}
+
+int conf_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i' || *end == 'B')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || (shift && v > (~0ULL >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int conf_parse_duration(const char *s, uint32_t *ms)
+{
+	char *end;
+	unsigned long v;
+	unsigned long mul = 1000;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		mul = 1;
+	else if (!strcmp(end, "s") || !*end)
+		mul = 1000;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		mul = 60000;
+	else
+		return -EINVAL;
+	if (v > 86400000UL / mul)
+		return -EINVAL;
+	*ms = (uint32_t)(v * mul);
+	return 0;
+}
+
+bool conf_allowed(const struct dom_conf *d, const char *name)
+{
+	unsigned int i;
+
+	if (!d->nallow)
+		return true;
+	for (i = 0; i < d->nallow; i++)
+		if (!strcmp(d->allow[i], name))
+			return true;
+	return false;
+}
+
+const struct dom_conf *conf_find_domain(const struct daemon_conf *c, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->ndomains; i++)
+		if (!strcmp(c->domains[i].name, name))
+			return &c->domains[i];
+	return NULL;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || *s == '-' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!strcasecmp(s, "yes") || !strcasecmp(s, "true") || !strcmp(s, "1") ||
+	    !strcasecmp(s, "on"))
+		*out = true;
+	else if (!strcasecmp(s, "no") || !strcasecmp(s, "false") || !strcmp(s, "0") ||
+		 !strcasecmp(s, "off"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Names separated by commas, '+' or blanks. */
+static int parse_allow(struct dom_conf *d, const char *s)
+{
+	char buf[4096], *save = NULL, *tok;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	d->nallow = 0;
+	for (tok = strtok_r(buf, ", \t+", &save); tok; tok = strtok_r(NULL, ", \t+", &save)) {
+		if (d->nallow == CONF_ALLOW_MAX || strlen(tok) >= CONF_NAME_MAX)
+			return -EINVAL;
+		snprintf(d->allow[d->nallow++], CONF_NAME_MAX, "%s", tok);
+	}
+	return 0;
+}
+
+static int copy_str(char *dst, size_t len, const char *s)
+{
+	if (!*s || strlen(s) >= len)
+		return -EINVAL;
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+/* One domain key; shared by the ini handler and the quick syntax. */
+static int dom_set(struct dom_conf *d, const char *key, const char *val)
+{
+	uint64_t sz;
+
+	if (!strcmp(key, "socket"))
+		return copy_str(d->socket, sizeof(d->socket), val);
+	if (!strcmp(key, "region_size") || !strcmp(key, "size")) {
+		if (conf_parse_size(val, &sz) < 0)
+			return -EINVAL;
+		d->region_size = sz;
+		return 0;
+	}
+	if (!strcmp(key, "backing"))
+		return copy_str(d->backing, sizeof(d->backing), val);
+	if (!strcmp(key, "vectors"))
+		return parse_u32(val, 1, 64, &d->vectors);
+	if (!strcmp(key, "ring_size") || !strcmp(key, "ring")) {
+		if (conf_parse_size(val, &sz) < 0 || sz > (1U << 30))
+			return -EINVAL;
+		d->ring_size = (uint32_t)sz;
+		return 0;
+	}
+	if (!strcmp(key, "max_vms"))
+		return parse_u32(val, 1, 254, &d->max_vms);
+	if (!strcmp(key, "grace_period") || !strcmp(key, "grace"))
+		return conf_parse_duration(val, &d->grace_ms);
+	if (!strcmp(key, "allow"))
+		return parse_allow(d, val);
+	if (!strcmp(key, "shared_addresses"))
+		return parse_bool(val, &d->shared_addrs);
+	if (!strcmp(key, "socket_mode")) {
+		uint32_t m;
+
+		if (parse_u32(val, 0, 0777, &m) < 0)
+			return -EINVAL;
+		d->socket_mode = m;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+struct ini_ctx {
+	struct daemon_conf *c;
+	char *err;
+	size_t errlen;
+};
+
+static int conf_ini_handler(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct ini_ctx *x = user;
+	struct daemon_conf *c = x->c;
+	int rc;
+
+	if (!strcmp(section, "daemon")) {
+		if (!strcmp(name, "control"))
+			rc = copy_str(c->control, sizeof(c->control), value);
+		else if (!strcmp(name, "log_level"))
+			rc = (c->log_level = log_level_parse(value)) < 0 ? -EINVAL : 0;
+		else if (!strcmp(name, "heartbeat"))
+			rc = conf_parse_duration(value, &c->heartbeat_ms) < 0 ||
+			     c->heartbeat_ms < 10 ? -EINVAL : 0;
+		else
+			rc = -ENOENT;
+	} else if (!strncmp(section, "domain ", 7)) {
+		const char *dn = section + 7;
+		struct dom_conf *d = NULL;
+		unsigned int i;
+
+		while (*dn == ' ' || *dn == '"')
+			dn++;
+		for (i = 0; i < c->ndomains; i++)
+			if (!strncmp(c->domains[i].name, dn, strcspn(dn, "\"")) &&
+			    strlen(c->domains[i].name) == strcspn(dn, "\""))
+				d = &c->domains[i];
+		if (!d) {
+			char nm[CONF_NAME_MAX];
+			size_t n = strcspn(dn, "\"");
+
+			if (!n || n >= sizeof(nm) || c->ndomains == CONF_DOMAINS_MAX) {
+				snprintf(x->err, x->errlen, "bad domain section [%s]", section);
+				return 0;
+			}
+			memcpy(nm, dn, n);
+			nm[n] = '\0';
+			d = &c->domains[c->ndomains++];
+			dom_conf_defaults(d, nm);
+		}
+		rc = dom_set(d, name, value);
+	} else {
+		snprintf(x->err, x->errlen, "unknown section [%s]", section);
+		return 0;
+	}
+	if (rc == -ENOENT)
+		snprintf(x->err, x->errlen, "[%s]: unknown key '%s'", section, name);
+	else if (rc < 0)
+		snprintf(x->err, x->errlen, "[%s]: bad value for %s: '%s'", section, name, value);
+	return rc == 0;
+}
+
+int conf_load(struct daemon_conf *c, const char *path, char *err, size_t errlen)
+{
+	struct ini_ctx x = { c, err, errlen };
+	char why[256] = "";
+	int line;
+
+	x.err = why;
+	x.errlen = sizeof(why);
+	line = ini_parse(path, conf_ini_handler, &x);
+	if (line == -1) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -errno ? -errno : -ENOENT;
+	}
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line, why[0] ? why : "syntax error");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int conf_add_quick_domain(struct daemon_conf *c, const char *spec, char *err, size_t errlen)
+{
+	char buf[1024], *eq, *opt, *save = NULL;
+	struct dom_conf *d;
+
+	if (strlen(spec) >= sizeof(buf) || c->ndomains == CONF_DOMAINS_MAX) {
+		snprintf(err, errlen, "--domain %s: too long or too many domains", spec);
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	eq = strchr(buf, '=');
+	if (!eq || eq == buf || (size_t)(eq - buf) >= CONF_NAME_MAX) {
+		snprintf(err, errlen, "--domain %s: expected NAME=SOCKPATH[,key=value...]", spec);
+		return -EINVAL;
+	}
+	*eq = '\0';
+	d = &c->domains[c->ndomains];
+	dom_conf_defaults(d, buf);
+	d->region_size = 64ULL << 20; /* quick mode: lab-sized default */
+	opt = strtok_r(eq + 1, ",", &save);
+	if (!opt || copy_str(d->socket, sizeof(d->socket), opt) < 0) {
+		snprintf(err, errlen, "--domain %s: missing or too long socket path", spec);
+		return -EINVAL;
+	}
+	while ((opt = strtok_r(NULL, ",", &save))) {
+		char *v = strchr(opt, '=');
+		int rc;
+
+		if (!v) {
+			snprintf(err, errlen, "--domain %s: '%s' is not key=value", spec, opt);
+			return -EINVAL;
+		}
+		*v++ = '\0';
+		rc = dom_set(d, opt, v);
+		if (rc < 0) {
+			snprintf(err, errlen, "--domain %s: %s key '%s'", spec,
+				 rc == -ENOENT ? "unknown" : "bad value for", opt);
+			return -EINVAL;
+		}
+	}
+	c->ndomains++;
+	return 0;
+}
+
+int conf_validate(const struct daemon_conf *c, char *err, size_t errlen)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < c->ndomains; i++) {
+		const struct dom_conf *d = &c->domains[i];
+
+		if (d->region_size < (1ULL << 20) || (d->region_size & (d->region_size - 1))) {
+			snprintf(err, errlen, "domain %s: region_size %llu is not a power of "
+				 "two of at least 1M (QEMU's BAR2 must be a power of two)",
+				 d->name, (unsigned long long)d->region_size);
+			return -EINVAL;
+		}
+		if (d->ring_size < 4096 || (d->ring_size & (d->ring_size - 1))) {
+			snprintf(err, errlen, "domain %s: ring_size %u is not a power of two >= 4K",
+				 d->name, d->ring_size);
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (!strcmp(c->domains[j].name, d->name)) {
+				snprintf(err, errlen, "domain %s defined twice", d->name);
+				return -EINVAL;
+			}
+			if (!strcmp(c->domains[j].socket, d->socket)) {
+				snprintf(err, errlen, "domains %s and %s share socket %s",
+					 c->domains[j].name, d->name, d->socket);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}

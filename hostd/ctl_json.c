@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Builds the control API's JSON from validated snapshots of the region
+ * (ivsock_dir_read for VMs; channel fields read once and bounds-checked) and
+ * the daemon's own bookkeeping.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ivsock/channel.h"
+#include "ivsock/directory.h"
+#include "ctl_json.h"
+#include "identify.h"
+#include "ivsockd.h"
+
+static const char *slot_state_name(enum vmslot_state s)
+{
+	switch (s) {
+	case VMSLOT_LIVE: return "alive";
+	case VMSLOT_DEAD: return "dead";
+	case VMSLOT_ORPHAN: return "orphan";
+	default: return "free";
+	}
+}
+
+static json_t *addr_json(const struct ivsock_addr *a)
+{
+	char buf[64];
+
+	return json_string(ivsock_addr_str(a, buf, sizeof(buf)));
+}
+
+json_t *ctl_json_domains(void)
+{
+	json_t *arr = json_array();
+	struct domain *d;
+
+	for (d = g_daemon->domains; d; d = d->next) {
+		uint32_t i, alive = 0, dead = 0, orphan = 0;
+		json_t *o;
+		char fid[20];
+
+		for (i = 0; i < d->rg.vm_cap; i++) {
+			alive += d->slots[i].state == VMSLOT_LIVE;
+			dead += d->slots[i].state == VMSLOT_DEAD;
+			orphan += d->slots[i].state == VMSLOT_ORPHAN;
+		}
+		snprintf(fid, sizeof(fid), "%016llx", (unsigned long long)d->rg.format_id);
+		o = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i}",
+			      "name", d->conf.name, "socket", d->conf.socket,
+			      "backing", d->conf.backing,
+			      "region_size", (json_int_t)d->conf.region_size,
+			      "vectors", (int)d->conf.vectors, "max_vms", (int)d->rg.vm_cap,
+			      "ring_size", (int)d->rg.ring_size,
+			      "rings_per_vm", (int)d->rg.rings_per_vm,
+			      "daemon_peer_id", (int)d->self_id, "clients", (int)d->nclients);
+		json_object_set_new(o, "vms_alive", json_integer(alive));
+		json_object_set_new(o, "vms_dead", json_integer(dead));
+		json_object_set_new(o, "vms_orphan", json_integer(orphan));
+		json_object_set_new(o, "peer_ids_in_use", json_integer(d->ids.count));
+		json_object_set_new(o, "accepted", json_integer((json_int_t)d->accepted));
+		json_object_set_new(o, "refused", json_integer((json_int_t)d->refused));
+		json_object_set_new(o, "dropped", json_integer((json_int_t)d->dropped));
+		json_object_set_new(o, "format_id", json_string(fid));
+		json_object_set_new(o, "heartbeat", json_integer((json_int_t)
+			ivsock_load_relaxed(&d->rg.sb->daemon_heartbeat)));
+		json_object_set_new(o, "epoch", json_integer(
+			ivsock_load_relaxed(&d->rg.sb->daemon_epoch)));
+		json_object_set_new(o, "adopted", json_boolean(d->adopted));
+		json_object_set_new(o, "allow", json_array());
+		for (i = 0; i < d->conf.nallow; i++)
+			json_array_append_new(json_object_get(o, "allow"),
+					      json_string(d->conf.allow[i]));
+		json_object_set_new(o, "grace_ms", json_integer(d->conf.grace_ms));
+		json_array_append_new(arr, o);
+	}
+	return json_pack("{s:o}", "domains", arr);
+}
+
+static json_t *vm_json(struct domain *d, const struct ivsock_vm_info *info, bool detail)
+{
+	struct vmslot *s = &d->slots[info->index];
+	json_t *addrs = json_array(), *o;
+	char uuid[37];
+	uint32_t i;
+
+	for (i = 0; i < info->naddrs; i++)
+		json_array_append_new(addrs, addr_json(&info->addrs[i]));
+	ident_format_uuid(info->uuid, uuid);
+	o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:o, s:i}",
+		      "domain", d->conf.name, "name", info->name, "uuid", uuid,
+		      "peer_id", (int)info->peer_id, "index", (int)info->index,
+		      "gen", (int)info->gen,
+		      "state", info->state == IVSOCK_VM_ALIVE ? "alive" : "dead",
+		      "addresses", addrs, "vectors", (int)info->vectors);
+	json_object_set_new(o, "daemon_state", json_string(slot_state_name(s->state)));
+	if (s->state == VMSLOT_LIVE && s->c) {
+		json_object_set_new(o, "pid", json_integer(s->c->pid));
+		json_object_set_new(o, "qemu", json_boolean(s->c->qemu));
+		json_object_set_new(o, "registered", json_boolean(s->c->registered));
+	}
+	if (detail) {
+		struct ivsock_mailbox *mb = &d->rg.mailboxes[info->index];
+
+		json_object_set_new(o, "channels", json_integer(
+			ivsock_chan_count_vm(&d->rg, (uint8_t)info->index)));
+		json_object_set_new(o, "rings_used", json_integer(
+			ivsock_ring_pool_used(&d->rg, (uint8_t)info->index)));
+		json_object_set_new(o, "rings_quota", json_integer(d->rg.rings_per_vm));
+		json_object_set_new(o, "mailbox_req_seq",
+				    json_integer(ivsock_load_relaxed(&mb->req_seq)));
+		json_object_set_new(o, "mailbox_resp_seq",
+				    json_integer(ivsock_load_relaxed(&mb->resp_seq)));
+		json_object_set_new(o, "agent_heartbeat", json_integer(
+			(json_int_t)ivsock_load_relaxed(&mb->agent_heartbeat)));
+		if (s->state == VMSLOT_LIVE && s->c)
+			json_object_set_new(o, "queued_messages", json_integer(s->c->qlen));
+	}
+	return o;
+}
+
+json_t *ctl_json_vms(void)
+{
+	json_t *arr = json_array();
+	struct domain *d;
+
+	for (d = g_daemon->domains; d; d = d->next) {
+		uint32_t i;
+
+		for (i = 0; i < d->rg.vm_cap; i++) {
+			struct ivsock_vm_info info;
+
+			if (ivsock_dir_read(&d->rg, i, &info) == 0)
+				json_array_append_new(arr, vm_json(d, &info, false));
+		}
+	}
+	return json_pack("{s:o}", "vms", arr);
+}
+
+json_t *ctl_json_vm_show(const char *name, int *status)
+{
+	struct domain *d;
+
+	for (d = g_daemon->domains; d; d = d->next) {
+		uint32_t i;
+
+		for (i = 0; i < d->rg.vm_cap; i++) {
+			struct ivsock_vm_info info;
+
+			if (ivsock_dir_read(&d->rg, i, &info) == 0 && !strcmp(info.name, name)) {
+				*status = 0;
+				return json_pack("{s:o}", "vm", vm_json(d, &info, true));
+			}
+		}
+	}
+	*status = -ENOENT;
+	return NULL;
+}
+
+static const char *chan_state_name(uint8_t s)
+{
+	switch (s) {
+	case IVSOCK_CHAN_OFFERED: return "offered";
+	case IVSOCK_CHAN_CONNECTED: return "connected";
+	case IVSOCK_CHAN_ABANDONED: return "abandoned";
+	case IVSOCK_CHAN_REVOKED: return "revoked";
+	default: return "unknown";
+	}
+}
+
+static json_t *end_json(struct domain *d, const struct ivsock_chan_end *e, int side)
+{
+	uint32_t vm = e->vm_index, peer = e->peer_id, vector = e->vector, client = e->client;
+	uint32_t f = ivsock_load_acquire((ivsock_a32 *)&e->flags);
+	struct ivsock_vm_info info;
+	const char *vname = "?";
+	json_t *flags = json_array();
+
+	if (vm < d->rg.vm_cap && ivsock_dir_read(&d->rg, vm, &info) == 0)
+		vname = info.name;
+	if (f & IVSOCK_END_ATTACHED)
+		json_array_append_new(flags, json_string("attached"));
+	if (f & IVSOCK_END_CLOSED)
+		json_array_append_new(flags, json_string("closed"));
+	if (f & IVSOCK_END_DEAD)
+		json_array_append_new(flags, json_string("dead"));
+	return json_pack("{s:s, s:i, s:s, s:i, s:i, s:i, s:o, s:s, s:I, s:I}",
+			 "side", side ? "acceptor" : "connector",
+			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", vname,
+			 "peer_id", (int)peer, "vector", (int)vector, "client", (int)client,
+			 "flags", flags,
+			 "state", !(f & IVSOCK_END_ATTACHED) ? "unattached" :
+				  (f & IVSOCK_END_CLOSED) ? "closed" : "open",
+			 "tx_bytes", (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&e->tx_bytes),
+			 "rx_bytes", (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&e->rx_bytes));
+}
+
+json_t *ctl_json_channels(void)
+{
+	json_t *arr = json_array();
+	struct domain *d;
+
+	for (d = g_daemon->domains; d; d = d->next) {
+		uint32_t i;
+
+		for (i = 0; i < d->rg.channel_cap; i++) {
+			struct ivsock_channel *c = &d->rg.channels[i];
+			struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
+			struct ivsock_tuple t;
+			char src[64], dst[64];
+
+			if (v.state < IVSOCK_CHAN_OFFERED)
+				continue;
+			memcpy(&t, &c->tuple, sizeof(t));
+			json_array_append_new(arr, json_pack(
+				"{s:s, s:i, s:i, s:s, s:{s:s, s:i, s:s, s:i}, s:[o, o]}",
+				"domain", d->conf.name, "index", (int)i, "gen", (int)v.gen,
+				"state", chan_state_name(v.state),
+				"tuple", "src", ivsock_addr_str(&t.src, src, sizeof(src)),
+				"sport", (int)t.sport,
+				"dst", ivsock_addr_str(&t.dst, dst, sizeof(dst)),
+				"dport", (int)t.dport,
+				"ends", end_json(d, &c->end[0], 0), end_json(d, &c->end[1], 1)));
+		}
+	}
+	return json_pack("{s:o}", "channels", arr);
+}

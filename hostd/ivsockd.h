@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ivsockd's private model: the daemon, its trust domains (one ivshmem server
+ * socket and one region each), the connected clients and the per-VM-slot
+ * bookkeeping. Single-threaded: everything runs from one epoll loop.
+ */
+#ifndef IVSOCKD_H
+#define IVSOCKD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ivsock/layout.h"
+#include "config.h"
+#include "peers.h"
+
+/* Something registered with epoll; data.ptr points at it. */
+struct evsrc {
+	int fd;
+	void (*fn)(struct evsrc *src, uint32_t events);
+};
+
+/* One pending ivshmem message to a client that is not reading fast enough. */
+struct outmsg {
+	int64_t value;
+	int fd;                   /* owned (a dup), -1 for none */
+};
+
+#define CLIENT_QUEUE_MAX  4096    /* pending messages before we drop the client */
+#define CLIENT_RX_MAX     65536   /* bytes a client may send us (protocol is one-way) */
+
+struct domain;
+
+struct client {
+	struct evsrc ev;
+	struct domain *dom;
+	struct client *next;
+	uint32_t peer_id;
+	int vm;                   /* directory index */
+	uint32_t vm_gen;
+	pid_t pid;
+	bool qemu;                /* identified from /proc/PID/cmdline */
+	bool registered;          /* REGISTER seen */
+	struct peer_fds fds;      /* our eventfds for this peer */
+	struct outmsg *q;         /* ring of pending messages */
+	uint32_t qhead, qlen, qcap;
+	bool out_armed;
+	bool doomed;              /* drop at the end of this event */
+	const char *why;          /* ... and why (static string) */
+	uint64_t rx_discarded;
+	uint64_t connected_ms;
+};
+
+enum vmslot_state { VMSLOT_FREE = 0, VMSLOT_LIVE, VMSLOT_DEAD, VMSLOT_ORPHAN };
+
+/* Daemon-private state of directory entry i (the region holds the rest). */
+struct vmslot {
+	enum vmslot_state state;
+	struct client *c;         /* LIVE only */
+	uint32_t mb_seen;         /* last req_seq we answered */
+	uint32_t peer_id;         /* DEAD/ORPHAN: reserved until reclaimed (ORPHAN) */
+	uint64_t dead_ms;
+	uint64_t hb_last;         /* ORPHAN: agent heartbeat seen last ... */
+	uint64_t hb_ms;           /* ... and when it last moved */
+};
+
+struct domain {
+	struct dom_conf conf;
+	struct evsrc listen_ev;   /* ivshmem server socket */
+	struct evsrc bell_ev;     /* our vector 0: mailbox doorbell */
+	int shm_fd;
+	void *base;
+	struct ivsock_region rg;
+	bool adopted;             /* region re-attached after a restart */
+	bool file_backed;
+	struct peer_ids ids;
+	uint32_t self_id;         /* daemon's peer ID */
+	struct peer_fds self_fds;
+	struct client *clients;
+	unsigned int nclients;
+	struct vmslot *slots;     /* rg.vm_cap entries */
+	uint64_t accepted, refused, dropped;
+	struct domain *next;
+};
+
+struct daemon {
+	struct daemon_conf conf;
+	char conf_path[256];      /* "" in quick mode */
+	int epfd;
+	struct evsrc sig_ev, tick_ev, ctl_ev;
+	struct domain *domains;
+	bool stop, reload;
+	uint64_t start_ms;
+};
+
+extern struct daemon *g_daemon;
+
+uint64_t now_ms(void);
+int ev_add(struct evsrc *src, uint32_t events);
+int ev_mod(struct evsrc *src, uint32_t events);
+void ev_del(struct evsrc *src);
+
+/* region.c: create or adopt the backing and format it. @return 0 or -errno. */
+int region_open(struct domain *d, char *err, size_t errlen);
+void region_close(struct domain *d, bool stopping);
+
+/* domain.c: the ivshmem server. */
+int domain_start(struct domain *d, char *err, size_t errlen);
+void domain_stop(struct domain *d);
+struct domain *domain_find(const char *name);
+struct client *domain_client_by_peer(struct domain *d, uint32_t peer_id);
+/* Queue (or send) one ivshmem message; fd is duplicated. Dooms the client
+ * if its queue overflows. */
+void client_send(struct client *c, int64_t value, int fd);
+/* Close and free a client (no announcements: see lifecycle_disconnect). */
+void client_free(struct client *c);
+/* Listen on a UNIX socket path (refused if someone serves it already);
+ * chmod mode, chgrp group if it exists. @return fd or -errno. */
+int unix_listen(const char *path, unsigned int mode, const char *group,
+		char *err, size_t errlen);
+/* Ring (peer, vector) of this domain. @return 0 or -ENOENT. */
+int domain_ring(struct domain *d, uint32_t peer_id, uint32_t vector);
+void domain_ring_cb(void *arg, uint32_t peer_id, uint32_t vector);
+
+/* mailbox.c */
+void mailbox_reset(struct domain *d, int vm);
+/* Serve every pending request of domain d. @return requests answered. */
+int mailbox_scan(struct domain *d);
+
+/* lifecycle.c */
+void lifecycle_disconnect(struct client *c, const char *why);
+/* Reclaim dead VMs whose channels are gone or whose grace ran out. */
+void lifecycle_tick(struct domain *d, uint64_t now);
+/* After adopting a region: previous VMs become orphans. */
+void lifecycle_adopt(struct domain *d);
+
+/* control.c */
+int control_start(struct daemon *dm, char *err, size_t errlen);
+void control_stop(struct daemon *dm);
+
+#endif
