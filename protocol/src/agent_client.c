@@ -314,6 +314,7 @@ static int status_on(int sock, uint32_t seq, char **json)
 {
 	struct ivsock_msg_hdr *h;
 	char *buf = malloc(IVSOCK_MSG_MAX + 1);
+	uint32_t len;
 	int nfds = 0;
 	ssize_t n;
 
@@ -332,8 +333,9 @@ static int status_on(int sock, uint32_t seq, char **json)
 		free(buf);
 		return rc;
 	}
-	memmove(buf, buf + sizeof(*h), h->len);
-	buf[h->len] = '\0';
+	len = h->len; /* == n - sizeof(*h), checked by ivsock_agent_call() */
+	memmove(buf, buf + sizeof(*h), len);
+	buf[len] = '\0';
 	*json = buf;
 	return 0;
 }

@@ -254,6 +254,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		}
 		off += (size_t)n;
 		if (n > 0) {
+			ivsock_chan_count(&c.region, &v, (uint64_t)n, 0);
 			/* Only an attached acceptor can be asleep; one that attaches
 			 * later sees the data before it ever sleeps. */
 			if (peer_known && ivsock_ring_consumer_needs_wake(&v.tx))

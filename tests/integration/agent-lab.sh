@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# ivsock-agent (server backend) in a two-namespace lab with a real ivsockd:
+# registration, a checksummed 64 MiB stream from A to B through the rings,
+# kill -9 of the sender mid-stream (B sees a reset, A's agent reclaims the
+# channel), and a stream while ivsockd is frozen (agents notice, data flows).
+#
+#   host netns:  ivsockd --domain lab=$T/lab.sock        (region on a memfd)
+#                   |  ivshmem protocol (UNIX socket)  |
+#   netns A: ivsock-agent --server ...   netns B: ivsock-agent --server ...
+#            ivsock-stream send                    ivsock-stream listen
+#            veth 10.98.$N.1/24  <------------->  veth 10.98.$N.2/24
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+O=${O:-build}
+IVSOCKD=$O/hostd/ivsockd
+IVSOCKCTL=$O/hostd/ivsockctl
+AGENT=$O/guestdrv/agent/ivsock-agent
+STREAM=$O/tests/tools/ivsock-stream
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ -x "$IVSOCKD" ] && [ -x "$IVSOCKCTL" ] || skip "ivsockd/ivsockctl not built"
+[ -x "$AGENT" ] && [ -x "$STREAM" ] || skip "ivsock-agent/ivsock-stream not built"
+[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
+command -v jq >/dev/null || skip "jq missing"
+ip netns add "ivs-probe-$$" 2>/dev/null || skip "cannot create network namespaces"
+ip netns del "ivs-probe-$$"
+
+T=$(mktemp -d /tmp/ivsock-agent-lab.XXXXXX)
+N=$(( $$ % 200 + 20 ))
+NA=ivsA$$ NB=ivsB$$
+IPA=10.98.$N.1 IPB=10.98.$N.2
+PIDS=()
+
+cleanup() {
+	local rc=$?
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	kill -CONT "${DPID:-0}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ip netns del "$NA" 2>/dev/null || true
+	ip netns del "$NB" 2>/dev/null || true
+	if [ $rc -ne 0 ]; then
+		for f in "$T"/*.log "$T"/*.out; do
+			[ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
+		done
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# wait_for SECONDS CMD...: poll until CMD succeeds (bounded).
+wait_for() {
+	local end=$((SECONDS + $1)); shift
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.1
+	done
+}
+
+ip netns add "$NA"
+ip netns add "$NB"
+ip link add "va$$" type veth peer name "vb$$"
+ip link set "va$$" netns "$NA"
+ip link set "vb$$" netns "$NB"
+ip -n "$NA" addr add "$IPA/24" dev "va$$"
+ip -n "$NB" addr add "$IPB/24" dev "vb$$"
+for ns in "$NA" "$NB"; do
+	ip -n "$ns" link set lo up
+done
+ip -n "$NA" link set "va$$" up
+ip -n "$NB" link set "vb$$" up
+
+"$IVSOCKD" --foreground --domain "lab=$T/lab.sock,size=64M,vectors=4" \
+	--control "$T/ctl.sock" >"$T/ivsockd.log" 2>&1 &
+DPID=$!
+PIDS+=("$DPID")
+wait_for 10 test -S "$T/ctl.sock" || fail "ivsockd did not start"
+
+ip netns exec "$NA" "$AGENT" -f -v --server "$T/lab.sock" --hostname lab-a \
+	>"$T/agent-a.log" 2>&1 &
+PIDS+=($!)
+ip netns exec "$NB" "$AGENT" -f -v --server "$T/lab.sock" --hostname lab-b \
+	>"$T/agent-b.log" 2>&1 &
+PIDS+=($!)
+
+vm_ips() { # NAME -> its addresses, comma-separated
+	"$IVSOCKCTL" -s "$T/ctl.sock" vm list --json |
+		jq -r --arg n "$1" '.vms[] | select(.name == $n and .state == "alive") |
+			.addresses | join(",")'
+}
+registered() { [ "$(vm_ips "$1")" = "$2" ]; }
+wait_for 10 registered lab-a "$IPA" || fail "lab-a not registered with $IPA: $(vm_ips lab-a)"
+wait_for 10 registered lab-b "$IPB" || fail "lab-b not registered with $IPB: $(vm_ips lab-b)"
+echo "ok: ivsockctl vm list shows lab-a=$IPA lab-b=$IPB"
+
+status() { ip netns exec "$1" "$AGENT" --status; }
+[ "$(status "$NA" | jq -r .agent.backend)" = server ] || fail "agent A status"
+[ "$(status "$NB" | jq -r .agent.registered)" = true ] || fail "agent B not registered"
+
+# --- 1. 64 MiB from A to B, checksummed ---
+ip netns exec "$NB" "$STREAM" listen 7001 >"$T/recv1.out" 2>&1 &
+RPID=$!
+PIDS+=("$RPID")
+wait_for 10 grep -q LISTENING "$T/recv1.out" || fail "receiver did not start"
+ip netns exec "$NA" "$STREAM" send "$IPB" 7001 $((64 << 20)) >"$T/send1.out" 2>&1 ||
+	fail "sender failed: $(cat "$T/send1.out")"
+wait "$RPID" || fail "receiver failed: $(cat "$T/recv1.out")"
+sent=$(sed -n 's/^SENT bytes=\([0-9]*\) checksum=\([0-9a-f]*\)$/\1 \2/p' "$T/send1.out")
+got=$(sed -n 's/^OK bytes=\([0-9]*\) checksum=\([0-9a-f]*\)$/\1 \2/p' "$T/recv1.out")
+[ -n "$got" ] && [ "$sent" = "$got" ] || fail "checksums differ: sent '$sent' got '$got'"
+echo "ok: 64 MiB A -> B through the rings ($got)"
+
+# --- 2. kill -9 the sender mid-stream ---
+ip netns exec "$NB" "$STREAM" listen 7002 >"$T/recv2.out" 2>&1 &
+RPID=$!
+PIDS+=("$RPID")
+wait_for 10 grep -q LISTENING "$T/recv2.out" || fail "receiver 2 did not start"
+ip netns exec "$NA" "$STREAM" send "$IPB" 7002 $((1 << 40)) >"$T/send2.out" 2>&1 &
+SPID=$!
+PIDS+=("$SPID")
+chan_up() { [ "$(status "$NA" | jq '[.channels[] | select(.state == "connected")] | length')" -ge 1 ]; }
+wait_for 20 chan_up || fail "no connected channel while streaming"
+kill -9 "$SPID"
+set +e
+wait "$RPID"
+rrc=$?
+set -e
+grep -q '^RESET after' "$T/recv2.out" || fail "receiver did not see a reset (rc $rrc): $(cat "$T/recv2.out")"
+[ $rrc -eq 3 ] || fail "receiver exit $rrc, expected 3 (reset)"
+no_channels() { [ "$("$IVSOCKCTL" -s "$T/ctl.sock" channels --json | jq '.channels | length')" -eq 0 ]; }
+wait_for 10 no_channels || fail "channels left: $("$IVSOCKCTL" -s "$T/ctl.sock" channels --json)"
+pool() { "$IVSOCKCTL" -s "$T/ctl.sock" vm show "$1" --json | jq .vm.rings_used; }
+[ "$(pool lab-a)" -eq 0 ] || fail "lab-a ring pool not empty: $(pool lab-a)"
+[ "$(status "$NA" | jq .ring_pool.used)" -eq 0 ] || fail "agent A sees rings in use"
+grep -q 'released 1 channels' "$T/agent-a.log" || fail "agent A did not release the channel"
+echo "ok: kill -9 of the sender -> reset at the receiver, channel and rings reclaimed"
+
+# --- 3. ivsockd frozen: agents notice, channels still work ---
+kill -STOP "$DPID"
+wait_for 15 grep -q "heartbeat stopped" "$T/agent-a.log" || fail "agent A did not notice ivsockd stop"
+ip netns exec "$NB" "$STREAM" listen 7003 >"$T/recv3.out" 2>&1 &
+RPID=$!
+PIDS+=("$RPID")
+wait_for 10 grep -q LISTENING "$T/recv3.out" || fail "receiver 3 did not start"
+ip netns exec "$NA" "$STREAM" send "$IPB" 7003 $((8 << 20)) >"$T/send3.out" 2>&1 ||
+	fail "sender 3 failed: $(cat "$T/send3.out")"
+wait "$RPID" || fail "receiver 3 failed: $(cat "$T/recv3.out")"
+grep -q '^OK bytes=8388608 ' "$T/recv3.out" || fail "stream 3: $(cat "$T/recv3.out")"
+kill -CONT "$DPID"
+wait_for 15 grep -q "heartbeat moves again" "$T/agent-a.log" || fail "agent A did not see ivsockd return"
+echo "ok: 8 MiB while ivsockd was frozen; agents noticed it stop and come back"
+
+# Both agents still healthy, and nothing crashed.
+for p in "${PIDS[@]:1:2}"; do kill -0 "$p" || fail "an agent died"; done
+echo "PASS"
