@@ -211,16 +211,21 @@ uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivs
 	return ivsock_load_acquire(&rg->channels[v->idx].end[!v->side].flags);
 }
 
-/* Free the rings and the slot; only the CAS winner frees the rings. */
-static int chan_free(struct ivsock_region *rg, struct ivsock_channel *c, uint32_t gen)
+/* Free the rings and the slot; only the CAS winner frees the rings, and
+ * only rings of the owner's partition (the references are shared memory:
+ * a corrupt one must not free another VM's ring). */
+static int chan_free(struct ivsock_region *rg, struct ivsock_channel *c, uint32_t gen,
+		     uint8_t owner_vm)
 {
 	uint32_t r1 = c->ring_c2s, g1 = c->ring_c2s_gen;
 	uint32_t r2 = c->ring_s2c, g2 = c->ring_s2c_gen;
 
 	if (ivsock_slot_release(&c->slot, gen) < 0)
 		return 0;
-	ivsock_ring_free(rg, r1, g1);
-	ivsock_ring_free(rg, r2, g2);
+	if (ivsock_region_ring_vm(rg, r1) == owner_vm)
+		ivsock_ring_free(rg, r1, g1);
+	if (ivsock_region_ring_vm(rg, r2) == owner_vm)
+		ivsock_ring_free(rg, r2, g2);
 	return 1;
 }
 
@@ -238,9 +243,9 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return -ESTALE;
 	if (side == IVSOCK_SIDE_CONNECTOR && v.state == IVSOCK_CHAN_OFFERED &&
 	    ivsock_chan_abandon(rg, idx, gen) == 0)
-		return chan_free(rg, c, gen);
+		return chan_free(rg, c, gen, v.vm);
 	if (v.state == IVSOCK_CHAN_ABANDONED)
-		return chan_free(rg, c, gen);
+		return chan_free(rg, c, gen, v.vm);
 
 	tx_idx = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s : c->ring_s2c;
 	tx_gen = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s_gen : c->ring_s2c_gen;
@@ -260,7 +265,7 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 	other = ivsock_load_acquire(&c->end[!side].flags);
 	other_done = (other & IVSOCK_END_CLOSED) || !(other & IVSOCK_END_ATTACHED);
 	if (other_done)
-		return chan_free(rg, c, gen);
+		return chan_free(rg, c, gen, v.vm);
 	return 0;
 }
 
@@ -374,7 +379,7 @@ int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 			    other.vm != vm)
 				ring(arg, other.peer_id, other.vector);
 		}
-		if (chan_free(rg, c, v.gen) == 1)
+		if (chan_free(rg, c, v.gen, v.vm) == 1)
 			n++;
 	}
 	return n;
