@@ -384,6 +384,23 @@ static void test_corrupt_peer_end(void **state)
 	assert_int_equal(ivsock_chan_learn_peer(&t->rg, &p.c), -ESTALE);
 }
 
+/* A forged ring reference into another VM's partition is not freed on close. */
+static void test_free_only_own_partition(void **state)
+{
+	struct test_region *t = *state;
+	struct pair p;
+	uint32_t other, og;
+
+	connect_pair(t, &p, &C0, &A1);
+	assert_int_equal(ivsock_ring_alloc(&t->rg, 1, 5, &other, &og), 0);
+	t->rg.channels[p.idx].ring_c2s = other;
+	t->rg.channels[p.idx].ring_c2s_gen = og;
+	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, 1, false), 0);
+	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, 0, false), 1);
+	assert_int_equal(ivsock_ring_pool_used(&t->rg, 1), 1);
+	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 1); /* the real c2s leaked */
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -401,6 +418,7 @@ int main(void)
 		T(test_release_vm_local_channel),
 		T(test_corrupt_refs),
 		T(test_corrupt_peer_end),
+		T(test_free_only_own_partition),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
