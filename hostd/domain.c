@@ -185,7 +185,7 @@ static void client_event(struct evsrc *src, uint32_t events)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				client_doom(c, "receive error");
+				client_doom(c, errno == ECONNRESET ? "disconnected" : "receive error");
 			break;
 		}
 	}

@@ -26,7 +26,6 @@ static void reclaim(struct domain *d, uint32_t vm, bool forced)
 	nl = ivsock_listener_release_vm(&d->rg, (uint8_t)vm);
 	no = ivsock_offer_release_vm(&d->rg, (uint8_t)vm);
 	nr = ivsock_ring_release_vm(&d->rg, (uint8_t)vm);
-	mailbox_reset(d, (int)vm);
 	ivsock_dir_remove(&d->rg, vm);
 	if (s->state == VMSLOT_ORPHAN)
 		peer_id_free(&d->ids, s->peer_id);

@@ -175,7 +175,8 @@ int region_open(struct domain *d, char *err, size_t errlen)
 	rc = ivsock_region_format(&d->rg, d->base, d->conf.region_size, &p);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot format a %llu-byte region with max_vms=%u "
-			 "ring_size=%u: %s", (unsigned long long)d->conf.region_size,
+			 "ring_size=%u: %s (lower max_vms or ring_size, or raise region_size)",
+			 (unsigned long long)d->conf.region_size,
 			 p.vm_cap, p.ring_size, ivsock_region_strerror(rc));
 		goto err;
 	}

@@ -80,6 +80,7 @@ static void note(int64_t v, int fd, int64_t own)
 		if (vec0[v] >= 0)
 			close(vec0[v]);
 		vec0[v] = -1;
+		fflush(stdout);
 		return;
 	}
 	if (nfds_of[v] >= vectors)
