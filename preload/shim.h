@@ -33,7 +33,7 @@ struct ivs_real {
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *,
 			    const sigset_t *);
-	/* ... the socket core adds the rest it needs (read, write, connect, ...) */
+	/* the socket core keeps the rest in its private struct ivs_real_core */
 };
 extern struct ivs_real ivs_real;
 /* Resolve every ivs_real pointer (idempotent, thread-safe). */
@@ -72,6 +72,18 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events);
  * an EPOLLET event again only when the counter moved since the last report.
  */
 uint64_t ivs_sock_event_seq(struct ivs_sock *s);
+
+/*
+ * Events the multiplexer must ALSO wait for on the fd itself (the kernel
+ * socket), or 0 when ring readiness is enough. Non-zero (POLLIN|POLLRDHUP)
+ * while a connector waits for its peer to attach: if the kernel socket turns
+ * readable (a server that is not shimmed spoke first, refused, hung up), the
+ * next ivs_sock_poll() falls the socket back to TCP. Call ivs_sock_poll()
+ * again after the kernel fd fired, and re-evaluate at least every 100 ms
+ * while this is non-zero (an unanswered offer falls back after a timeout).
+ * Once ivs_sock_get(fd) returns NULL the fd is plain again.
+ */
+unsigned ivs_sock_kernel_events(struct ivs_sock *s);
 
 /*
  * The eventfd every ring wake-up of this process arrives on (our doorbell
