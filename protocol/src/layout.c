@@ -67,6 +67,12 @@ static int compute_geometry(struct geometry *g, uint64_t size, uint32_t vm_cap,
 	/* rings + one 8-byte slot word each must fit in what is left */
 	total_rings = (size - off) / (g->ring_stride + 8ULL);
 	per_vm = total_rings / vm_cap;
+	/* The pool starts at the next table boundary after the slot words:
+	 * that padding may cost a few rings. */
+	while (!rings_per_vm && per_vm >= 2 &&
+	       ALIGN_UP(off + per_vm * vm_cap * 8, TABLE_ALIGN) +
+	       per_vm * vm_cap * g->ring_stride > size)
+		per_vm--;
 	if (rings_per_vm) {
 		if (rings_per_vm > per_vm)
 			return -ENOSPC;
