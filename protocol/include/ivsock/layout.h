@@ -19,7 +19,7 @@
 #include "ivsock/ring.h"
 
 #define IVSOCK_MAGIC          0x3130524b434f5356ULL /* "VSOCKR01" little-endian */
-#define IVSOCK_LAYOUT_VERSION 1U
+#define IVSOCK_LAYOUT_VERSION 2U
 
 #define IVSOCK_NAME_MAX       64
 #define IVSOCK_VM_MAX_ADDRS   8

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Single-producer single-consumer byte ring living in shared memory: one
- * direction of a channel. The header is two cache lines, one written only by
- * the producer and one written only by the consumer; each side keeps its own
+ * direction of a channel. The header is four cache lines, two written only by
+ * the producer and two written only by the consumer; each side keeps its own
  * index in private memory and only publishes it, so corrupting a side's
  * shared words can never mislead that side, and every word read from the
  * other side is validated before use.
@@ -34,23 +34,32 @@ enum {
  * writer: the consumer bumps cons_sleep before sleeping; the producer, after
  * publishing, rings the doorbell iff cons_sleep != cons_sleep_seen and then
  * copies it into cons_sleep_seen. Symmetric for a producer waiting for space.
+ *
+ * Four cache lines, one writer each. The index of each side sits alone on a
+ * "hot" line that moves on every publication; flags and sleep words sit on a
+ * "cold" line that changes only at close or sleep, so the per-message
+ * wake-up check of the other side reads a line it already has cached.
  */
 struct ivsock_ring_hdr {
-	/* --- producer cache line: written only by the producer --- */
+	/* --- producer hot line: written only by the producer --- */
 	ivsock_a32 tail;            /* free-running count of bytes published */
+	uint8_t pad0[IVSOCK_CACHELINE - 4];
+	/* --- producer cold line: written only by the producer --- */
 	ivsock_a32 prod_flags;      /* IVSOCK_RING_EOF | IVSOCK_RING_RESET */
 	ivsock_a32 prod_sleep;      /* bumped when the producer waits for space */
 	ivsock_a32 cons_sleep_seen; /* last cons_sleep the producer answered */
-	uint8_t pad0[IVSOCK_CACHELINE - 16];
-	/* --- consumer cache line: written only by the consumer --- */
+	uint8_t pad1[IVSOCK_CACHELINE - 12];
+	/* --- consumer hot line: written only by the consumer --- */
 	ivsock_a32 head;            /* free-running count of bytes consumed */
+	uint8_t pad2[IVSOCK_CACHELINE - 4];
+	/* --- consumer cold line: written only by the consumer --- */
 	ivsock_a32 cons_flags;      /* IVSOCK_RING_RCLOSED */
 	ivsock_a32 cons_sleep;      /* bumped when the consumer waits for data */
 	ivsock_a32 prod_sleep_seen; /* last prod_sleep the consumer answered */
-	uint8_t pad1[IVSOCK_CACHELINE - 16];
+	uint8_t pad3[IVSOCK_CACHELINE - 12];
 };
-_Static_assert(sizeof(struct ivsock_ring_hdr) == 2 * IVSOCK_CACHELINE,
-	       "ring header is two cache lines");
+_Static_assert(sizeof(struct ivsock_ring_hdr) == 4 * IVSOCK_CACHELINE,
+	       "ring header is four cache lines");
 
 /* Bytes a ring with data_size bytes of payload occupies in shared memory. */
 #define IVSOCK_RING_FOOTPRINT(data_size) \
