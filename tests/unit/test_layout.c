@@ -43,7 +43,7 @@ static void test_format_attach(void **state)
 	assert_int_equal(a.offer_cap, 64);
 	assert_int_equal(a.channel_cap, 16);
 	assert_int_equal(a.ring_size, 4096);
-	assert_int_equal(a.ring_stride, 4096 + 128);
+	assert_int_equal(a.ring_stride, 4096 + sizeof(struct ivsock_ring_hdr));
 	assert_int_equal(a.rings_per_vm, t->rg.rings_per_vm);
 	assert_true(a.rings_per_vm >= 2);
 	assert_true(a.format_id == t->rg.format_id);
@@ -223,6 +223,41 @@ static void test_format_id(void **state)
 	assert_true(t->rg.format_id != old);
 }
 
+/*
+ * Whatever the ring size, a region that has room for the tables and two
+ * rings per VM formats, and the pool ends inside it (the pool's alignment
+ * padding must cost rings, not the whole format).
+ */
+static void test_geometry_fits(void **state)
+{
+	struct test_region *t = *state;
+	struct ivsock_region_params p;
+	struct ivsock_region rg;
+	uint32_t rs;
+
+	test_params_small(&p);
+	for (rs = 64; rs <= (1U << 20); rs <<= 1) {
+		int rc;
+
+		p.ring_size = rs;
+		rc = ivsock_region_format(&rg, t->base, SIZE, &p);
+		if (rc == 0) {
+			assert_true(rg.rings_per_vm >= 2);
+			assert_true(rg.sb->pool_off + rg.sb->pool_size <= SIZE);
+			assert_int_equal(ivsock_region_attach(&rg, t->base, SIZE), 0);
+			continue;
+		}
+		assert_int_equal(rc, -ENOSPC);
+		/* refused only when two rings per VM really do not fit */
+		assert_true((uint64_t)p.vm_cap * 2 * (rs + sizeof(struct ivsock_ring_hdr)) >
+			    SIZE - 200 * 1024);
+	}
+	/* the sizes near the limit: 1 MiB region, 4 KiB rings */
+	test_params_small(&p);
+	assert_int_equal(ivsock_region_format(&rg, t->base, 1U << 20, &p), 0);
+	assert_true(rg.sb->pool_off + rg.sb->pool_size <= (1U << 20));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -238,6 +273,7 @@ int main(void)
 		T(test_bad_geometry),
 		T(test_strerror),
 		T(test_format_id),
+		T(test_geometry_fits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
