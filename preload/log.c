@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+/* Configuration from the environment, logging (IVSOCK_LOG, IVSOCK_LOG_FILE)
+ * and the counters printed at exit with IVSOCK_STATS=1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sock_int.h"
+
+struct ivs_config ivs_cfg = { .spin_ns = 50000, .attach_ns = 1000000000ULL };
+int ivs_log_level = IVS_LOG_WARN;
+static int log_fd = 2;
+static _Atomic uint64_t counters[IVS_C_MAX];
+
+static const char *const counter_names[IVS_C_MAX] = {
+	[IVS_C_ACCEL_CONNECT] = "accelerated_connect",
+	[IVS_C_ACCEL_ACCEPT] = "accelerated_accept",
+	[IVS_C_LISTEN_REG] = "listeners_registered",
+	[IVS_C_FB_NOT_TCP] = "fallback_not_tcp",
+	[IVS_C_FB_NO_AGENT] = "fallback_no_agent",
+	[IVS_C_FB_NOT_VM] = "fallback_not_vm",
+	[IVS_C_FB_NO_LISTENER] = "fallback_no_listener",
+	[IVS_C_FB_BIND] = "fallback_bind",
+	[IVS_C_FB_NO_RINGS] = "fallback_no_rings",
+	[IVS_C_FB_OFFER] = "fallback_offer",
+	[IVS_C_FB_CONNECT] = "fallback_connect_failed",
+	[IVS_C_FB_NO_OFFER] = "fallback_accept_no_offer",
+	[IVS_C_FB_ACCEPT] = "fallback_accept_failed",
+	[IVS_C_FB_PEER_TCP] = "fallback_peer_spoke_tcp",
+	[IVS_C_FB_TIMEOUT] = "fallback_attach_timeout",
+	[IVS_C_FB_FDMAX] = "fallback_fd_too_large",
+	[IVS_C_FB_PORTS] = "fallback_port_reuse",
+	[IVS_C_TX_BYTES] = "ring_tx_bytes",
+	[IVS_C_RX_BYTES] = "ring_rx_bytes",
+	[IVS_C_FALLBACK_BYTES] = "taken_back_bytes",
+	[IVS_C_WAKES_SENT] = "doorbells_rung",
+	[IVS_C_SLEEPS] = "sleeps",
+};
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return def;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return def;
+	return v;
+}
+
+static bool env_true(const char *name)
+{
+	const char *s = getenv(name);
+
+	return s && *s && strcmp(s, "0") != 0 && strcasecmp(s, "no") != 0;
+}
+
+static void print_stats(void)
+{
+	char buf[2048];
+	size_t n = 0;
+	int i;
+
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "ivsock[%d] stats:", (int)getpid());
+	for (i = 0; i < IVS_C_MAX && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s=%llu", counter_names[i],
+				      (unsigned long long)atomic_load(&counters[i]));
+	if (n >= sizeof(buf) - 1)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (ivs_rc.write && ivs_rc.write(log_fd, buf, n) < 0)
+		return;
+}
+
+/* Counters are also flushed from our destructor (exit), not from _exit. */
+__attribute__((destructor)) static void shim_fini(void)
+{
+	if (ivs_cfg.stats)
+		print_stats();
+}
+
+void ivs_config_load(void)
+{
+	const char *lv = getenv("IVSOCK_LOG");
+	const char *file = getenv("IVSOCK_LOG_FILE");
+
+	if (lv) {
+		if (!strcasecmp(lv, "error"))
+			ivs_log_level = IVS_LOG_ERROR;
+		else if (!strcasecmp(lv, "warn"))
+			ivs_log_level = IVS_LOG_WARN;
+		else if (!strcasecmp(lv, "info"))
+			ivs_log_level = IVS_LOG_INFO;
+		else if (!strcasecmp(lv, "debug"))
+			ivs_log_level = IVS_LOG_DEBUG;
+	}
+	if (file && *file) {
+		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+		if (fd >= 0)
+			log_fd = fd;
+	}
+	ivs_cfg.disabled = env_true("IVSOCK_DISABLE");
+	ivs_cfg.stats = env_true("IVSOCK_STATS");
+	ivs_cfg.spin_ns = env_u64("IVSOCK_SPIN_US", 50) * 1000;
+	ivs_cfg.attach_ns = env_u64("IVSOCK_ATTACH_MS", 1000) * 1000000ULL;
+	ivs_cfg.agent = getenv("IVSOCK_AGENT");
+}
+
+void ivs_log(int level, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	char buf[512];
+	va_list ap;
+	int n;
+
+	if (level > ivs_log_level || level < 0 || level > IVS_LOG_DEBUG)
+		return;
+	n = snprintf(buf, sizeof(buf), "ivsock[%d] %s: ", (int)getpid(), names[level]);
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (ivs_rc.write && ivs_rc.write(log_fd, buf, (size_t)n) < 0)
+		return;
+}
+
+void ivs_count(enum ivs_counter c, uint64_t n)
+{
+	atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
+}
+
+void ivs_fallback(enum ivs_counter c, int fd, const char *why, int err)
+{
+	ivs_count(c, 1);
+	ivs_debug("fd %d stays on TCP: %s%s%s", fd, why, err ? ": " : "",
+		  err ? strerror(-err) : "");
+}
+
+uint64_t ivs_spin_ns(void)
+{
+	return ivs_cfg.spin_ns;
+}
+
+uint64_t ivs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: MIT
+/* The process's connection to ivsock-agent (HELLO on first need, again in a
+ * forked child), doorbells to peers, and sleeping on wake-ups: every thread
+ * that blocks polls the process's wake eventfd plus an eventfd of its own,
+ * and whoever drains the process fd passes the wake-up on to the others. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "sock_int.h"
+
+_Atomic unsigned ivs_fork_gen;
+
+static pthread_mutex_t agent_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ivs_agent *_Atomic g_agent;
+static unsigned g_agent_gen;
+static struct ivs_agent *g_stale;     /* parent's agent, seen in a child */
+static uint64_t g_fail_ns;            /* last failed attempt (retry after 1 s) */
+static int g_fail_rc;
+
+static struct ivs_agent *agent_connect(void)
+{
+	struct ivs_agent *ag = calloc(1, sizeof(*ag));
+	int rc, fl;
+
+	if (!ag)
+		return NULL;
+	rc = ivsock_agent_connect(ivs_cfg.agent, &ag->conn);
+	if (rc < 0) {
+		if (rc != g_fail_rc)
+			ivs_debug("no agent at %s: %s", ivs_cfg.agent ? ivs_cfg.agent : "@ivsock-agent",
+				  strerror(-rc));
+		g_fail_rc = rc;
+		free(ag);
+		return NULL;
+	}
+	ag->rg = &ag->conn.region;
+	ag->me.vm = (uint8_t)ag->conn.info.vm_index;
+	ag->me.client = (uint16_t)ag->conn.info.client_id;
+	ag->me.peer_id = ag->conn.info.peer_id;
+	ag->me.vector = ag->conn.info.vector;
+	ag->wake_fd = ivsock_doorbell_wait_fd(ag->conn.db);
+	fl = ivs_rc.fcntl(ag->wake_fd, F_GETFL);
+	if (fl >= 0)
+		ivs_rc.fcntl(ag->wake_fd, F_SETFL, fl | O_NONBLOCK);
+	ivs_log(IVS_LOG_INFO, "agent: vm %u client %u peer %u vector %u",
+		ag->me.vm, ag->me.client, ag->me.peer_id, ag->me.vector);
+	return ag;
+}
+
+struct ivs_agent *ivs_agent_get(void)
+{
+	struct ivs_agent *ag = atomic_load_explicit(&g_agent, memory_order_acquire);
+	unsigned gen = atomic_load_explicit(&ivs_fork_gen, memory_order_relaxed);
+	uint64_t now;
+
+	if (__builtin_expect(ag && g_agent_gen == gen, 1))
+		return ag;
+	pthread_mutex_lock(&agent_lock);
+	ag = atomic_load(&g_agent);
+	if (ag && g_agent_gen != gen) {
+		/* Forked child: the parent's socket was closed at fork; drop its
+		 * doorbell fds but keep the mapping (our rings point into it). */
+		if (ag->conn.db) {
+			ivsock_doorbell_free(ag->conn.db);
+			ag->conn.db = NULL;
+		}
+		g_stale = ag;
+		atomic_store(&g_agent, NULL);
+		ag = NULL;
+		g_fail_ns = 0;
+	}
+	if (!ag) {
+		now = ivs_now_ns();
+		if (!g_fail_ns || now - g_fail_ns > 1000000000ULL) {
+			ag = agent_connect();
+			if (ag) {
+				g_agent_gen = gen;
+				atomic_store_explicit(&g_agent, ag, memory_order_release);
+				g_fail_ns = 0;
+			} else {
+				g_fail_ns = now ? now : 1;
+			}
+		}
+	}
+	pthread_mutex_unlock(&agent_lock);
+	return ag;
+}
+
+void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v)
+{
+	const struct ivsock_chan_end *e;
+	uint32_t peer, vec;
+
+	if (!ag || !ag->conn.db || v->idx >= ag->rg->channel_cap)
+		return;
+	/* Read afresh each time: a forked holder may have re-pointed its end. */
+	e = &ag->rg->channels[v->idx].end[!v->side];
+	peer = *(volatile const uint32_t *)&e->peer_id;
+	vec = *(volatile const uint32_t *)&e->vector;
+	if (peer > 65535 || vec > 65535)
+		return;
+	ivs_count(IVS_C_WAKES_SENT, 1);
+	ivsock_doorbell_notify(ag->conn.db, peer, vec);
+}
+
+/* ---- sleeping ---- */
+
+#define MAX_SLEEPERS 256
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static int sleepers[MAX_SLEEPERS];
+static int nsleepers;
+static __thread int tl_efd = -1;
+static __thread unsigned tl_efd_gen;
+
+static void broadcast(int except)
+{
+	pthread_mutex_lock(&sleep_lock);
+	for (int i = 0; i < nsleepers; i++)
+		if (sleepers[i] != except)
+			ivsock_eventfd_signal(sleepers[i]);
+	pthread_mutex_unlock(&sleep_lock);
+}
+
+void ivs_wake_sleeper_add(int efd)
+{
+	pthread_mutex_lock(&sleep_lock);
+	if (nsleepers < MAX_SLEEPERS)
+		sleepers[nsleepers++] = efd;
+	pthread_mutex_unlock(&sleep_lock);
+}
+
+void ivs_wake_sleeper_del(int efd)
+{
+	pthread_mutex_lock(&sleep_lock);
+	for (int i = 0; i < nsleepers; i++)
+		if (sleepers[i] == efd) {
+			sleepers[i] = sleepers[--nsleepers];
+			break;
+		}
+	pthread_mutex_unlock(&sleep_lock);
+}
+
+int ivs_sleep(int fd, short kev, int timeout_ms, short *revents)
+{
+	struct ivs_agent *ag = ivs_agent_get();
+	struct pollfd p[3];
+	int n = 0, rc, kidx = -1, widx = -1, tidx = -1;
+	unsigned gen = atomic_load(&ivs_fork_gen);
+
+	*revents = 0;
+	if (tl_efd < 0 || tl_efd_gen != gen) {
+		tl_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		tl_efd_gen = gen;
+	}
+	if (ag && ag->conn.db) {
+		widx = n;
+		p[n++] = (struct pollfd){ .fd = ag->wake_fd, .events = POLLIN };
+	}
+	if (tl_efd >= 0) {
+		tidx = n;
+		p[n++] = (struct pollfd){ .fd = tl_efd, .events = POLLIN };
+		ivs_wake_sleeper_add(tl_efd);
+	}
+	if (fd >= 0) {
+		kidx = n;
+		p[n++] = (struct pollfd){ .fd = fd, .events = kev };
+	}
+	ivs_count(IVS_C_SLEEPS, 1);
+	rc = ivs_real.poll(p, (nfds_t)n, timeout_ms);
+	if (tidx >= 0)
+		ivs_wake_sleeper_del(tl_efd);
+	if (rc < 0)
+		return -errno;
+	if (tidx >= 0 && p[tidx].revents)
+		ivsock_eventfd_drain(tl_efd);
+	if (widx >= 0 && p[widx].revents && ivsock_eventfd_drain(ag->wake_fd) > 0)
+		broadcast(tl_efd);
+	if (kidx >= 0)
+		*revents = p[kidx].revents;
+	return 0;
+}
+
+int ivs_wake_fd(void)
+{
+	struct ivs_agent *ag = atomic_load(&g_agent);
+
+	if (!ag || g_agent_gen != atomic_load(&ivs_fork_gen) || !ag->conn.db)
+		return -1;
+	return ag->wake_fd;
+}
+
+void ivs_wake_drain(void)
+{
+	int fd = ivs_wake_fd();
+
+	if (fd >= 0 && ivsock_eventfd_drain(fd) > 0)
+		broadcast(-1);
+}
+
+/* ---- fork ---- */
+
+static void child_sock(int fd, struct ivs_sock *s, void *arg)
+{
+	unsigned gen = *(unsigned *)arg;
+
+	(void)fd;
+	pthread_mutex_init(&s->rx_lock, NULL);
+	pthread_mutex_init(&s->tx_lock, NULL);
+	if (s->kind == IVS_LISTENER) {
+		s->lshared = true;
+		return;
+	}
+	/* Once per socket (dup'd fds share it): this process now holds the end. */
+	if (s->held_gen == gen || atomic_load(&s->closed) ||
+	    atomic_load(&s->state) == IVS_ST_PLAIN || !s->ag)
+		return;
+	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, 1);
+	s->held_gen = gen;
+	s->rx_pending = s->tx_pending = 0;
+}
+
+static void atfork_parent(void)
+{
+}
+
+static void mark_shared(int fd, struct ivs_sock *s, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	if (s->kind == IVS_LISTENER)
+		s->lshared = true;
+}
+
+static void atfork_prepare(void)
+{
+	ivs_fd_foreach(mark_shared, NULL);
+}
+
+static void atfork_child(void)
+{
+	struct ivs_agent *ag = atomic_load(&g_agent);
+	unsigned gen = atomic_fetch_add(&ivs_fork_gen, 1) + 1;
+
+	pthread_mutex_init(&agent_lock, NULL);
+	pthread_mutex_init(&sleep_lock, NULL);
+	nsleepers = 0;
+	/* The parent's agent client must not be kept alive by us. */
+	if (ag && ag->conn.sock >= 0) {
+		ivs_real.close(ag->conn.sock);
+		ag->conn.sock = -1;
+	}
+	ivs_fd_foreach(child_sock, &gen);
+}
+
+__attribute__((constructor)) static void agent_init(void)
+{
+	ivs_init();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}

@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: MIT
+/* Connection set-up: listen() registers the listener, connect() posts an
+ * offer keyed by the 4-tuple before the kernel connects, accept() takes it
+ * and attaches; plus the connector's lossless fallback and the release of a
+ * channel at the process's last close. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ivsock/directory.h"
+#include "ivsock/listener.h"
+#include "ivsock/offer.h"
+#include "sock_int.h"
+
+/* Weak no-op hooks until the multiplexers are linked in. */
+__attribute__((weak)) void ivs_mux_fd_closed(int fd) { (void)fd; }
+__attribute__((weak)) void ivs_mux_fd_accelerated(int fd) { (void)fd; }
+__attribute__((weak)) void ivs_mux_fd_plain(int fd) { (void)fd; }
+
+/* Set while the multiplexers call into us (no hook back into them then). */
+__thread int ivs_in_mux;
+
+static bool is_tcp(int fd)
+{
+	int proto = 0;
+	socklen_t l = sizeof(proto);
+
+	return ivs_rc.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) == 0 &&
+	       proto == IPPROTO_TCP;
+}
+
+static bool is_loopback(const struct ivsock_addr *a)
+{
+	static const uint8_t lo6[16] = { [15] = 1 };
+
+	if (a->family == IVSOCK_AF_INET)
+		return a->bytes[0] == 127;
+	return a->family == IVSOCK_AF_INET6 && !memcmp(a->bytes, lo6, 16);
+}
+
+static struct ivsock_chan_end *my_end(struct ivs_sock *s)
+{
+	return &s->ag->rg->channels[s->v.idx].end[s->v.side];
+}
+
+/* ---------------- listen ---------------- */
+
+IVS_EXPORT int listen(int fd, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ivsock_addr a;
+	struct ivs_agent *ag;
+	struct ivs_sock *s;
+	unsigned flags = 0;
+	uint16_t port;
+	uint32_t gen;
+	int rc, idx, v6only = 0;
+
+	ivs_init();
+	rc = ivs_rc.listen(fd, backlog);
+	if (rc < 0 || ivs_cfg.disabled || ivs_fd_lookup(fd))
+		return rc;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || !is_tcp(fd))
+		return rc;
+	if (ivsock_addr_from_sockaddr(&a, &port, (struct sockaddr *)&ss, sl) < 0)
+		return rc;
+	if (ss.ss_family == AF_INET6) {
+		socklen_t l = sizeof(v6only);
+
+		if (ivs_rc.getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) == 0 && v6only)
+			flags |= IVSOCK_LISTENER_V6ONLY;
+	}
+	ag = ivs_agent_get();
+	if (!ag) {
+		ivs_fallback(IVS_C_FB_NO_AGENT, fd, "listener not registered: no agent", 0);
+		return rc;
+	}
+	idx = ivsock_listener_add(ag->rg, ag->me.vm, ag->me.client, &a, port, flags, &gen);
+	if (idx < 0) {
+		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "listener table full", idx);
+		return rc;
+	}
+	s = ivs_sock_new(IVS_LISTENER, ag);
+	if (!s || ivs_fd_install(fd, s) < 0) {
+		ivsock_listener_remove(ag->rg, (uint32_t)idx, gen);
+		if (s)
+			ivs_sock_put(s);
+		return rc;
+	}
+	s->lidx = (uint32_t)idx;
+	s->lgen = gen;
+	s->kfd = fd;
+	ivs_sock_put(s); /* the table holds it */
+	ivs_count(IVS_C_LISTEN_REG, 1);
+	ivs_debug("fd %d: listener %u registered (port %u)", fd, idx, port);
+	return rc;
+}
+
+void ivs_listener_release(struct ivs_sock *s)
+{
+	/* Shared with a forked process that may still accept: keep it; the
+	 * agent drops it with the registering process. */
+	if (!s->lshared && atomic_load(&ivs_fork_gen) == s->fork_gen)
+		ivsock_listener_remove(s->ag->rg, s->lidx, s->lgen);
+}
+
+/* ---------------- connect ---------------- */
+
+/* The source address the kernel will pick for dst (route lookup). */
+static int source_for(int family, const struct sockaddr *dst, socklen_t dl,
+		      struct sockaddr_storage *src, socklen_t *sl)
+{
+	int u = ivs_real.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = -1;
+
+	if (u < 0)
+		return -errno;
+	if (ivs_rc.connect(u, dst, dl) == 0 && getsockname(u, (struct sockaddr *)src, sl) == 0)
+		rc = 0;
+	else
+		rc = -errno;
+	ivs_real.close(u);
+	return rc;
+}
+
+/* Bind fd to (src, port 0) with SO_REUSEADDR on for the bind only (see
+ * docs/shim.md: ports). @return 0 or -errno. */
+static int bind_source(int fd, struct sockaddr_storage *src, socklen_t sl)
+{
+	int old = 0, one = 1, rc;
+	socklen_t ol = sizeof(old);
+
+	if (src->ss_family == AF_INET)
+		((struct sockaddr_in *)src)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)src)->sin6_port = 0;
+	ivs_rc.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &old, &ol);
+	if (!old)
+		ivs_rc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = ivs_rc.bind(fd, (struct sockaddr *)src, sl) < 0 ? -errno : 0;
+	if (!old)
+		ivs_rc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &old, sizeof(old));
+	return rc;
+}
+
+/* Everything before the kernel connect. @return a socket in OFFERED state or
+ * NULL (plain TCP; reason counted). */
+static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ivsock_tuple t;
+	struct ivs_agent *ag;
+	struct ivs_sock *s;
+	uint32_t idx, gen, ogen;
+	int vm, rc;
+
+	memset(&t, 0, sizeof(t));
+	if (ivsock_addr_from_sockaddr(&t.dst, &t.dport, addr, len) < 0 || !is_tcp(fd)) {
+		ivs_fallback(IVS_C_FB_NOT_TCP, fd, "not a TCP/IP socket", 0);
+		return NULL;
+	}
+	if (fd >= (1 << 22)) {
+		ivs_fallback(IVS_C_FB_FDMAX, fd, "fd too large for the table", 0);
+		return NULL;
+	}
+	ag = ivs_agent_get();
+	if (!ag) {
+		ivs_fallback(IVS_C_FB_NO_AGENT, fd, "no agent", 0);
+		return NULL;
+	}
+	vm = is_loopback(&t.dst) ? ag->me.vm : ivsock_dir_find_addr(ag->rg, &t.dst);
+	if (vm < 0) {
+		ivs_fallback(IVS_C_FB_NOT_VM, fd, "destination is not a VM of the domain", 0);
+		return NULL;
+	}
+	if (ivsock_listener_find(ag->rg, (uint32_t)vm, &t.dst, t.dport) < 0) {
+		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "no shimmed listener there", 0);
+		return NULL;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&ss, sl) < 0) {
+		ivs_fallback(IVS_C_FB_BIND, fd, "getsockname", -errno);
+		return NULL;
+	}
+	if (t.sport == 0 || ivsock_addr_is_any(&t.src)) {
+		if (t.sport == 0) {
+			sl = sizeof(ss);
+			rc = source_for(addr->sa_family, addr, len, &ss, &sl);
+			if (rc == 0)
+				rc = bind_source(fd, &ss, sl);
+			if (rc < 0) {
+				ivs_fallback(IVS_C_FB_BIND, fd, "bind", rc);
+				return NULL;
+			}
+			sl = sizeof(ss);
+			if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+			    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&ss, sl) < 0)
+				return NULL;
+		} else { /* bound to a wildcard address with a port: source unknown */
+			sl = sizeof(ss);
+			if (source_for(addr->sa_family, addr, len, &ss, &sl) < 0 ||
+			    ivsock_addr_from_sockaddr(&t.src, NULL, (struct sockaddr *)&ss, sl) < 0) {
+				ivs_fallback(IVS_C_FB_BIND, fd, "source address", 0);
+				return NULL;
+			}
+		}
+	}
+	rc = ivsock_chan_open(ag->rg, &ag->me, &t, &idx, &gen);
+	if (rc < 0) {
+		ivs_fallback(IVS_C_FB_NO_RINGS, fd, "no channel/rings", rc);
+		return NULL;
+	}
+	s = ivs_sock_new(IVS_CONN, ag);
+	if (!s) {
+		ivsock_chan_close(ag->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+		return NULL;
+	}
+	rc = ivsock_chan_view_connector(ag->rg, idx, gen, &s->v);
+	if (rc == 0) {
+		rc = ivsock_offer_post(ag->rg, ag->me.vm, ag->me.client, &t, idx, gen, &ogen);
+		if (rc >= 0) {
+			s->offer_idx = (uint32_t)rc;
+			s->offer_gen = ogen;
+			rc = 0;
+		}
+	}
+	if (rc < 0) {
+		ivsock_chan_close(ag->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+		ivs_sock_put(s);
+		ivs_fallback(IVS_C_FB_OFFER, fd, "offer", rc);
+		return NULL;
+	}
+	atomic_store(&s->state, IVS_ST_OFFERED);
+	s->offered_ns = ivs_now_ns();
+	return s;
+}
+
+static void offer_withdraw(struct ivs_sock *s)
+{
+	ivsock_chan_abandon(s->ag->rg, s->v.idx, s->v.gen);
+	ivsock_offer_cancel(s->ag->rg, s->offer_idx, s->offer_gen);
+	ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
+}
+
+IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct ivs_sock *s;
+	int rc, err, fl;
+
+	ivs_init();
+	if (ivs_cfg.disabled || !addr || len < sizeof(sa_family_t) ||
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ivs_fd_lookup(fd))
+		return ivs_rc.connect(fd, addr, len);
+	s = offer(fd, addr, len);
+	rc = ivs_rc.connect(fd, addr, len);
+	if (!s)
+		return rc;
+	err = errno;
+	if (rc < 0 && err != EINPROGRESS) {
+		offer_withdraw(s);
+		ivs_sock_put(s);
+		ivs_fallback(err == EADDRNOTAVAIL ? IVS_C_FB_PORTS : IVS_C_FB_CONNECT, fd,
+			     "connect failed", -err);
+		errno = err;
+		return rc;
+	}
+	fl = ivs_rc.fcntl(fd, F_GETFL);
+	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	s->kfd = fd;
+	if (ivs_fd_install(fd, s) < 0) {
+		offer_withdraw(s);
+		ivs_sock_put(s);
+		errno = err;
+		return rc;
+	}
+	ivs_sock_put(s);
+	ivs_count(IVS_C_ACCEL_CONNECT, 1);
+	ivs_debug("fd %d: offered channel %u", fd, s->v.idx);
+	ivs_mux_fd_accelerated(fd);
+	errno = err;
+	return rc;
+}
+
+/* ---------------- accept ---------------- */
+
+static void try_attach(int lfd, int nfd, int flags)
+{
+	struct sockaddr_storage l, p;
+	socklen_t ll = sizeof(l), pl = sizeof(p);
+	struct ivsock_chan_view v;
+	struct ivsock_tuple t;
+	struct ivs_agent *ag;
+	struct ivs_sock *ls = ivs_fd_lookup(lfd), *s;
+	uint32_t chan, cgen;
+	uint8_t owner;
+	int rc;
+
+	if (!ls || ls->kind != IVS_LISTENER)
+		return;
+	ag = ivs_agent_get();
+	if (!ag)
+		return;
+	memset(&t, 0, sizeof(t));
+	if (getsockname(nfd, (struct sockaddr *)&l, &ll) < 0 ||
+	    getpeername(nfd, (struct sockaddr *)&p, &pl) < 0 ||
+	    ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&l, ll) < 0 ||
+	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&p, pl) < 0)
+		return;
+	rc = ivsock_offer_take(ag->rg, &t, &chan, &cgen, &owner);
+	if (rc < 0) {
+		ivs_fallback(IVS_C_FB_NO_OFFER, nfd, "no offer for this connection", 0);
+		return;
+	}
+	rc = ivsock_chan_accept(ag->rg, chan, cgen, owner, &ag->me, &v);
+	if (rc < 0) {
+		/* Tell the connector at once rather than after its timeout. */
+		ivsock_chan_abandon(ag->rg, chan, cgen);
+		ivs_fallback(IVS_C_FB_ACCEPT, nfd, "attach", rc);
+		return;
+	}
+	s = ivs_sock_new(IVS_CONN, ag);
+	if (!s) {
+		ivsock_chan_close(ag->rg, chan, cgen, IVSOCK_SIDE_ACCEPTOR, true);
+		return;
+	}
+	s->v = v;
+	s->kfd = nfd;
+	atomic_store(&s->state, IVS_ST_CONNECTED);
+	atomic_store(&s->nonblock, (flags & SOCK_NONBLOCK) != 0);
+	if (ivs_fd_install(nfd, s) < 0) {
+		ivsock_chan_close(ag->rg, chan, cgen, IVSOCK_SIDE_ACCEPTOR, true);
+		ivs_sock_put(s);
+		return;
+	}
+	ivs_sock_put(s);
+	ivs_count(IVS_C_ACCEL_ACCEPT, 1);
+	ivs_debug("fd %d: attached channel %u", nfd, chan);
+	/* The connector may be waiting to learn that we are here. */
+	ivs_ring_peer(ag, &s->v);
+	ivs_mux_fd_accelerated(nfd);
+}
+
+IVS_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+	int nfd, err;
+
+	ivs_init();
+	nfd = ivs_rc.accept4(fd, addr, alen, flags);
+	if (nfd < 0 || ivs_cfg.disabled)
+		return nfd;
+	err = errno;
+	try_attach(fd, nfd, flags);
+	errno = err;
+	return nfd;
+}
+
+IVS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
+{
+	return accept4(fd, addr, alen, 0);
+}
+
+/* ---------------- state changes ---------------- */
+
+void ivs_sock_refresh(struct ivs_sock *s)
+{
+	unsigned gen = atomic_load_explicit(&ivs_fork_gen, memory_order_relaxed);
+	struct ivsock_chan_end *e;
+	struct ivs_agent *ag;
+
+	if (__builtin_expect(s->fork_gen == gen, 1)) {
+		/* Another process may have used the socket since (one at a time). */
+		if (__builtin_expect(atomic_load_explicit(&my_end(s)->holders,
+							   memory_order_relaxed) <= 1, 1))
+			return;
+	} else {
+		ag = ivs_agent_get();
+		if (ag)
+			s->ag = ag;
+		s->fork_gen = gen;
+	}
+	ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER);
+	ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER);
+	/* Wake-ups and the ownership of this end now go to this process. */
+	e = my_end(s);
+	if (s->ag->conn.db && (e->vector != s->ag->me.vector || e->client != s->ag->me.client)) {
+		e->peer_id = s->ag->me.peer_id;
+		e->vector = s->ag->me.vector;
+		e->client = s->ag->me.client;
+		ivsock_smp_mb();
+	}
+}
+
+int ivs_conn_check_attached(struct ivs_sock *s)
+{
+	int rc;
+
+	if (atomic_load(&s->state) != IVS_ST_OFFERED)
+		return 0;
+	rc = ivsock_chan_learn_peer(s->ag->rg, &s->v);
+	if (rc == 0) {
+		atomic_store(&s->state, IVS_ST_CONNECTED);
+		atomic_fetch_add(&s->event_seq, 1);
+		return 0;
+	}
+	return rc;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = ivs_rc.send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+				ivs_real.poll(&pf, 1, 1000);
+				continue;
+			}
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
+{
+	struct ivsock_region *rg = s->ag->rg;
+	uint8_t *buf = NULL;
+	ssize_t n;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->rx_lock);
+	pthread_mutex_lock(&s->tx_lock);
+	if (atomic_load(&s->state) != IVS_ST_OFFERED)
+		goto out;
+	if (ivsock_chan_abandon(rg, s->v.idx, s->v.gen) < 0 &&
+	    ivsock_chan_state(rg, s->v.idx, s->v.gen) != IVSOCK_CHAN_ABANDONED) {
+		rc = ivs_conn_check_attached(s) == 0 ? 1 : -ESTALE;
+		goto out;
+	}
+	ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
+	buf = malloc(s->v.tx.size);
+	n = buf ? ivsock_ring_take_back(&s->v.tx, buf, s->v.tx.size) : -ENOMEM;
+	ivsock_chan_close(rg, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
+	atomic_store(&s->closed, 1);
+	atomic_store(&s->state, IVS_ST_PLAIN);
+	atomic_fetch_add(&s->event_seq, 1);
+	if (n > 0) {
+		ivs_count(IVS_C_FALLBACK_BYTES, (uint64_t)n);
+		rc = send_all(fd, buf, (size_t)n);
+	} else if (n < 0) {
+		rc = (int)n;
+	}
+	if (s->shut_wr)
+		ivs_rc.shutdown(fd, SHUT_WR);
+	ivs_fallback(why, fd, "connector fell back to TCP", rc);
+out:
+	pthread_mutex_unlock(&s->tx_lock);
+	pthread_mutex_unlock(&s->rx_lock);
+	free(buf);
+	if (atomic_load(&s->state) == IVS_ST_PLAIN && !ivs_in_mux)
+		ivs_mux_fd_plain(fd);
+	return rc;
+}
+
+void ivs_conn_flush_counts(struct ivs_sock *s, bool force)
+{
+	if (force || s->tx_pending + s->rx_pending >= (1U << 20)) {
+		if (s->tx_pending || s->rx_pending)
+			ivsock_chan_count(s->ag->rg, &s->v, s->tx_pending, s->rx_pending);
+		s->tx_pending = s->rx_pending = 0;
+	}
+}
+
+void ivs_conn_release(struct ivs_sock *s, int fd)
+{
+	struct ivsock_chan_end *e;
+	int st;
+
+	if (s->kind == IVS_LISTENER) {
+		ivs_listener_release(s);
+		return;
+	}
+	st = atomic_load(&s->state);
+	if (st == IVS_ST_PLAIN || atomic_exchange(&s->closed, 1))
+		return;
+	ivs_sock_refresh(s);
+	if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) != 0) {
+		atomic_store(&s->closed, 0);
+		if (ivs_conn_fallback(s, fd, IVS_C_FB_TIMEOUT) != 1)
+			return;
+		atomic_store(&s->closed, 1);
+	}
+	pthread_mutex_lock(&s->tx_lock);
+	ivs_conn_flush_counts(s, true);
+	pthread_mutex_unlock(&s->tx_lock);
+	e = my_end(s);
+	if (atomic_fetch_sub(&e->holders, 1) > 1)
+		return; /* another process still holds this end */
+	if (ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, s->v.side, false) == 0)
+		ivs_ring_peer(s->ag, &s->v);
+}

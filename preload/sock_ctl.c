@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+/* Control entry points of accelerated sockets: close, dup/dup2/dup3, fcntl
+ * (O_NONBLOCK tracking, F_DUPFD*), ioctl (FIONREAD, FIONBIO, SIOCOUTQ),
+ * getsockopt(SO_ERROR), setsockopt timeouts, shutdown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+
+#include "sock_int.h"
+
+/* The process drops fd: forget it, and release at its last fd. */
+static void forget_fd(int fd)
+{
+	struct ivs_sock *s;
+
+	ivs_mux_fd_closed(fd);
+	s = ivs_fd_remove(fd);
+	if (!s)
+		return;
+	if (atomic_fetch_sub(&s->nfds, 1) == 1)
+		ivs_conn_release(s, fd);
+	else if (s->kfd == fd)
+		s->kfd = -1; /* another dup remains; found again on its next use */
+	ivs_sock_put(s);
+}
+
+IVS_EXPORT int close(int fd)
+{
+	ivs_init();
+	if (__builtin_expect(ivs_fd_lookup(fd) != NULL, 0))
+		forget_fd(fd);
+	else
+		ivs_mux_fd_closed(fd);
+	return ivs_real.close(fd);
+}
+
+static int dup_install(int oldfd, int newfd)
+{
+	struct ivs_sock *s;
+
+	if (newfd < 0)
+		return newfd;
+	s = ivs_fd_get(oldfd);
+	if (s) {
+		int err = errno;
+
+		if (ivs_fd_install(newfd, s) < 0)
+			ivs_log(IVS_LOG_WARN, "fd %d: dup beyond the table; it bypasses the rings",
+				newfd);
+		if (s->kfd < 0)
+			s->kfd = newfd;
+		ivs_sock_put(s);
+		errno = err;
+	}
+	return newfd;
+}
+
+IVS_EXPORT int dup(int fd)
+{
+	ivs_init();
+	return dup_install(fd, ivs_rc.dup(fd));
+}
+
+IVS_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int rc;
+
+	ivs_init();
+	if (oldfd == newfd)
+		return ivs_rc.dup3(oldfd, newfd, flags);
+	if (ivs_fd_lookup(newfd))
+		forget_fd(newfd);
+	else
+		ivs_mux_fd_closed(newfd);
+	rc = ivs_rc.dup3(oldfd, newfd, flags);
+	return dup_install(oldfd, rc);
+}
+
+IVS_EXPORT int dup2(int oldfd, int newfd)
+{
+	ivs_init();
+	if (oldfd == newfd)
+		return ivs_rc.dup2(oldfd, newfd);
+	if (ivs_fd_lookup(newfd))
+		forget_fd(newfd);
+	else
+		ivs_mux_fd_closed(newfd);
+	return dup_install(oldfd, ivs_rc.dup2(oldfd, newfd));
+}
+
+static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, va_list ap)
+{
+	long arg = va_arg(ap, long);
+	struct ivs_sock *s;
+	int rc;
+
+	rc = real(fd, cmd, arg);
+	if (rc < 0 || !ivs_fd_lookup(fd))
+		return rc;
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		return dup_install(fd, rc);
+	case F_SETFL:
+		s = ivs_fd_get(fd);
+		if (s) {
+			atomic_store(&s->nonblock, (arg & O_NONBLOCK) != 0);
+			ivs_sock_put(s);
+		}
+		break;
+	}
+	return rc;
+}
+
+IVS_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	int rc;
+
+	ivs_init();
+	va_start(ap, cmd);
+	rc = do_fcntl(ivs_rc.fcntl, fd, cmd, ap);
+	va_end(ap);
+	return rc;
+}
+
+IVS_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	int rc;
+
+	ivs_init();
+	va_start(ap, cmd);
+	rc = do_fcntl(ivs_rc.fcntl64, fd, cmd, ap);
+	va_end(ap);
+	return rc;
+}
+
+IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	struct ivs_sock *s;
+	va_list ap;
+	void *arg;
+	int rc = 0;
+
+	ivs_init();
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (__builtin_expect(!ivs_fd_lookup(fd), 1))
+		return ivs_rc.ioctl(fd, req, arg);
+	s = ivs_sock_get(fd);
+	if (!s)
+		return ivs_rc.ioctl(fd, req, arg);
+	switch (req) {
+	case FIONREAD: { /* == SIOCINQ */
+		uint32_t t = ivsock_load_acquire(&s->v.rx.hdr->tail);
+		uint32_t h = ivsock_load_relaxed(&s->v.rx.hdr->head);
+		uint32_t n = t - h;
+
+		if (n > s->v.rx.size)
+			n = 0;
+		*(int *)arg = (int)n;
+		break;
+	}
+	case SIOCOUTQ: {
+		uint32_t t = ivsock_load_relaxed(&s->v.tx.hdr->tail);
+		uint32_t h = ivsock_load_acquire(&s->v.tx.hdr->head);
+		uint32_t n = t - h;
+
+		*(int *)arg = n > s->v.tx.size ? 0 : (int)n;
+		break;
+	}
+	case FIONBIO:
+		rc = ivs_rc.ioctl(fd, req, arg);
+		if (rc == 0)
+			atomic_store(&s->nonblock, *(int *)arg != 0);
+		break;
+	default:
+		rc = ivs_rc.ioctl(fd, req, arg);
+	}
+	ivs_sock_put(s);
+	return rc;
+}
+
+IVS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	struct ivs_sock *s;
+	int err;
+
+	ivs_init();
+	if (__builtin_expect(!ivs_fd_lookup(fd), 1) || level != SOL_SOCKET || name != SO_ERROR ||
+	    !val || !len || *len < sizeof(int))
+		return ivs_rc.getsockopt(fd, level, name, val, len);
+	s = ivs_sock_get(fd);
+	if (!s)
+		return ivs_rc.getsockopt(fd, level, name, val, len);
+	err = atomic_exchange(&s->so_error, 0);
+	if (!err && atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	    (ivsock_load_acquire(&s->v.rx.hdr->prod_flags) & IVSOCK_RING_RESET) &&
+	    !atomic_load(&s->closed))
+		err = ECONNRESET;
+	ivs_sock_put(s);
+	if (!err)
+		return ivs_rc.getsockopt(fd, level, name, val, len);
+	*(int *)val = err;
+	*len = sizeof(int);
+	return 0;
+}
+
+IVS_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	struct ivs_sock *s;
+	int rc;
+
+	ivs_init();
+	rc = ivs_rc.setsockopt(fd, level, name, val, len);
+	if (rc < 0 || level != SOL_SOCKET || (name != SO_RCVTIMEO && name != SO_SNDTIMEO) ||
+	    !ivs_fd_lookup(fd) || len < sizeof(struct timeval))
+		return rc;
+	s = ivs_fd_get(fd);
+	if (s) {
+		const struct timeval *tv = val;
+		int64_t ms = (int64_t)tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
+
+		if (name == SO_RCVTIMEO)
+			s->rcvtimeo_ms = ms;
+		else
+			s->sndtimeo_ms = ms;
+		ivs_sock_put(s);
+	}
+	return rc;
+}
+
+IVS_EXPORT int shutdown(int fd, int how)
+{
+	struct ivs_sock *s;
+	int st;
+
+	ivs_init();
+	if (__builtin_expect(!ivs_fd_lookup(fd), 1))
+		return ivs_rc.shutdown(fd, how);
+	s = ivs_sock_get(fd);
+	if (!s)
+		return ivs_rc.shutdown(fd, how);
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
+		ivs_sock_put(s);
+		return ivs_set_errno(-EINVAL);
+	}
+	if (how != SHUT_WR)
+		s->shut_rd = true;
+	if (how != SHUT_RD) {
+		pthread_mutex_lock(&s->tx_lock);
+		st = atomic_load(&s->state);
+		if (st != IVS_ST_PLAIN && !s->shut_wr) {
+			ivs_sock_refresh(s);
+			ivsock_ring_close_write(&s->v.tx, false);
+			s->shut_wr = true;
+			if (ivs_conn_check_attached(s) == 0 && atomic_load(&s->state) == IVS_ST_CONNECTED)
+				ivs_ring_peer(s->ag, &s->v);
+		}
+		pthread_mutex_unlock(&s->tx_lock);
+		/* While OFFERED the kernel FIN waits: a fallback may still have
+		 * bytes to send first (ivs_conn_fallback sends it). */
+		if (atomic_load(&s->state) == IVS_ST_OFFERED) {
+			ivs_sock_put(s);
+			return how == SHUT_RDWR ? ivs_rc.shutdown(fd, SHUT_RD) : 0;
+		}
+	}
+	ivs_sock_put(s);
+	return ivs_rc.shutdown(fd, how);
+}

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+/* The data path of an accelerated socket: ring reads and writes with the
+ * sleep/wake rule (spin, arm, sleep on the wake eventfd and the kernel
+ * socket), blocking and non-blocking, PEEK/WAITALL/DONTWAIT/NOSIGNAL,
+ * timeouts, EOF, ECONNRESET, EPIPE; and the connector's fallback triggers. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+
+#include "sock_int.h"
+
+#define SLEEP_MAX_MS 100
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Apply fn over iov starting `skip` bytes in, stopping at the first short op.
+ * op: 0 read, 1 peek (offset = skip), 2 write. */
+static ssize_t ring_iov(struct ivsock_ring *r, const struct iovec *iov, int n,
+			size_t skip, int op)
+{
+	size_t done = 0, off = skip;
+
+	for (int i = 0; i < n; i++) {
+		size_t len = iov[i].iov_len;
+		ssize_t k;
+
+		if (off >= len) {
+			off -= len;
+			continue;
+		}
+		if (op == 0)
+			k = ivsock_ring_read(r, (char *)iov[i].iov_base + off, len - off);
+		else if (op == 1)
+			k = ivsock_ring_peek(r, (char *)iov[i].iov_base + off, len - off, skip + done);
+		else
+			k = ivsock_ring_write(r, (const char *)iov[i].iov_base + off, len - off, false);
+		if (k <= 0)
+			return done ? (ssize_t)done : k;
+		done += (size_t)k;
+		if ((size_t)k < len - off)
+			break;
+		off = 0;
+	}
+	return (ssize_t)done;
+}
+
+static int deadline_ms(uint64_t deadline, uint64_t now)
+{
+	uint64_t left;
+
+	if (!deadline)
+		return SLEEP_MAX_MS;
+	if (now >= deadline)
+		return 0;
+	left = (deadline - now + 999999) / 1000000;
+	return left > SLEEP_MAX_MS ? SLEEP_MAX_MS : (int)left;
+}
+
+static bool peer_dead(struct ivs_sock *s)
+{
+	return ivsock_chan_peer_flags(s->ag->rg, &s->v) & IVSOCK_END_DEAD;
+}
+
+static bool kernel_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	return ivs_real.poll(&p, 1, 0) > 0 && p.revents;
+}
+
+/* Is the connector's wait for the acceptor over (timeout)? */
+static bool attach_overdue(struct ivs_sock *s)
+{
+	return s->offered_ns && ivs_now_ns() - s->offered_ns > ivs_cfg.attach_ns;
+}
+
+ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	bool peek = flags & MSG_PEEK, waitall = (flags & MSG_WAITALL) && !peek;
+	bool dontwait = (flags & MSG_DONTWAIT) || atomic_load(&s->nonblock);
+	size_t total = iov_total(iov, iovcnt), got = 0;
+	uint64_t deadline = 0, spin_end = 0, now;
+	ssize_t rc = 0, n;
+	bool spun = false;
+	short rev;
+	int st;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (total == 0 || s->shut_rd)
+		return 0;
+	if (s->rcvtimeo_ms && !dontwait)
+		deadline = ivs_now_ns() + (uint64_t)s->rcvtimeo_ms * 1000000;
+	pthread_mutex_lock(&s->rx_lock);
+	for (;;) {
+		st = atomic_load(&s->state);
+		if (st == IVS_ST_PLAIN) {
+			rc = got ? (ssize_t)got : IVS_PASS;
+			break;
+		}
+		ivs_sock_refresh(s);
+		if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) == -ESTALE) {
+			pthread_mutex_unlock(&s->rx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_ACCEPT);
+			pthread_mutex_lock(&s->rx_lock);
+			continue;
+		}
+		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
+		if (n > 0) {
+			got += (size_t)n;
+			if (!peek) {
+				s->rx_pending += (uint64_t)n;
+				ivs_count(IVS_C_RX_BYTES, (uint64_t)n);
+				atomic_fetch_add_explicit(&s->event_seq, 1, memory_order_relaxed);
+				if (ivsock_ring_producer_needs_wake(&s->v.rx) && st == IVS_ST_CONNECTED)
+					ivs_ring_peer(s->ag, &s->v);
+				if (s->rx_pending >= (1U << 20)) {
+					ivsock_chan_count(s->ag->rg, &s->v, 0, s->rx_pending);
+					s->rx_pending = 0;
+				}
+			}
+			if (!waitall || got == total) {
+				rc = (ssize_t)got;
+				break;
+			}
+			continue;
+		}
+		if (n == 0) { /* EOF */
+			rc = (ssize_t)got;
+			break;
+		}
+		if (n != -EAGAIN) { /* reset or corrupt peer */
+			rc = got ? (ssize_t)got : -ECONNRESET;
+			break;
+		}
+		/* empty */
+		if (st == IVS_ST_CONNECTED && peer_dead(s)) {
+			rc = got ? (ssize_t)got : -ECONNRESET;
+			break;
+		}
+		if (dontwait) {
+			if (st == IVS_ST_OFFERED && (kernel_readable(fd) || attach_overdue(s))) {
+				pthread_mutex_unlock(&s->rx_lock);
+				ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+				pthread_mutex_lock(&s->rx_lock);
+				continue;
+			}
+			rc = got ? (ssize_t)got : -EAGAIN;
+			break;
+		}
+		now = ivs_now_ns();
+		if (!spun) {
+			spun = true;
+			spin_end = now + ivs_cfg.spin_ns;
+		}
+		if (now < spin_end) {
+			for (int i = 0; i < 64; i++)
+				ivsock_cpu_relax();
+			if (ivsock_ring_readable(&s->v.rx) == 0 &&
+			    !(ivsock_ring_peer_flags(&s->v.rx) & (IVSOCK_RING_EOF | IVSOCK_RING_RESET)))
+				continue;
+			continue;
+		}
+		if (deadline && now >= deadline) {
+			rc = got ? (ssize_t)got : -EAGAIN;
+			break;
+		}
+		if (ivsock_ring_consumer_prepare_sleep(&s->v.rx) <= 0)
+			continue;
+		if (st == IVS_ST_OFFERED && attach_overdue(s)) {
+			pthread_mutex_unlock(&s->rx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_TIMEOUT);
+			pthread_mutex_lock(&s->rx_lock);
+			continue;
+		}
+		n = ivs_sleep(fd, POLLIN | POLLRDHUP, deadline_ms(deadline, now), &rev);
+		if (n == -EINTR) {
+			rc = got ? (ssize_t)got : -EINTR;
+			break;
+		}
+		if (!rev)
+			continue;
+		if (st == IVS_ST_OFFERED) {
+			/* The server spoke TCP, hung up or refused: not shimmed. */
+			pthread_mutex_unlock(&s->rx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+			pthread_mutex_lock(&s->rx_lock);
+			continue;
+		}
+		/* CONNECTED and the kernel socket moved: the peer's kernel socket
+		 * was closed (process gone) or a process that does not know the
+		 * channel (exec'd image) wrote TCP. Drain the ring first. */
+		if (ivsock_ring_readable(&s->v.rx) != 0 ||
+		    (ivsock_ring_peer_flags(&s->v.rx) & (IVSOCK_RING_EOF | IVSOCK_RING_RESET)))
+			continue;
+		if (!got && iovcnt > 0) {
+			n = ivs_rc.recv(fd, iov[0].iov_base, iov[0].iov_len,
+					MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+			if (n >= 0) {
+				rc = n;
+				break;
+			}
+			if (errno != EAGAIN) {
+				rc = -errno;
+				break;
+			}
+		}
+		if (rev & (POLLERR | POLLHUP)) {
+			rc = got ? (ssize_t)got : -ECONNRESET;
+			break;
+		}
+		if (got) {
+			rc = (ssize_t)got;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->rx_lock);
+	return rc;
+}
+
+static ssize_t epipe(int flags)
+{
+	if (!(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return -EPIPE;
+}
+
+ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	bool dontwait = (flags & MSG_DONTWAIT) || atomic_load(&s->nonblock);
+	size_t total = iov_total(iov, iovcnt), sent = 0;
+	uint64_t deadline = 0, spin_end = 0, now;
+	ssize_t rc = 0, n;
+	bool spun = false;
+	short rev;
+	int st;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (s->shut_wr)
+		return epipe(flags);
+	if (total == 0)
+		return 0;
+	if (s->sndtimeo_ms && !dontwait)
+		deadline = ivs_now_ns() + (uint64_t)s->sndtimeo_ms * 1000000;
+	pthread_mutex_lock(&s->tx_lock);
+	for (;;) {
+		st = atomic_load(&s->state);
+		if (st == IVS_ST_PLAIN) {
+			rc = sent ? (ssize_t)sent : IVS_PASS;
+			break;
+		}
+		ivs_sock_refresh(s);
+		if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) == -ESTALE) {
+			pthread_mutex_unlock(&s->tx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_ACCEPT);
+			pthread_mutex_lock(&s->tx_lock);
+			continue;
+		}
+		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
+		if (n > 0) {
+			sent += (size_t)n;
+			s->tx_pending += (uint64_t)n;
+			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
+			if (ivsock_ring_consumer_needs_wake(&s->v.tx)) {
+				if (st == IVS_ST_OFFERED)
+					ivs_conn_check_attached(s);
+				if (atomic_load(&s->state) == IVS_ST_CONNECTED)
+					ivs_ring_peer(s->ag, &s->v);
+			}
+			if (s->tx_pending >= (1U << 20)) {
+				ivsock_chan_count(s->ag->rg, &s->v, s->tx_pending, 0);
+				s->tx_pending = 0;
+			}
+			if (sent == total || dontwait) {
+				rc = (ssize_t)sent;
+				break;
+			}
+			continue;
+		}
+		if (n < 0) {
+			if (sent) {
+				rc = (ssize_t)sent;
+			} else if (n == -EPIPE) {
+				rc = peer_dead(s) ? -ECONNRESET : epipe(flags);
+			} else {
+				rc = -ECONNRESET;
+			}
+			break;
+		}
+		/* ring full */
+		if (st == IVS_ST_CONNECTED && peer_dead(s)) {
+			rc = sent ? (ssize_t)sent : -ECONNRESET;
+			break;
+		}
+		if (dontwait) {
+			if (st == IVS_ST_OFFERED && (kernel_readable(fd) || attach_overdue(s))) {
+				pthread_mutex_unlock(&s->tx_lock);
+				ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+				pthread_mutex_lock(&s->tx_lock);
+				continue;
+			}
+			rc = sent ? (ssize_t)sent : -EAGAIN;
+			break;
+		}
+		now = ivs_now_ns();
+		if (!spun) {
+			spun = true;
+			spin_end = now + ivs_cfg.spin_ns;
+		}
+		if (now < spin_end) {
+			for (int i = 0; i < 64; i++)
+				ivsock_cpu_relax();
+			continue;
+		}
+		if (deadline && now >= deadline) {
+			rc = sent ? (ssize_t)sent : -EAGAIN;
+			break;
+		}
+		n = ivsock_ring_producer_prepare_sleep(&s->v.tx);
+		if (n == 0)
+			continue;
+		if (n < 0) {
+			rc = sent ? (ssize_t)sent : (n == -EPIPE ? epipe(flags) : -ECONNRESET);
+			break;
+		}
+		if (st == IVS_ST_OFFERED && attach_overdue(s)) {
+			pthread_mutex_unlock(&s->tx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_TIMEOUT);
+			pthread_mutex_lock(&s->tx_lock);
+			continue;
+		}
+		n = ivs_sleep(fd, st == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : 0,
+			      deadline_ms(deadline, now), &rev);
+		if (n == -EINTR) {
+			rc = sent ? (ssize_t)sent : -EINTR;
+			break;
+		}
+		if (rev && st == IVS_ST_OFFERED) {
+			pthread_mutex_unlock(&s->tx_lock);
+			ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+			pthread_mutex_lock(&s->tx_lock);
+			continue;
+		}
+		if (rev & (POLLERR | POLLHUP)) {
+			rc = sent ? (ssize_t)sent : -ECONNRESET;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->tx_lock);
+	return rc;
+}
+
+/* ---------------- readiness for the multiplexers (shim.h) ---------------- */
+
+unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
+{
+	struct ivsock_ring_hdr *rx = s->v.rx.hdr, *tx = s->v.tx.hdr;
+	unsigned ev = 0;
+	uint32_t pf, cf, tail, head, used;
+	int st = atomic_load(&s->state);
+
+	if (st == IVS_ST_OFFERED) {
+		ivs_conn_check_attached(s);
+		if (s->kfd >= 0 && (kernel_readable(s->kfd) || attach_overdue(s))) {
+			ivs_in_mux = 1;
+			ivs_conn_fallback(s, s->kfd, IVS_C_FB_PEER_TCP);
+			ivs_in_mux = 0;
+			st = atomic_load(&s->state);
+		}
+	}
+	if (st == IVS_ST_PLAIN) {
+		struct pollfd p = { .fd = s->kfd, .events = (short)events };
+
+		if (s->kfd >= 0 && ivs_real.poll(&p, 1, 0) > 0)
+			return (unsigned)p.revents;
+		return 0;
+	}
+	/* Shared words only: safe from any thread, no private view touched. */
+	tail = ivsock_load_acquire(&rx->tail);
+	head = ivsock_load_relaxed(&rx->head);
+	pf = ivsock_load_acquire(&rx->prod_flags);
+	if (tail != head || (pf & IVSOCK_RING_EOF) || s->shut_rd)
+		ev |= POLLIN;
+	if (pf & IVSOCK_RING_EOF)
+		ev |= POLLRDHUP;
+	if (pf & IVSOCK_RING_RESET)
+		ev |= POLLIN | POLLERR | POLLHUP;
+	tail = ivsock_load_relaxed(&tx->tail);
+	head = ivsock_load_acquire(&tx->head);
+	cf = ivsock_load_acquire(&tx->cons_flags);
+	used = tail - head;
+	if (used < s->v.tx.size)
+		ev |= POLLOUT;
+	if (cf & IVSOCK_RING_RCLOSED) {
+		ev |= POLLOUT;
+		if (pf & IVSOCK_RING_EOF)
+			ev |= POLLHUP;
+	}
+	if (st == IVS_ST_CONNECTED && peer_dead(s))
+		ev |= POLLIN | POLLOUT | POLLERR | POLLHUP;
+	if (s->shut_wr && (pf & IVSOCK_RING_EOF))
+		ev |= POLLHUP;
+	return ev & (events | POLLERR | POLLHUP);
+}
+
+unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
+{
+	unsigned ev = ivs_sock_poll(s, events);
+
+	if (ev || atomic_load(&s->state) == IVS_ST_PLAIN)
+		return ev;
+	if ((events & (POLLIN | POLLRDHUP)) && pthread_mutex_trylock(&s->rx_lock) == 0) {
+		ivs_sock_refresh(s);
+		ivsock_ring_consumer_prepare_sleep(&s->v.rx);
+		pthread_mutex_unlock(&s->rx_lock);
+	}
+	if ((events & POLLOUT) && pthread_mutex_trylock(&s->tx_lock) == 0) {
+		ivs_sock_refresh(s);
+		ivsock_ring_producer_prepare_sleep(&s->v.tx);
+		pthread_mutex_unlock(&s->tx_lock);
+	}
+	return ivs_sock_poll(s, events);
+}
+
+uint64_t ivs_sock_event_seq(struct ivs_sock *s)
+{
+	uint64_t a = ivsock_load_acquire(&s->v.rx.hdr->tail);
+	uint64_t b = ivsock_load_acquire(&s->v.tx.hdr->head);
+	uint64_t f = ivsock_load_acquire(&s->v.rx.hdr->prod_flags) |
+		     (uint64_t)ivsock_load_acquire(&s->v.tx.hdr->cons_flags) << 4;
+
+	return (a << 32 | b) + (f << 60) + atomic_load(&s->event_seq) * 0x9e3779b97f4a7c15ULL;
+}
+
+unsigned ivs_sock_kernel_events(struct ivs_sock *s)
+{
+	return atomic_load(&s->state) == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : 0;
+}

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private declarations of the socket core of libivsock.so (sock_*.c, real.c,
+ * log.c): the accelerated-socket object, the fd table, the process's agent
+ * connection, configuration and counters. Not seen by the multiplexers.
+ */
+#ifndef IVS_SOCK_INT_H
+#define IVS_SOCK_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "ivsock/agent_client.h"
+#include "ivsock/channel.h"
+#include "shim.h"
+
+/* ---- the real libc functions the core needs (besides shim.h's) ---- */
+struct ivs_real_core {
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*shutdown)(int, int);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	pid_t (*fork)(void);
+	int (*execve)(const char *, char *const[], char *const[]);
+};
+extern struct ivs_real_core ivs_rc;
+
+/* Call before using ivs_real / ivs_rc (cheap after the first time). */
+static inline void ivs_init(void)
+{
+	extern _Atomic int ivs_real_ready;
+
+	if (__builtin_expect(!atomic_load_explicit(&ivs_real_ready, memory_order_acquire), 0))
+		ivs_real_init();
+}
+
+/* ---- configuration (environment, read once) and counters: log.c ---- */
+struct ivs_config {
+	bool disabled;        /* IVSOCK_DISABLE=1 */
+	bool stats;           /* IVSOCK_STATS=1 */
+	uint64_t spin_ns;     /* IVSOCK_SPIN_US */
+	uint64_t attach_ns;   /* IVSOCK_ATTACH_MS: connector gives up waiting for accept */
+	const char *agent;    /* IVSOCK_AGENT */
+};
+extern struct ivs_config ivs_cfg;
+void ivs_config_load(void);
+
+enum ivs_counter {
+	IVS_C_ACCEL_CONNECT, IVS_C_ACCEL_ACCEPT, IVS_C_LISTEN_REG,
+	IVS_C_FB_NOT_TCP, IVS_C_FB_NO_AGENT, IVS_C_FB_NOT_VM, IVS_C_FB_NO_LISTENER,
+	IVS_C_FB_BIND, IVS_C_FB_NO_RINGS, IVS_C_FB_OFFER, IVS_C_FB_CONNECT,
+	IVS_C_FB_NO_OFFER, IVS_C_FB_ACCEPT, IVS_C_FB_PEER_TCP, IVS_C_FB_TIMEOUT,
+	IVS_C_FB_FDMAX, IVS_C_FB_PORTS,
+	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
+	IVS_C_SLEEPS,
+	IVS_C_MAX
+};
+void ivs_count(enum ivs_counter c, uint64_t n);
+/* Count a fallback and log its reason at debug level. */
+void ivs_fallback(enum ivs_counter c, int fd, const char *why, int err);
+
+/* ---- the process's agent connection: sock_agent.c ---- */
+struct ivs_agent {
+	struct ivsock_agent_conn conn;
+	struct ivsock_region *rg;
+	struct ivsock_end_id me;
+	int wake_fd;              /* == doorbell wait_fd, made non-blocking */
+};
+/*
+ * Incremented in every forked child (atfork): objects created under another
+ * generation must re-attach their private state before use.
+ */
+extern _Atomic unsigned ivs_fork_gen;
+/* The agent of this process (connecting lazily, again after fork), or NULL. */
+struct ivs_agent *ivs_agent_get(void);
+/* Ring the other end of a channel (reads its doorbell address afresh). */
+void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v);
+/* Block until woken (wake fd / thread fd) or fd has `kev` or timeout_ms.
+ * @return 0, -EINTR. */
+int ivs_sleep(int fd, short kev, int timeout_ms, short *revents);
+
+/* ---- accelerated socket ---- */
+enum ivs_kind { IVS_LISTENER = 1, IVS_CONN = 2 };
+enum ivs_state {
+	IVS_ST_OFFERED = 1,   /* connector: rings ready, acceptor not attached */
+	IVS_ST_CONNECTED = 2, /* rings are the stream */
+	IVS_ST_PLAIN = 3,     /* fell back: plain TCP from now on */
+};
+
+struct ivs_sock {
+	_Atomic int refs;
+	_Atomic int alive;          /* 1 while not on the free list */
+	int kind;
+	_Atomic int nfds;           /* fds of this process pointing here */
+	unsigned fork_gen;          /* generation the private views belong to */
+	unsigned held_gen;          /* generation whose holder count includes us */
+	int kfd;                    /* one fd of ours on the kernel socket */
+	struct ivs_agent *ag;
+
+	/* listener */
+	uint32_t lidx, lgen;
+	bool lshared;               /* a fork happened since registering */
+
+	/* connection */
+	_Atomic int state;
+	uint32_t offer_idx, offer_gen;
+	uint64_t offered_ns;        /* when the offer was posted */
+	struct ivsock_chan_view v;
+	pthread_mutex_t rx_lock, tx_lock;
+	_Atomic int nonblock;       /* O_NONBLOCK as set through F_SETFL/FIONBIO */
+	int64_t rcvtimeo_ms, sndtimeo_ms; /* 0 = none */
+	bool shut_wr, shut_rd;
+	_Atomic int so_error;       /* pending error (ECONNRESET) for SO_ERROR */
+	_Atomic uint64_t event_seq;
+	uint64_t tx_pending, rx_pending; /* bytes not yet added to the end counters */
+	_Atomic int closed;         /* our end released */
+};
+
+/* fd table: sock_table.c */
+struct ivs_sock *ivs_fd_lookup(int fd);         /* no reference taken */
+struct ivs_sock *ivs_fd_get(int fd);            /* reference taken */
+int ivs_fd_install(int fd, struct ivs_sock *s); /* takes an fd count; -EMFILE */
+struct ivs_sock *ivs_fd_remove(int fd);         /* returns the old entry (ref kept) */
+struct ivs_sock *ivs_sock_new(int kind, struct ivs_agent *ag);
+void ivs_sock_free(struct ivs_sock *s);
+/* Iterate every installed fd (single-threaded contexts: fork child, exit). */
+void ivs_fd_foreach(void (*fn)(int fd, struct ivs_sock *s, void *arg), void *arg);
+
+/* connection lifecycle: sock_conn.c */
+void ivs_listener_release(struct ivs_sock *s);
+/* Process's last fd of s closed: EOF/release the channel (holders). */
+void ivs_conn_release(struct ivs_sock *s, int fd);
+/* Make the private views of s valid in this process (after fork). */
+void ivs_sock_refresh(struct ivs_sock *s);
+/* Connector fallback while OFFERED: abandon, take back unconsumed bytes and
+ * send them on fd. Called with tx_lock held. @return 0 (now PLAIN), 1 (the
+ * acceptor attached: CONNECTED), -errno. */
+int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why);
+/* OFFERED: has the acceptor attached? promote to CONNECTED. */
+int ivs_conn_check_attached(struct ivs_sock *s);
+void ivs_conn_flush_counts(struct ivs_sock *s, bool force);
+extern __thread int ivs_in_mux;
+
+/* data path: sock_data.c; return count, -errno, or IVS_PASS (use the real call) */
+#define IVS_PASS (-100000)
+ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
+ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
+
+static inline long ivs_set_errno(long rc)
+{
+	extern int *__errno_location(void);
+	if (rc < 0) {
+		*__errno_location() = (int)-rc;
+		return -1;
+	}
+	return rc;
+}
+
+#define IVS_EXPORT __attribute__((visibility("default")))
+
+#endif

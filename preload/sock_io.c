@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/* The interposed data-path entry points (read/write/recv/send families,
+ * their _FORTIFY_SOURCE variants, sendfile): a plain fd costs one table
+ * lookup before the real call; accelerated ones go to sock_data.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/sendfile.h>
+
+#include "sock_int.h"
+
+#define LOOKUP(fd) (__builtin_expect(ivs_fd_lookup(fd) != NULL, 0) ? ivs_sock_get(fd) : NULL)
+
+static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags)
+{
+	ssize_t rc = ivs_recv(s, fd, iov, n, flags);
+
+	ivs_sock_put(s);
+	return rc;
+}
+
+static ssize_t do_send(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags)
+{
+	ssize_t rc = ivs_send(s, fd, iov, n, flags);
+
+	ivs_sock_put(s);
+	return rc;
+}
+
+IVS_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { buf, len };
+
+		rc = do_recv(s, fd, &v, 1, 0);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.read(fd, buf, len);
+}
+
+IVS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		abort();
+	return read(fd, buf, len);
+}
+
+IVS_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { (void *)buf, len };
+
+		rc = do_send(s, fd, &v, 1, 0);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.write(fd, buf, len);
+}
+
+IVS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s && n >= 0 && n <= 1024) {
+		rc = do_recv(s, fd, iov, n, 0);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	} else if (s) {
+		ivs_sock_put(s);
+	}
+	return ivs_rc.readv(fd, iov, n);
+}
+
+IVS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s && n >= 0 && n <= 1024) {
+		rc = do_send(s, fd, iov, n, 0);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	} else if (s) {
+		ivs_sock_put(s);
+	}
+	return ivs_rc.writev(fd, iov, n);
+}
+
+IVS_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { buf, len };
+
+		rc = do_recv(s, fd, &v, 1, flags);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.recv(fd, buf, len, flags);
+}
+
+IVS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		abort();
+	return recv(fd, buf, len, flags);
+}
+
+IVS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *a,
+			    socklen_t *al)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { buf, len };
+
+		rc = do_recv(s, fd, &v, 1, flags);
+		if (rc != IVS_PASS) {
+			if (rc >= 0 && a && al)
+				*al = 0; /* TCP reports no address */
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+		}
+	}
+	return ivs_rc.recvfrom(fd, buf, len, flags, a, al);
+}
+
+IVS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+				  struct sockaddr *a, socklen_t *al)
+{
+	if (len > buflen)
+		abort();
+	return recvfrom(fd, buf, len, flags, a, al);
+}
+
+IVS_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { (void *)buf, len };
+
+		rc = do_send(s, fd, &v, 1, flags);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.send(fd, buf, len, flags);
+}
+
+IVS_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+			  const struct sockaddr *a, socklen_t al)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s) {
+		struct iovec v = { (void *)buf, len };
+
+		rc = do_send(s, fd, &v, 1, flags);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.sendto(fd, buf, len, flags, a, al);
+}
+
+IVS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	if (s && m && m->msg_iovlen <= 1024) {
+		rc = do_recv(s, fd, m->msg_iov, (int)m->msg_iovlen, flags);
+		if (rc != IVS_PASS) {
+			if (rc >= 0) {
+				m->msg_namelen = 0;
+				m->msg_controllen = 0;
+				m->msg_flags = 0;
+			}
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+		}
+	} else if (s) {
+		ivs_sock_put(s);
+	}
+	return ivs_rc.recvmsg(fd, m, flags);
+}
+
+IVS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(fd);
+	/* Ancillary data (SCM_RIGHTS is not TCP anyway) keeps the kernel path. */
+	if (s && m && m->msg_iovlen <= 1024 && !m->msg_controllen) {
+		rc = do_send(s, fd, m->msg_iov, (int)m->msg_iovlen, flags);
+		if (rc != IVS_PASS)
+			return ivs_set_errno(rc) < 0 ? -1 : rc;
+	} else if (s) {
+		ivs_sock_put(s);
+	}
+	return ivs_rc.sendmsg(fd, m, flags);
+}
+
+/* sendfile to an accelerated socket: copy through a bounce buffer. */
+static ssize_t ring_sendfile(struct ivs_sock *s, int out, int in, off_t *off, size_t count)
+{
+	static __thread char *buf;
+	size_t total = 0;
+	const size_t bsz = 65536;
+
+	if (!buf)
+		buf = malloc(bsz);
+	if (!buf)
+		return -ENOMEM;
+	while (total < count) {
+		size_t want = count - total < bsz ? count - total : bsz;
+		ssize_t r = off ? pread(in, buf, want, *off) : ivs_rc.read(in, buf, want);
+		struct iovec v;
+		ssize_t w;
+
+		if (r < 0)
+			return total ? (ssize_t)total : -errno;
+		if (r == 0)
+			break;
+		v.iov_base = buf;
+		v.iov_len = (size_t)r;
+		w = ivs_send(s, out, &v, 1, total ? MSG_DONTWAIT : 0);
+		if (w == IVS_PASS) {
+			/* fell back under us: the rest goes the kernel way */
+			w = ivs_rc.write(out, buf, (size_t)r);
+			if (w < 0)
+				w = -errno;
+		}
+		if (w <= 0 && w != -EAGAIN) {
+			if (!off)
+				lseek(in, -r, SEEK_CUR);
+			return total ? (ssize_t)total : w;
+		}
+		if (w == -EAGAIN)
+			w = 0;
+		if (off)
+			*off += w;
+		else if (w < r)
+			lseek(in, w - r, SEEK_CUR);
+		total += (size_t)w;
+		if (w < r)
+			break;
+	}
+	return (ssize_t)total;
+}
+
+IVS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
+{
+	struct ivs_sock *s;
+	ssize_t rc;
+
+	ivs_init();
+	s = LOOKUP(out);
+	if (s) {
+		rc = ring_sendfile(s, out, in, off, count);
+		ivs_sock_put(s);
+		return ivs_set_errno(rc) < 0 ? -1 : rc;
+	}
+	return ivs_rc.sendfile(out, in, off, count);
+}
+
+IVS_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
+{
+	return sendfile(out, in, off, count);
+}
