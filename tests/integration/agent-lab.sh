@@ -140,14 +140,19 @@ echo "ok: kill -9 of the sender -> reset at the receiver, channel and rings recl
 # --- 3. ivsockd frozen: agents notice, channels still work ---
 kill -STOP "$DPID"
 wait_for 15 grep -q "heartbeat stopped" "$T/agent-a.log" || fail "agent A did not notice ivsockd stop"
-ip netns exec "$NB" "$STREAM" listen 7003 >"$T/recv3.out" 2>&1 &
+ip netns exec "$NB" "$STREAM" --spin 0 listen 7003 >"$T/recv3.out" 2>&1 &
 RPID=$!
 PIDS+=("$RPID")
 wait_for 10 grep -q LISTENING "$T/recv3.out" || fail "receiver 3 did not start"
-ip netns exec "$NA" "$STREAM" send "$IPB" 7003 $((8 << 20)) >"$T/send3.out" 2>&1 ||
+ip netns exec "$NA" "$STREAM" --spin 0 send "$IPB" 7003 $((8 << 20)) >"$T/send3.out" 2>&1 ||
 	fail "sender 3 failed: $(cat "$T/send3.out")"
 wait "$RPID" || fail "receiver 3 failed: $(cat "$T/recv3.out")"
 grep -q '^OK bytes=8388608 ' "$T/recv3.out" || fail "stream 3: $(cat "$T/recv3.out")"
+# Without spinning every empty/full ring sleeps: doorbells must have woken both.
+woken() { sed -n 's/^STATS .*woken=\([0-9]*\).*/\1/p' "$1"; }
+[ "$(woken "$T/recv3.out")" -gt 0 ] || fail "receiver never woken by a doorbell: $(cat "$T/recv3.out")"
+[ "$(woken "$T/send3.out")" -gt 0 ] || fail "sender never woken by a doorbell: $(cat "$T/send3.out")"
+echo "stream 3: $(grep STATS "$T/send3.out") / $(grep STATS "$T/recv3.out")"
 kill -CONT "$DPID"
 wait_for 15 grep -q "heartbeat moves again" "$T/agent-a.log" || fail "agent A did not see ivsockd return"
 echo "ok: 8 MiB while ivsockd was frozen; agents noticed it stop and come back"

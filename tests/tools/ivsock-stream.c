@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +87,24 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *b, size_t n)
 
 /* ---------------- waiting: spin, then sleep on the doorbell ---------------- */
 
+/* Doorbells rung, sleeps ended by a doorbell, sleeps ended by the timeout
+ * (printed as a STATS line: the tests check that doorbells really work). */
+static struct {
+	unsigned long rung, woken, timeouts;
+	struct timespec t0;
+} stats;
+
+static void stats_print(uint64_t bytes)
+{
+	struct timespec t1;
+	double s;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s = (double)(t1.tv_sec - stats.t0.tv_sec) + (t1.tv_nsec - stats.t0.tv_nsec) / 1e9;
+	printf("STATS rung=%lu woken=%lu timeouts=%lu ms=%.0f MBps=%.1f\n", stats.rung,
+	       stats.woken, stats.timeouts, s * 1e3, s > 0 ? (double)bytes / s / 1e6 : 0.0);
+}
+
 /* Sleep on our wait fd (and the TCP socket, for liveness), at most WAIT_MS.
  * @return true if the TCP connection was closed by the other side. */
 static bool doorbell_wait(struct ivsock_agent_conn *c, int tcp)
@@ -97,10 +114,12 @@ static bool doorbell_wait(struct ivsock_agent_conn *c, int tcp)
 		{ .fd = tcp, .events = POLLRDHUP },
 	};
 
-	if (poll(p, 2, WAIT_MS) <= 0)
+	if (poll(p, 2, WAIT_MS) <= 0) {
+		stats.timeouts++;
 		return false;
-	if (p[0].revents & POLLIN)
-		ivsock_eventfd_drain(p[0].fd);
+	}
+	if ((p[0].revents & POLLIN) && ivsock_eventfd_drain(p[0].fd) > 0)
+		stats.woken++;
 	return (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
@@ -108,6 +127,7 @@ static void ring_peer(struct ivsock_agent_conn *c, const struct ivsock_end_id *p
 {
 	int rc = ivsock_doorbell_notify(c->db, peer->peer_id, peer->vector);
 
+	stats.rung++;
 	if (rc < 0 && rc != -ENOENT)
 		fprintf(stderr, "ivsock-stream: doorbell (%u, %u): %s\n", peer->peer_id,
 			peer->vector, strerror(-rc));
@@ -115,21 +135,27 @@ static void ring_peer(struct ivsock_agent_conn *c, const struct ivsock_end_id *p
 
 /* ---------------- addresses ---------------- */
 
+/* Numeric IPv4 or IPv6 only (no resolver: the tool is linked statically). */
 static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
 		      socklen_t *len)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *res;
-	char ps[8];
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
 
-	snprintf(ps, sizeof(ps), "%u", port);
-	if (getaddrinfo(host, ps, &hints, &res) != 0)
-		return -EINVAL;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		*len = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		*len = sizeof(*s6);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 static struct ivsock_end_id me_of(const struct ivsock_agent_conn *c)
@@ -229,6 +255,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 	}
 
 	/* Stream: header, then the PRNG bytes. */
+	clock_gettime(CLOCK_MONOTONIC, &stats.t0);
 	memcpy(buf, &h, sizeof(h));
 	have = sizeof(h);
 	while (off < have || sent < bytes) {
@@ -277,9 +304,11 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		peer_known = ivsock_chan_learn_peer(&c.region, &v) == 0;
 	if (peer_known && ivsock_ring_consumer_needs_wake(&v.tx))
 		ring_peer(&c, &v.peer);
-	if (!o->quiet)
+	if (!o->quiet) {
 		printf("SENT bytes=%llu checksum=%016llx\n", (unsigned long long)bytes,
 		       (unsigned long long)sum);
+		stats_print(bytes);
+	}
 	ret = EX_OK;
 close:
 	ivsock_chan_close(&c.region, idx, gen, IVSOCK_SIDE_CONNECTOR, ret != EX_OK);
@@ -342,6 +371,8 @@ static int serve_one(const struct opts *o, struct ivsock_agent_conn *c, int lfd)
 	/* The tuple as the connector saw it. */
 	ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&peer, plen);
 	ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&local, llen);
+	memset(&stats, 0, sizeof(stats));
+	clock_gettime(CLOCK_MONOTONIC, &stats.t0);
 	rc = ivsock_offer_take(&c->region, &t, &idx, &gen, &owner);
 	if (rc < 0) {
 		printf("NOCHAN no offer for this connection (plain TCP)\n");
@@ -394,6 +425,7 @@ static int serve_one(const struct opts *o, struct ivsock_agent_conn *c, int lfd)
 	} else {
 		printf("OK bytes=%llu checksum=%016llx\n", (unsigned long long)got,
 		       (unsigned long long)sum);
+		stats_print(got);
 		ret = EX_OK;
 	}
 close:
