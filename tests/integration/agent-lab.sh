@@ -95,7 +95,25 @@ wait_for 10 registered lab-a "$IPA" || fail "lab-a not registered with $IPA: $(v
 wait_for 10 registered lab-b "$IPB" || fail "lab-b not registered with $IPB: $(vm_ips lab-b)"
 echo "ok: ivsockctl vm list shows lab-a=$IPA lab-b=$IPB"
 
+# An address added later is registered too (rtnetlink -> REGISTER again).
+ip -n "$NA" addr add "10.98.$N.11/24" dev "va$$"
+wait_for 10 registered lab-a "$IPA,10.98.$N.11" ||
+	fail "new address not registered: $(vm_ips lab-a)"
+ip -n "$NA" addr del "10.98.$N.11/24" dev "va$$"
+wait_for 10 registered lab-a "$IPA" || fail "removed address still registered: $(vm_ips lab-a)"
+echo "ok: address changes re-registered"
+
 status() { ip netns exec "$1" "$AGENT" --status; }
+# Only root, the agent's uid and --group members may connect.
+set +e
+ip netns exec "$NB" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$STREAM" listen 7009 >"$T/nobody.out" 2>&1
+r=$?
+set -e
+[ $r -eq 1 ] && grep -q "Permission denied" "$T/nobody.out" ||
+	fail "uid 65534 was not refused (rc $r): $(cat "$T/nobody.out")"
+echo "ok: uid 65534 refused by SO_PEERCRED"
+
 [ "$(status "$NA" | jq -r .agent.backend)" = server ] || fail "agent A status"
 [ "$(status "$NB" | jq -r .agent.registered)" = true ] || fail "agent B not registered"
 
