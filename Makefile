@@ -44,6 +44,7 @@ include protocol/build.mk
 -include preload/build.mk
 -include bench/build.mk
 -include tests/build.mk
+-include tests/conformance/build.mk
 
 all-targets: $(ALL)
 
