@@ -232,6 +232,66 @@ static int stream(const char *host, const char *port, uint64_t total)
 	return 0;
 }
 
+/* n times: connect, 1 byte there and back, close. */
+static int cycles(const char *host, const char *port, long n)
+{
+	for (long i = 0; i < n; i++) {
+		int s = dial(host, port);
+		uint8_t b = (uint8_t)i, r = 0;
+
+		if (opt_speak_first && check_banner(s) < 0)
+			return 1;
+		if (write_all(s, &b, 1) < 0 || read(s, &r, 1) != 1 || r != b) {
+			fprintf(stderr, "shim-stream: cycle %ld failed: %s\n", i, strerror(errno));
+			return 1;
+		}
+		close(s);
+	}
+	return 0;
+}
+
+/* k connections open at once, then `bytes` echoed on each in turn. */
+static int multi(const char *host, const char *port, uint64_t bytes, long k)
+{
+	static uint8_t buf[1 << 16];
+	int *fds = calloc((size_t)k, sizeof(int));
+
+	for (long i = 0; i < k; i++) {
+		fds[i] = dial(host, port);
+		if (opt_speak_first && check_banner(fds[i]) < 0)
+			return 1;
+	}
+	for (long i = 0; i < k; i++) {
+		uint64_t off = 0, got = 0;
+
+		while (got < bytes) {
+			size_t n = bytes - off < sizeof(buf) / 2 ? (size_t)(bytes - off) : sizeof(buf) / 2;
+			ssize_t r;
+
+			for (size_t j = 0; j < n; j++)
+				buf[j] = pat(off + j);
+			if (n && write_all(fds[i], buf, n) < 0)
+				die("multi write");
+			off += n;
+			while (got < off) {
+				r = read(fds[i], buf, (size_t)(off - got));
+				if (r <= 0)
+					die("multi read");
+				for (ssize_t j = 0; j < r; j++)
+					if (buf[j] != pat(got + (uint64_t)j)) {
+						fprintf(stderr, "shim-stream: conn %ld mismatch\n", i);
+						return 1;
+					}
+				got += (uint64_t)r;
+			}
+		}
+	}
+	for (long i = 0; i < k; i++)
+		close(fds[i]);
+	free(fds);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int i = 1;
@@ -260,7 +320,13 @@ int main(int argc, char **argv)
 				return 1;
 		return 0;
 	}
+	if (i + 4 <= argc && !strcmp(argv[i], "cycles"))
+		return cycles(argv[i + 1], argv[i + 2], atol(argv[i + 3]));
+	if (i + 5 <= argc && !strcmp(argv[i], "multi"))
+		return multi(argv[i + 1], argv[i + 2], strtoull(argv[i + 3], NULL, 0), atol(argv[i + 4]));
 	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--chunk N] server PORT [COUNT]\n"
-			"       shim-stream [--speak-first] [--chunk N] client HOST PORT BYTES [CONNS]\n");
+			"       shim-stream [--speak-first] [--chunk N] client HOST PORT BYTES [CONNS]\n"
+			"       shim-stream [--speak-first] cycles HOST PORT N\n"
+			"       shim-stream [--speak-first] multi HOST PORT BYTES K\n");
 	return 2;
 }

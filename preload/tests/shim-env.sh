@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+# A private two-"VM" setup for the shim's integration tests when the shared
+# lab (tests/lab) is busy or stale: namespaces ivshim-a (10.78.0.1) and
+# ivshim-b (10.78.0.2) joined by one veth pair, one ivsockd (own region and
+# control socket), one ivsock-agent per namespace. Source it from bash.
+#
+#   ivshim-a: veth0 10.78.0.1/24 ──veth── veth0 10.78.0.2/24 :ivshim-b
+#   ivsockd (root ns): $SHIM_ENV_DIR/domain.sock, ctl.sock
+#
+#   shim_env_up / shim_env_down      (down also runs on EXIT)
+#   shim_exec A|B CMD...             run in the namespace, shim not loaded
+#   shim_run A|B CMD...              same under ivsock-run
+#   shim_ctl ARGS...                 ivsockctl on our daemon
+#   SHIM_A_IP SHIM_B_IP SHIM_LIB SHIM_TOOL
+
+IVSOCK_TOP=${IVSOCK_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+O=${O:-build}
+case $O in /*) SHIM_OB=$O ;; *) SHIM_OB=$IVSOCK_TOP/$O ;; esac
+SHIM_LIB=$SHIM_OB/preload/libivsock.so
+SHIM_RUNNER=$SHIM_OB/preload/ivsock-run
+SHIM_TOOL=$SHIM_OB/preload/tests/shim-stream
+SHIM_IVSOCKD=$SHIM_OB/hostd/ivsockd
+SHIM_IVSOCKCTL=$SHIM_OB/hostd/ivsockctl
+SHIM_AGENT=$SHIM_OB/guestdrv/agent/ivsock-agent
+SHIM_A_IP=10.78.0.1
+SHIM_B_IP=10.78.0.2
+SHIM_ENV_DIR=
+SHIM_PIDS=()
+
+shim_need() {
+	[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+	local f
+	for f in "$SHIM_LIB" "$SHIM_TOOL" "$SHIM_IVSOCKD" "$SHIM_IVSOCKCTL" "$SHIM_AGENT"; do
+		[ -x "$f" ] || [ -f "$f" ] || { echo "SKIP: $f not built"; exit 77; }
+	done
+}
+
+shim_ns() { case $1 in A|a) echo ivshim-a ;; B|b) echo ivshim-b ;; *) echo "$1" ;; esac; }
+shim_exec() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$@"; }
+shim_run() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$SHIM_RUNNER" --lib "$SHIM_LIB" "$@"; }
+shim_ctl() { "$SHIM_IVSOCKCTL" -s "$SHIM_ENV_DIR/ctl.sock" "$@"; }
+
+shim_env_down() {
+	local p
+	for p in "${SHIM_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${SHIM_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	SHIM_PIDS=()
+	ip netns del ivshim-a 2>/dev/null || true
+	ip netns del ivshim-b 2>/dev/null || true
+	[ -n "$SHIM_ENV_DIR" ] && rm -rf "$SHIM_ENV_DIR"
+	SHIM_ENV_DIR=
+}
+
+shim_start_agent() { # A|B
+	local ns
+	ns=$(shim_ns "$1")
+	ip netns exec "$ns" "$SHIM_AGENT" --backend server --server "$SHIM_ENV_DIR/domain.sock" \
+		--hostname "$ns" --foreground >"$SHIM_ENV_DIR/agent-$1.log" 2>&1 &
+	SHIM_PIDS+=($!)
+	eval "SHIM_AGENT_PID_$1=$!"
+}
+
+shim_env_up() {
+	shim_need
+	ip netns del ivshim-a 2>/dev/null || true
+	ip netns del ivshim-b 2>/dev/null || true
+	SHIM_ENV_DIR=$(mktemp -d /tmp/ivshim.XXXXXX)
+	trap shim_env_down EXIT
+	ip netns add ivshim-a
+	ip netns add ivshim-b
+	ip -n ivshim-a link set lo up
+	ip -n ivshim-b link set lo up
+	ip -n ivshim-a link add veth0 type veth peer name veth0 netns ivshim-b
+	ip -n ivshim-a addr add $SHIM_A_IP/24 dev veth0
+	ip -n ivshim-b addr add $SHIM_B_IP/24 dev veth0
+	ip -n ivshim-a link set veth0 up
+	ip -n ivshim-b link set veth0 up
+	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-64M},vectors=8" \
+		--control "$SHIM_ENV_DIR/ctl.sock" >"$SHIM_ENV_DIR/ivsockd.log" 2>&1 &
+	SHIM_PIDS+=($!)
+	for _ in $(seq 100); do [ -S "$SHIM_ENV_DIR/domain.sock" ] && break; sleep 0.05; done
+	shim_start_agent A
+	shim_start_agent B
+	# ready when the directory knows both addresses
+	for _ in $(seq 200); do
+		if shim_ctl vm list --json 2>/dev/null | grep -q "$SHIM_A_IP" &&
+		   shim_ctl vm list --json 2>/dev/null | grep -q "$SHIM_B_IP"; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "shim env: agents did not register"; cat "$SHIM_ENV_DIR"/*.log
+	return 1
+}
