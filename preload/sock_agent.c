@@ -63,8 +63,8 @@ struct ivs_agent *ivs_agent_get(void)
 	pthread_mutex_lock(&agent_lock);
 	ag = atomic_load(&g_agent);
 	if (ag && g_agent_gen != gen) {
-		/* Forked child: the parent's socket was closed at fork; drop its
-		 * doorbell fds but keep the mapping (our rings point into it). */
+		/* Forked child: drop the parent's doorbell fds, keep its socket
+		 * (see atfork_child) and its mapping (our rings point into it). */
 		if (ag->conn.db) {
 			ivsock_doorbell_free(ag->conn.db);
 			ag->conn.db = NULL;
@@ -206,22 +206,57 @@ void ivs_wake_drain(void)
 
 static void child_sock(int fd, struct ivs_sock *s, void *arg)
 {
-	unsigned gen = *(unsigned *)arg;
-
 	(void)fd;
+	(void)arg;
 	pthread_mutex_init(&s->rx_lock, NULL);
 	pthread_mutex_init(&s->tx_lock, NULL);
-	if (s->kind == IVS_LISTENER) {
+	if (s->kind == IVS_LISTENER)
 		s->lshared = true;
-		return;
-	}
-	/* Once per socket (dup'd fds share it): this process now holds the end. */
-	if (s->held_gen == gen || atomic_load(&s->closed) ||
+	s->rx_pending = s->tx_pending = 0;
+}
+
+/* fork(): the child will hold every accelerated end we hold. The count is
+ * raised before the child exists, so the parent closing its fd right after
+ * fork (accept-then-fork) never drops the end under the child. */
+static unsigned fork_seq;
+struct fork_walk { unsigned seq; int delta; };
+
+static void hold_sock(int fd, struct ivs_sock *s, void *arg)
+{
+	struct fork_walk *w = arg;
+
+	(void)fd;
+	if (s->kind != IVS_CONN || s->held_gen == w->seq || atomic_load(&s->closed) ||
 	    atomic_load(&s->state) == IVS_ST_PLAIN || !s->ag)
 		return;
-	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, 1);
-	s->held_gen = gen;
-	s->rx_pending = s->tx_pending = 0;
+	s->held_gen = w->seq;
+	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, w->delta);
+}
+
+IVS_EXPORT pid_t fork(void)
+{
+	static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct fork_walk w;
+	pid_t pid;
+	int err;
+
+	ivs_init();
+	pthread_mutex_lock(&fork_lock);
+	w.seq = ++fork_seq | 0x80000000U; /* never a fork generation */
+	w.delta = 1;
+	ivs_fd_foreach(hold_sock, &w);
+	pthread_mutex_unlock(&fork_lock);
+	pid = ivs_rc.fork();
+	if (pid < 0) {
+		err = errno;
+		pthread_mutex_lock(&fork_lock);
+		w.seq = ++fork_seq | 0x80000000U;
+		w.delta = -1;
+		ivs_fd_foreach(hold_sock, &w);
+		pthread_mutex_unlock(&fork_lock);
+		errno = err;
+	}
+	return pid;
 }
 
 static void atfork_parent(void)
@@ -249,12 +284,13 @@ static void atfork_child(void)
 	pthread_mutex_init(&agent_lock, NULL);
 	pthread_mutex_init(&sleep_lock, NULL);
 	nsleepers = 0;
-	/* The parent's agent client must not be kept alive by us. */
-	if (ag && ag->conn.sock >= 0) {
-		ivs_real.close(ag->conn.sock);
-		ag->conn.sock = -1;
-	}
-	ivs_fd_foreach(child_sock, &gen);
+	/* The parent's agent socket stays open in the child (until exec, it is
+	 * close-on-exec): the agent keeps a client while any process holds its
+	 * socket, so ends this child inherited but has not adopted yet are not
+	 * reset when the parent exits first. */
+	(void)ag;
+	(void)gen;
+	ivs_fd_foreach(child_sock, NULL);
 }
 
 __attribute__((constructor)) static void agent_init(void)
