@@ -4,6 +4,7 @@
 #include "conf.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -305,6 +306,13 @@ static int listen_on(void)
 		FAIL("bind");
 	if (listen(fd, 64) < 0)
 		FAIL("listen");
+	/* Tell the runner listen() has returned (CONF_READY_FILE, optional). */
+	if (getenv("CONF_READY_FILE")) {
+		int r = open(getenv("CONF_READY_FILE"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+		if (r >= 0)
+			close(r);
+	}
 	return fd;
 }
 

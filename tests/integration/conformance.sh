@@ -67,14 +67,20 @@ sample_channels() { # port outfile
 	done
 }
 
+# Both modes use the same port per case (the server sets SO_REUSEADDR), so
+# that addresses in the transcripts match.
 # Run one case in one mode; transcripts to $W/NAME.MODE.{server,client}.
 run_case() { # name prog svm cvm addr port mode
 	local name=$1 prog=$2 svm=$3 cvm=$4 addr=$5 port=$6 mode=$7 pre=() spid cpid src crc smp=
 	local o=$W/$name.$mode
 	[ "$mode" = shim ] && pre=(env IVSOCK_STATS=1 "$IVSOCK_RUN")
-	"$LAB" exec "$svm" timeout -k 5 "$TMO" "${pre[@]}" "$BIN/$prog" server "$addr" "$port" \
-		>"$o.server" 2>"$o.server.err" &
+	rm -f "$o.ready"
+	CONF_READY_FILE=$o.ready "$LAB" exec "$svm" timeout -k 5 "$TMO" "${pre[@]}" \
+		"$BIN/$prog" server "$addr" "$port" >"$o.server" 2>"$o.server.err" &
 	spid=$!
+	# Start the client once the server's listen() has returned (the client
+	# would retry anyway; this keeps it from racing the registration).
+	for _ in $(seq 100); do [ -e "$o.ready" ] || ! kill -0 $spid 2>/dev/null && break; sleep 0.05; done
 	if [ "$mode" = shim ]; then sample_channels "$port" "$o.chan" & smp=$!; fi
 	"$LAB" exec "$cvm" timeout -k 5 "$TMO" "${pre[@]}" "$BIN/$prog" client "$addr" "$port" \
 		>"$o.client" 2>"$o.client.err" &
@@ -90,8 +96,9 @@ stat_sum() { # errfile counter -> sum over all "stats:" lines
 	grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {print s + 0}'
 }
 
-fails=() shimfails=() n=0 port=31000
+fails=() shimfails=() n=0
 for mode in plain shim; do
+	port=31000
 	[ "$mode" = shim ] && [ $SHIM -eq 0 ] && break
 	while read -r name prog svm cvm addr; do
 		[ -n "$name" ] || continue
