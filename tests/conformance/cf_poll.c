@@ -34,8 +34,10 @@ int case_server(int lfd)
 	p.events = POLLOUT;
 	pr("poll(conn, POLLOUT)", &p, poll(&p, 1, -1));
 	tok_send(fd, 'g');
+	p.events = POLLIN;
+	pr("poll(conn, POLLIN) data", &p, poll(&p, 1, -1));
 	p.events = POLLIN | POLLOUT;
-	pr("poll(conn, POLLIN|POLLOUT) data", &p, poll(&p, 1, -1));
+	pr("poll(conn, POLLIN|POLLOUT) data", &p, poll(&p, 1, 0));
 	recv_stream(fd, SEED_C2S, &in, 33, 33);
 	sigemptyset(&m);
 	sigaddset(&m, SIGUSR1);

@@ -5,7 +5,7 @@
 # in another (or both in one VM for loopback cases). The transcripts of the
 # two runs must be identical, every byte is verified by its receiver, and the
 # shimmed run must have moved bytes through a ring (IVSOCK_STATS=1 counters
-# of both processes, or the channel's counters in `ivsockctl channels`).
+# of either process, or the channel's counters in `ivsockctl channels`).
 #
 #   ivs-h1-vm1 (server, 10.77.1.1 / fd77::1:1) ── br0 ── ivs-h1-vm2 (client)
 #
@@ -128,8 +128,10 @@ for mode in plain shim; do
 		stx=$(stat_sum "$o.server.err" ring_tx_bytes); srx=$(stat_sum "$o.server.err" ring_rx_bytes)
 		ctx=$(stat_sum "$o.client.err" ring_tx_bytes); crx=$(stat_sum "$o.client.err" ring_rx_bytes)
 		chan=$(awk '$2 > 0 || $3 > 0' "$o.chan" 2>/dev/null | wc -l)
-		if [ $((stx + srx)) -eq 0 ] || [ $((ctx + crx)) -eq 0 ]; then
-			[ "$chan" -gt 0 ] || bad="$bad no-ring-traffic"
+		# Processes that end in _exit or a signal print no counters: ring
+		# traffic seen by either end (or by the host) is the proof.
+		if [ $((stx + srx + ctx + crx)) -eq 0 ] && [ "$chan" -eq 0 ]; then
+			bad="$bad no-ring-traffic"
 		fi
 		if [ -z "$bad" ]; then
 			echo "--- ok   $name (shim: transcripts identical; ring bytes server tx=$stx rx=$srx client tx=$ctx rx=$crx)"
