@@ -49,7 +49,7 @@ static int write_all(int fd, const void *b, size_t n)
 }
 
 static const char *banner = "HELLO-SHIM\n";
-static int opt_speak_first, opt_fork, opt_chunk = 16384;
+static int opt_speak_first, opt_fork, opt_chunk = 16384, opt_accept_delay_ms;
 
 /* Server: echo everything until EOF (optionally banner first). */
 static void serve(int c)
@@ -77,9 +77,12 @@ static void serve(int c)
 	close(c);
 }
 
+static _Atomic int active;
+
 static void *serve_thread(void *arg)
 {
 	serve((int)(intptr_t)arg);
+	active--;
 	return NULL;
 }
 
@@ -105,8 +108,12 @@ static int server(const char *port, long count)
 	fflush(stdout);
 	signal(SIGCHLD, SIG_IGN);
 	for (long i = 0; count <= 0 || i < count; i++) {
-		int c = accept(l, NULL, NULL);
 		pthread_t t;
+		int c;
+
+		if (opt_accept_delay_ms)
+			usleep((useconds_t)opt_accept_delay_ms * 1000);
+		c = accept(l, NULL, NULL);
 
 		if (c < 0) {
 			if (errno == EINTR)
@@ -125,11 +132,14 @@ static int server(const char *port, long count)
 		} else if (count == 1) {
 			serve(c);
 		} else {
+			active++;
 			pthread_create(&t, NULL, serve_thread, (void *)(intptr_t)c);
 			pthread_detach(t);
 		}
 	}
 	close(l);
+	while (active > 0)
+		usleep(10000);
 	return 0;
 }
 
@@ -302,6 +312,8 @@ int main(int argc, char **argv)
 			opt_speak_first = 1;
 		else if (!strcmp(argv[i], "--fork"))
 			opt_fork = 1;
+		else if (!strcmp(argv[i], "--accept-delay") && i + 1 < argc)
+			opt_accept_delay_ms = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			opt_chunk = atoi(argv[++i]);
 		else
@@ -324,7 +336,7 @@ int main(int argc, char **argv)
 		return cycles(argv[i + 1], argv[i + 2], atol(argv[i + 3]));
 	if (i + 5 <= argc && !strcmp(argv[i], "multi"))
 		return multi(argv[i + 1], argv[i + 2], strtoull(argv[i + 3], NULL, 0), atol(argv[i + 4]));
-	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--chunk N] server PORT [COUNT]\n"
+	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--accept-delay MS] [--chunk N] server PORT [COUNT]\n"
 			"       shim-stream [--speak-first] [--chunk N] client HOST PORT BYTES [CONNS]\n"
 			"       shim-stream [--speak-first] cycles HOST PORT N\n"
 			"       shim-stream [--speak-first] multi HOST PORT BYTES K\n");
