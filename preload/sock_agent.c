@@ -4,6 +4,7 @@
  * that blocks polls the process's wake eventfd plus an eventfd of its own,
  * and whoever drains the process fd passes the wake-up on to the others. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -116,6 +117,24 @@ static int sleepers[MAX_SLEEPERS];
 static int nsleepers;
 static __thread int tl_efd = -1;
 static __thread unsigned tl_efd_gen;
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+
+/* A thread's own eventfd is closed when the thread exits. */
+static void tl_destroy(void *p)
+{
+	int fd = (int)(intptr_t)p - 1;
+
+	if (fd >= 0 && fd == tl_efd) {
+		ivs_real.close(fd);
+		tl_efd = -1;
+	}
+}
+
+static void tl_key_init(void)
+{
+	pthread_key_create(&tl_key, tl_destroy);
+}
 
 static void broadcast(int except)
 {
@@ -156,6 +175,8 @@ int ivs_sleep(int fd, short kev, int timeout_ms, short *revents)
 	if (tl_efd < 0 || tl_efd_gen != gen) {
 		tl_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		tl_efd_gen = gen;
+		pthread_once(&tl_once, tl_key_init);
+		pthread_setspecific(tl_key, (void *)(intptr_t)(tl_efd + 1));
 	}
 	if (ag && ag->conn.db) {
 		widx = n;
