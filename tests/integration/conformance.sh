@@ -93,7 +93,7 @@ run_case() { # name prog svm cvm addr port mode
 }
 
 stat_sum() { # errfile counter -> sum over all "stats:" lines
-	grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {print s + 0}'
+	grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {printf "%.0f\n", s}'
 }
 
 fails=() shimfails=() n=0

@@ -58,4 +58,4 @@ np_run() { # vm addr port mode test size secs errlog
 		END { if (!done) exit 1 }'
 }
 
-np_stat() { grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {print s + 0}'; }
+np_stat() { grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {printf "%.0f\n", s}'; }
