@@ -251,6 +251,7 @@ static void hold_sock(int fd, struct ivs_sock *s, void *arg)
 	    atomic_load(&s->state) == IVS_ST_PLAIN || !s->ag)
 		return;
 	s->held_gen = w->seq;
+	s->shared = true;
 	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, w->delta);
 }
 
@@ -318,4 +319,21 @@ __attribute__((constructor)) static void agent_init(void)
 {
 	ivs_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* exit() with accelerated sockets still open in a process that shares them
+ * (fork): let go of our holds so the other holder keeps a live channel
+ * instead of one the agent resets when our client goes away. */
+static void exit_sock(int fd, struct ivs_sock *s, void *arg)
+{
+	(void)arg;
+	if (s->kind == IVS_CONN && s->shared && !atomic_load(&s->closed) &&
+	    atomic_load(&s->state) == IVS_ST_CONNECTED && ivs_fd_remove(fd) == s &&
+	    atomic_fetch_sub(&s->nfds, 1) == 1)
+		ivs_conn_release(s, fd);
+}
+
+__attribute__((destructor)) static void agent_fini(void)
+{
+	ivs_fd_foreach(exit_sock, NULL);
 }

@@ -374,27 +374,51 @@ void ivs_sock_refresh(struct ivs_sock *s)
 	struct ivsock_chan_end *e;
 	struct ivs_agent *ag;
 
-	if (__builtin_expect(s->fork_gen == gen, 1)) {
-		/* Another process may have used the socket since (one at a time). */
-		if (__builtin_expect(atomic_load_explicit(&my_end(s)->holders,
-							   memory_order_relaxed) <= 1, 1))
-			return;
-	} else {
+	if (__builtin_expect(s->fork_gen == gen && !s->shared, 1))
+		return;
+	if (s->fork_gen != gen) {
 		ag = ivs_agent_get();
 		if (ag)
 			s->ag = ag;
 		s->fork_gen = gen;
+		s->adopted = false;
 	}
+	/* Another process may have used the socket since (one at a time):
+	 * our private indices are re-read from shared memory. */
 	ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER);
 	ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER);
-	/* Wake-ups and the ownership of this end now go to this process. */
+	/*
+	 * Wake-ups for this end now go to this process. Ownership (the client
+	 * field, which the agent resets the end by when that client goes away)
+	 * stays with the process that created the end: its agent socket is
+	 * inherited by every forked holder, so the client lives as long as any
+	 * of them (even one that leaves with _exit()).
+	 */
 	e = my_end(s);
-	if (s->ag->conn.db && (e->vector != s->ag->me.vector || e->client != s->ag->me.client)) {
+	if (s->ag->conn.db && (e->vector != s->ag->me.vector || e->peer_id != s->ag->me.peer_id)) {
+		if (!s->adopted) {
+			s->prev_peer = e->peer_id;
+			s->prev_vector = e->vector;
+			s->adopted = true;
+		}
 		e->peer_id = s->ag->me.peer_id;
 		e->vector = s->ag->me.vector;
-		e->client = s->ag->me.client;
 		ivsock_smp_mb();
 	}
+}
+
+/* This process lets go of a shared end another process still holds: point
+ * its wake-ups back to whoever had them before we took them. */
+static void unadopt(struct ivs_sock *s)
+{
+	struct ivsock_chan_end *e = my_end(s);
+
+	if (!s->adopted || e->vector != s->ag->me.vector || e->peer_id != s->ag->me.peer_id)
+		return;
+	e->peer_id = s->prev_peer;
+	e->vector = s->prev_vector;
+	s->adopted = false;
+	ivsock_smp_mb();
 }
 
 int ivs_conn_check_attached(struct ivs_sock *s)
@@ -487,6 +511,7 @@ void ivs_conn_flush_counts(struct ivs_sock *s, bool force)
 void ivs_conn_release(struct ivs_sock *s, int fd)
 {
 	struct ivsock_chan_end *e;
+	uint32_t unread;
 	int st;
 
 	if (s->kind == IVS_LISTENER) {
@@ -507,8 +532,12 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 	ivs_conn_flush_counts(s, true);
 	pthread_mutex_unlock(&s->tx_lock);
 	e = my_end(s);
+	if (atomic_load(&e->holders) > 1)
+		unadopt(s);
 	if (atomic_fetch_sub(&e->holders, 1) > 1)
 		return; /* another process still holds this end */
-	if (ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, s->v.side, false) == 0)
+	/* Closing with bytes unread is an abort in TCP (RST): same here. */
+	unread = ivsock_load_acquire(&s->v.rx.hdr->tail) - ivsock_load_relaxed(&s->v.rx.hdr->head);
+	if (ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, s->v.side, unread != 0) == 0)
 		ivs_ring_peer(s->ag, &s->v);
 }

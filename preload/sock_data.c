@@ -69,6 +69,22 @@ static bool peer_dead(struct ivs_sock *s)
 	return ivsock_chan_peer_flags(s->ag->rg, &s->v) & IVSOCK_END_DEAD;
 }
 
+/*
+ * The peer aborted (its process died, or its agent reset the channel). Like
+ * TCP: ECONNRESET (once) if it died with bytes of ours unread, else a plain
+ * end of stream.
+ */
+static ssize_t reset_or_eof(struct ivs_sock *s)
+{
+	struct ivsock_ring_hdr *tx = s->v.tx.hdr;
+	uint32_t unread = ivsock_load_relaxed(&tx->tail) - ivsock_load_acquire(&tx->head);
+
+	if (unread == 0 || s->reset_told)
+		return 0;
+	s->reset_told = true;
+	return -ECONNRESET;
+}
+
 static bool kernel_readable(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
@@ -138,12 +154,12 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 		if (n != -EAGAIN) { /* reset or corrupt peer */
-			rc = got ? (ssize_t)got : -ECONNRESET;
+			rc = got ? (ssize_t)got : n == -ECONNRESET ? reset_or_eof(s) : -ECONNRESET;
 			break;
 		}
 		/* empty */
 		if (st == IVS_ST_CONNECTED && peer_dead(s)) {
-			rc = got ? (ssize_t)got : -ECONNRESET;
+			rc = got ? (ssize_t)got : reset_or_eof(s);
 			break;
 		}
 		if (dontwait) {
@@ -204,7 +220,11 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		if (!got && iovcnt > 0) {
 			n = ivs_rc.recv(fd, iov[0].iov_base, iov[0].iov_len,
 					MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
-			if (n >= 0) {
+			if (n == 0) { /* FIN: every holder of the peer is gone */
+				rc = reset_or_eof(s);
+				break;
+			}
+			if (n > 0) {
 				rc = n;
 				break;
 			}

@@ -140,6 +140,10 @@ struct ivs_sock {
 	_Atomic uint64_t event_seq;
 	uint64_t tx_pending, rx_pending; /* bytes not yet added to the end counters */
 	_Atomic int closed;         /* our end released */
+	bool shared;                /* another process may use it too (fork) */
+	bool reset_told;            /* ECONNRESET reported once; EOF after */
+	bool adopted;               /* we re-pointed our end's doorbell at us */
+	uint32_t prev_peer, prev_vector; /* doorbell address before that */
 };
 
 /* fd table: sock_table.c */
