@@ -72,6 +72,11 @@ check-tsan:
 deps:
 	$(Q)scripts/deps.sh
 
+# Deps, build, lab, netperf kernel TCP vs ivsock (scripts/demo.sh).
+.PHONY: demo
+demo:
+	$(Q)O=$(O) scripts/demo.sh
+
 # What CI and the README run: dependencies, the build, every test suite, then
 # the sanitizer builds. Stops at the first failing stage.
 check:
