@@ -36,7 +36,7 @@ run_one() { # suite name timeout cmd...
 	rc=$?
 	end=$(date +%s)
 	# cmocka's own summary lines, and the tail of anything that failed.
-	grep -E '^\[ *(PASSED|FAILED|SKIPPED|==========) *\]' "$log" | tail -n 4 || true
+	grep -aE '^\[ *(PASSED|FAILED|SKIPPED|==========) *\]' "$log" | tail -n 4 || true
 	case $rc in
 	0)  pass=$((pass + 1)); printf -- '--- PASS  %s (%ss)\n' "$name" $((end - start)) ;;
 	77) skip=$((skip + 1)); printf -- '--- SKIP  %s: %s\n' "$name" "$(tail -n 1 "$log")" ;;
