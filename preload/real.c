@@ -59,6 +59,7 @@ static void resolve(void)
 	R(ivs_rc, dup3);
 	R(ivs_rc, fork);
 	R(ivs_rc, execve);
+	R(ivs_rc, sigaction);
 	if (!ivs_rc.fcntl64)
 		ivs_rc.fcntl64 = ivs_rc.fcntl;
 	if (!ivs_rc.sendfile64)

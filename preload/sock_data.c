@@ -105,6 +105,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	size_t total = iov_total(iov, iovcnt), got = 0;
 	uint64_t deadline = 0, spin_end = 0, now;
 	ssize_t rc = 0, n;
+	struct ivs_sigmark sm;
 	bool spun = false;
 	short rev;
 	int st;
@@ -115,6 +116,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		return 0;
 	if (s->rcvtimeo_ms && !dontwait)
 		deadline = ivs_now_ns() + (uint64_t)s->rcvtimeo_ms * 1000000;
+	ivs_sig_mark(&sm);
 	pthread_mutex_lock(&s->rx_lock);
 	for (;;) {
 		st = atomic_load(&s->state);
@@ -199,6 +201,11 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		n = ivs_sleep(fd, POLLIN | POLLRDHUP, deadline_ms(deadline, now), &rev);
 		if (n == -EINTR) {
+			/* like the kernel: restart unless a timeout is set */
+			if (!got && !deadline && ivs_sig_restartable(&sm)) {
+				ivs_sig_mark(&sm);
+				continue;
+			}
 			rc = got ? (ssize_t)got : -EINTR;
 			break;
 		}
@@ -259,6 +266,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	size_t total = iov_total(iov, iovcnt), sent = 0;
 	uint64_t deadline = 0, spin_end = 0, now;
 	ssize_t rc = 0, n;
+	struct ivs_sigmark sm;
 	bool spun = false;
 	short rev;
 	int st;
@@ -271,6 +279,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		return 0;
 	if (s->sndtimeo_ms && !dontwait)
 		deadline = ivs_now_ns() + (uint64_t)s->sndtimeo_ms * 1000000;
+	ivs_sig_mark(&sm);
 	pthread_mutex_lock(&s->tx_lock);
 	for (;;) {
 		st = atomic_load(&s->state);
@@ -361,6 +370,10 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		n = ivs_sleep(fd, st == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : 0,
 			      deadline_ms(deadline, now), &rev);
 		if (n == -EINTR) {
+			if (!sent && !deadline && ivs_sig_restartable(&sm)) {
+				ivs_sig_mark(&sm);
+				continue;
+			}
 			rc = sent ? (ssize_t)sent : -EINTR;
 			break;
 		}

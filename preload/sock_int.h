@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <signal.h>
 
 #include "ivsock/agent_client.h"
 #include "ivsock/channel.h"
@@ -48,6 +49,7 @@ struct ivs_real_core {
 	int (*dup3)(int, int, int);
 	pid_t (*fork)(void);
 	int (*execve)(const char *, char *const[], char *const[]);
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 };
 extern struct ivs_real_core ivs_rc;
 
@@ -175,6 +177,12 @@ extern __thread int ivs_in_mux;
 #define IVS_PASS (-100000)
 ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
+
+/* SA_RESTART emulation (sock_signal.c): mark before sleeping; after an
+ * EINTR, restart if every handler that ran since asked for SA_RESTART. */
+struct ivs_sigmark { unsigned all, norestart; };
+void ivs_sig_mark(struct ivs_sigmark *m);
+bool ivs_sig_restartable(const struct ivs_sigmark *m);
 
 static inline long ivs_set_errno(long rc)
 {
