@@ -11,7 +11,9 @@
 #   VM_KERNEL    guest kernel image         (default /boot/vmlinuz-$VM_KVER)
 #   VM_MEM       guest RAM in MiB           (default 256)
 #   VM_QEMU      QEMU binary                (default qemu-system-x86_64)
-#   VM_DIR       scratch dir for pids, logs (default: mktemp, set by vm_init)
+#   VM_DIR       scratch dir for pids, sockets, logs (default: a new
+#                /var/tmp/ivsock-vmtest.XXXXXX made by vm_init; not /tmp,
+#                which other suites here sweep while guests still run)
 #
 # Functions:
 #   vm_init                 create $VM_DIR, install an EXIT trap (vm_cleanup)
@@ -22,7 +24,8 @@
 #                           boot a guest in the background; its serial
 #                           console goes to LOG; pid in $VM_DIR/NAME.pid.
 #       --ivshmem SOCK[,VECTORS]  ivshmem-doorbell on server socket SOCK
-#                           (device id "ivs0"; VECTORS default 2)
+#                           (device id "ivs0", chardev id "ivs";
+#                           VECTORS default 2)
 #       --net-listen PATH   virtio-net over -netdev stream, listening side
 #                           (start it first); --net-connect PATH the other
 #       --append STR        extra kernel command line (e.g. ivsock.ip=...)
@@ -39,6 +42,12 @@
 #   vm_log_clean LOG        return 1 and print the lines if LOG shows a
 #                           kernel WARNING, BUG, Oops or call trace
 #   vm_qmp SOCK JSON        run one QMP command, print the reply
+#   vm_device_del QMP ID [CHARDEV]
+#                           hot-unplug device ID, wait (60 s) until QEMU
+#                           has dropped it, then remove CHARDEV. QEMU 7.2
+#                           crashes if the ivshmem server later writes to
+#                           the chardev of an unplugged ivshmem-doorbell:
+#                           always remove the chardev too (libvirt does)
 #   vm_wait_unix SOCK TIMEOUT
 #                           wait until a UNIX socket path exists
 #   vm_kill NAME            stop one guest (SIGTERM, then SIGKILL)
@@ -60,7 +69,7 @@ VM_MARKER='IVSOCK-TEST-DONE rc='
 vm_init()
 {
 	if [ -z "${VM_DIR:-}" ]; then
-		VM_DIR=$(mktemp -d /tmp/ivsock-vm.XXXXXX)
+		VM_DIR=$(mktemp -d /var/tmp/ivsock-vmtest.XXXXXX)
 	fi
 	mkdir -p "$VM_DIR"
 	trap vm_cleanup EXIT
@@ -187,6 +196,22 @@ r = reply()
 print(json.dumps(r))
 sys.exit(1 if "error" in r else 0)
 PY
+}
+
+vm_device_del()
+{
+	local qmp=$1 id=$2 chardev=${3:-} i
+
+	vm_qmp "$qmp" "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"$id\"}}" ||
+		return 1
+	for i in $(seq 300); do
+		vm_qmp "$qmp" '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' |
+			grep -q "\"name\": \"$id\"" || break
+		sleep 0.2
+	done
+	[ "$i" -lt 300 ] || { echo "vm_device_del: $id still there" >&2; return 1; }
+	[ -z "$chardev" ] ||
+		vm_qmp "$qmp" "{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"$chardev\"}}"
 }
 
 vm_wait_unix()

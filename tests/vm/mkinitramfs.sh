@@ -24,7 +24,8 @@
 #      (upper-cased KEY), brings up lo, and eth0 with IVSOCK_IP
 #      (ivsock.ip=10.77.0.2/24) if both exist;
 #   4. runs /test.sh if present (else rc=0), prints
-#      "IVSOCK-TEST-DONE rc=N" on the console and powers off (poweroff -f).
+#      "IVSOCK-TEST-DONE rc=N" on the console and powers off (poweroff -f),
+#      or, with ivsock.hold=1, idles until the host kills it.
 set -eu
 
 usage() { echo "usage: $0 OUT.cpio.gz [SRC:DST ...]" >&2; exit 2; }
@@ -146,6 +147,12 @@ else
 fi
 echo "IVSOCK-TEST-DONE rc=$rc"
 sync
+if [ "$IVSOCK_HOLD" = 1 ]; then
+	# The host stops this guest when it suits (e.g. after the peers
+	# are done with the ivshmem server).
+	echo "init: holding (ivsock.hold=1)"
+	while :; do sleep 3600; done
+fi
 poweroff -f
 INIT
 chmod 755 "$root/init"

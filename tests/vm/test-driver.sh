@@ -1,0 +1,154 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# LONG VM TEST (about a minute): ivsock.ko in two real QEMU/TCG guests.
+#
+#      host                      ivshmem server ($IVSHMEM_SERVER_CMD)
+#        |                         |  UNIX socket $VM_DIR/ivshmem.sock
+#        |             +-----------+-----------+
+#        |      guest "a" (peer 0)       guest "b" (peer 1)
+#        |      ivs0: ivshmem-doorbell   ivs0: ivshmem-doorbell
+#        +-QMP--+                        +--QMP (device_del ivs0,
+#                                               chardev-remove ivs)
+#
+# Both guests load ivsock.ko and run devcheck (tests/vm/devcheck.c) from
+# driver-guest.sh: INFO, the host's pattern through mmap, self doorbells,
+# ioctl errors, a doorbell ping-pong on every vector between the guests
+# (ioctl and mapped register), unbind/close. Then "a" unbinds the driver
+# from sysfs and "b" is hot-unplugged by QMP device_del, each while a
+# process holds the device mapped and polled (expects POLLHUP, ENODEV,
+# SIGBUS), and both rmmod. The serial logs must show no WARNING/BUG/Oops.
+#
+# Environment:
+#   IVSHMEM_SERVER_CMD  the ivshmem server, a command line where {SOCK},
+#                       {SIZE}, {VECTORS} and {SHM} are substituted
+#                       (default: the throwaway Python server,
+#                       "python3 $IVSHMEM_DEV_SERVER -S {SOCK} -l {SIZE}
+#                        -n {VECTORS} --shm {SHM}")
+#   IVSHMEM_DEV_SERVER  path of that script (default
+#                       /tmp/ivshmem-dev-server.py)
+#   IVSHMEM_SHM_PATH    host file backing the region, where the host
+#                       pattern is written (default $VM_DIR/shm when the
+#                       command uses {SHM}; empty: skip that check)
+#   EXPECT_PEERS        expected peer IDs of a and b ("0 1" for the dev
+#                       server; empty: do not check)
+#   TEST_SIZE           region size, power of two (default 1048576)
+#   TEST_VECTORS        MSI-X vectors per guest (default 4)
+#   TEST_SCRATCH        region offset of the 4 KiB page the guests use to
+#                       meet (default: last page)
+#   KMOD_DEBUG          build ivsock.ko with DEBUG=1 (default 1)
+#   VM_KVER, VM_DIR...  see lib.sh
+# Exit: 0 pass, 1 fail, 77 skip (QEMU, guest kernel, headers or server
+# missing).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+
+vm_prereqs --kmod || exit 77
+command -v python3 >/dev/null || { echo "SKIP: python3 missing" >&2; exit 77; }
+
+TEST_SIZE=${TEST_SIZE:-1048576}
+TEST_VECTORS=${TEST_VECTORS:-4}
+KMOD_DEBUG=${KMOD_DEBUG:-1}
+IVSHMEM_DEV_SERVER=${IVSHMEM_DEV_SERVER:-/tmp/ivshmem-dev-server.py}
+if [ -z "${IVSHMEM_SERVER_CMD:-}" ]; then
+	if [ ! -f "$IVSHMEM_DEV_SERVER" ]; then
+		echo "SKIP: no ivshmem server (set IVSHMEM_SERVER_CMD)" >&2
+		exit 77
+	fi
+	IVSHMEM_SERVER_CMD="python3 $IVSHMEM_DEV_SERVER -S {SOCK} -l {SIZE} -n {VECTORS} --shm {SHM}"
+	EXPECT_PEERS=${EXPECT_PEERS-0 1}
+fi
+EXPECT_PEERS=${EXPECT_PEERS:-}
+HOSTPAT=0x10000
+
+vm_init
+t_start=$SECONDS
+echo "test-driver: workdir $VM_DIR"
+
+make -s -C "$top/guestdrv/kmod" KVER="$VM_KVER" DEBUG="$KMOD_DEBUG" WERROR=1 >"$VM_DIR/kmod.log" 2>&1 ||
+	{ cat "$VM_DIR/kmod.log"; echo "FAIL: ivsock.ko build"; exit 1; }
+gcc -static -O2 -Wall -Wextra -Werror -I"$top/protocol/include" \
+	-o "$VM_DIR/devcheck" "$here/devcheck.c"
+VM_MODULES="" "$here/mkinitramfs.sh" "$VM_DIR/initrd.gz" \
+	"$top/guestdrv/kmod/ivsock.ko:/ivsock.ko" \
+	"$VM_DIR/devcheck:/devcheck" \
+	"$here/driver-guest.sh:/test.sh"
+echo "test-driver: built module, devcheck, initramfs in $((SECONDS - t_start)) s"
+
+sock=$VM_DIR/ivshmem.sock
+shm=${IVSHMEM_SHM_PATH:-}
+case $IVSHMEM_SERVER_CMD in *{SHM}*) shm=${shm:-$VM_DIR/shm} ;; esac
+cmd=${IVSHMEM_SERVER_CMD//\{SOCK\}/$sock}
+cmd=${cmd//\{SIZE\}/$TEST_SIZE}
+cmd=${cmd//\{VECTORS\}/$TEST_VECTORS}
+cmd=${cmd//\{SHM\}/$shm}
+echo "test-driver: server: $cmd"
+# shellcheck disable=SC2086
+vm_bg server $cmd
+vm_wait_unix "$sock" 20 || { cat "$VM_DIR/server.out"; echo "FAIL: server socket"; exit 1; }
+
+hostpat_arg=""
+if [ -n "$shm" ]; then
+	python3 - "$shm" "$HOSTPAT" <<'PY'
+import sys
+off = int(sys.argv[2], 0)
+with open(sys.argv[1], "r+b") as f:
+    f.seek(off)
+    f.write(bytes((i * 7 + 0xff * 13 + 1) & 0xff for i in range(4096)))
+PY
+	hostpat_arg="ivsock.hostpat=$HOSTPAT"
+fi
+
+nonce=$((RANDOM * 32768 + RANDOM))
+common="ivsock.size=$TEST_SIZE ivsock.vectors=$TEST_VECTORS ivsock.nonce=$nonce $hostpat_arg"
+[ -z "${TEST_SCRATCH:-}" ] || common="$common ivsock.scratch=$TEST_SCRATCH"
+set -- $EXPECT_PEERS
+peer_a=${1:+ivsock.peer=$1}
+peer_b=${2:+ivsock.peer=$2}
+
+t_boot=$SECONDS
+vm_start a "$VM_DIR/a.log" "$VM_DIR/initrd.gz" --ivshmem "$sock,$TEST_VECTORS" \
+	--qmp "$VM_DIR/a.qmp" --append "ivsock.role=a ivsock.hold=1 $common $peer_a"
+# Let a take the first peer ID before b connects. Both guests hold after
+# their marker (QMP must outlive b's test; a must not leave the server
+# before b's chardev is gone, see vm_device_del); vm_cleanup stops them.
+sleep 1
+vm_start b "$VM_DIR/b.log" "$VM_DIR/initrd.gz" --ivshmem "$sock,$TEST_VECTORS" \
+	--qmp "$VM_DIR/b.qmp" --append "ivsock.role=b ivsock.hold=1 $common $peer_b"
+
+rc=0
+if vm_wait_marker "$VM_DIR/b.log" 240 IVSOCK-UNPLUG-READY; then
+	t_unplug=$SECONDS
+	vm_device_del "$VM_DIR/b.qmp" ivs0 ivs >/dev/null || rc=1
+else
+	echo "test-driver: b never got ready for unplug"
+	rc=1
+fi
+for g in a b; do
+	if ! vm_wait_marker "$VM_DIR/$g.log" 240; then
+		echo "FAIL: guest $g: no result marker (timeout)"
+		rc=1
+	fi
+done
+echo "test-driver: guests finished $((SECONDS - t_boot)) s after boot" \
+	"(unplug issued at +$((${t_unplug:-$SECONDS} - t_boot)) s)"
+vm_cleanup
+
+for g in a b; do
+	grep -a -E '^(ok|FAIL) |^== |^info:' "$VM_DIR/$g.log" | sed "s/^/[$g] /"
+	r=$(vm_result "$VM_DIR/$g.log") || true
+	[ "$r" = 0 ] || { echo "FAIL: guest $g rc=$r (log $VM_DIR/$g.log)"; rc=1; }
+	vm_log_clean "$VM_DIR/$g.log" ||
+		{ echo "FAIL: guest $g: kernel warnings (log $VM_DIR/$g.log)"; rc=1; }
+done
+if [ $rc = 0 ]; then
+	echo "PASS: test-driver ($((SECONDS - t_start)) s)"
+	[ -n "${KEEP:-}" ] || rm -rf "$VM_DIR"
+else
+	echo "FAIL: test-driver, logs kept in $VM_DIR"
+	trap - EXIT
+fi
+exit $rc
