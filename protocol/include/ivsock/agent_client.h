@@ -31,7 +31,9 @@ struct ivsock_agent_conn {
 	size_t map_size;
 	struct ivsock_region region;         /* attached view of map */
 	struct ivsock_doorbell *db;          /* evdb (server) or devdb (pci); its
-					      * wait_fd fires on info.vector */
+					      * wait_fd (non-blocking) fires on
+					      * info.vector; wake-ups may be shared
+					      * with other clients of that vector */
 	/* private */
 	pthread_mutex_t lock;                /* serialises requests on sock */
 	uint32_t seq;
