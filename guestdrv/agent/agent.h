@@ -67,6 +67,7 @@ struct agent {
 	bool warned_no_answer;
 	uint64_t last_rescan_ms;
 	bool running;
+	bool failed;                    /* stopped because the region changed */
 };
 
 /* clients.c */

@@ -14,6 +14,7 @@
 #include <sys/timerfd.h>
 
 #include "ivsock/agent_client.h"
+#include "ivsock/directory.h"
 #include "addrs.h"
 #include "agent.h"
 #include "log.h"
@@ -93,6 +94,24 @@ static void tick(struct agent *a)
 	int rc;
 
 	agent_mb_heartbeat(&a->mb);
+
+	/* Our identity in the region must still hold: a re-format (another
+	 * format_id) or a directory entry that is no longer ours means every
+	 * mapping we handed out is stale. Exit non-zero and let the service
+	 * manager start us afresh (Restart=on-failure). */
+	if (__atomic_load_n(&a->be.rg.sb->format_id, __ATOMIC_RELAXED) != a->be.rg.format_id) {
+		log_err("the region was re-formatted under us: exiting to re-attach");
+		a->running = false;
+		a->failed = true;
+		return;
+	}
+	if (!ivsock_dir_alive(&a->be.rg, a->be.vm_index, a->be.vm_gen)) {
+		log_err("our directory entry %u (gen %u) is gone: exiting to re-attach",
+			a->be.vm_index, a->be.vm_gen);
+		a->running = false;
+		a->failed = true;
+		return;
+	}
 
 	rc = agent_mb_poll(&a->mb, &status);
 	if (rc < 0) {
@@ -287,8 +306,9 @@ static void run(struct agent *a)
 
 static void teardown(struct agent *a)
 {
-	/* Tell ivsockd our addresses no longer take shortcuts; no wait. */
-	if (a->be.base && !a->mb.pending &&
+	/* Tell ivsockd our addresses no longer take shortcuts; no wait (and
+	 * not into a region that is no longer ours). */
+	if (a->be.base && !a->failed && !a->mb.pending &&
 	    agent_mb_send(&a->mb, IVSOCK_MB_UNREGISTER, NULL, 0, agent_now_ms()) == 0)
 		ring_daemon(a);
 	agent_clients_close_all(a);
@@ -391,5 +411,5 @@ int main(int argc, char **argv)
 		run(&a);
 	}
 	teardown(&a);
-	return rc == 0 ? 0 : 1;
+	return rc == 0 && !a.failed ? 0 : 1;
 }
