@@ -101,7 +101,7 @@ struct ivsock_dev {
 	struct ivsock_vec *vecs;
 	spinlock_t bind_lock;		/* the vecs[].bindings lists */
 
-	struct mutex files_lock;
+	struct mutex files_lock;	/* protects @files */
 	struct list_head files;		/* struct ivsock_file */
 
 	wait_queue_head_t unplug_wq;	/* poll() waiters, woken on remove */
