@@ -28,7 +28,7 @@ ip netns del "ivs-probe-$$"
 
 T=$(mktemp -d /tmp/ivsock-agent-lab.XXXXXX)
 N=$(( $$ % 200 + 20 ))
-NA=ivsA$$ NB=ivsB$$
+NA=ivsA$$ NB=ivsB$$ NC=ivsC$$
 IPA=10.98.$N.1 IPB=10.98.$N.2
 PIDS=()
 
@@ -39,6 +39,7 @@ cleanup() {
 	wait 2>/dev/null || true
 	ip netns del "$NA" 2>/dev/null || true
 	ip netns del "$NB" 2>/dev/null || true
+	ip netns del "$NC" 2>/dev/null || true
 	if [ $rc -ne 0 ]; then
 		for f in "$T"/*.log "$T"/*.out; do
 			[ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
@@ -112,7 +113,27 @@ r=$?
 set -e
 [ $r -eq 1 ] && grep -q "Permission denied" "$T/nobody.out" ||
 	fail "uid 65534 was not refused (rc $r): $(cat "$T/nobody.out")"
+set +e
+ip netns exec "$NB" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$AGENT" --status >"$T/nobody-status.out" 2>&1
+r=$?
+set -e
+[ $r -eq 1 ] || fail "uid 65534 got a status: $(cat "$T/nobody-status.out")"
 echo "ok: uid 65534 refused by SO_PEERCRED"
+
+# A third simulated VM (no addresses) whose agent admits group 65534.
+ip netns add "$NC"
+ip -n "$NC" link set lo up
+ip netns exec "$NC" "$AGENT" -f --server "$T/lab.sock" --hostname lab-c \
+	--listen "@ivsock-agent-lab-$$" --group 65534 >"$T/agent-c.log" 2>&1 &
+PIDS+=($!)
+nobody_status() {
+	ip netns exec "$NC" setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$AGENT" --status --listen "@ivsock-agent-lab-$$"
+}
+wait_for 10 nobody_status || fail "--group 65534 did not admit uid 65534"
+[ "$(nobody_status | jq '.agent.addrs | length')" -eq 0 ] || fail "lab-c has addresses"
+echo "ok: --group admits its members"
 
 [ "$(status "$NA" | jq -r .agent.backend)" = server ] || fail "agent A status"
 [ "$(status "$NB" | jq -r .agent.registered)" = true ] || fail "agent B not registered"
