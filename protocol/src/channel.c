@@ -129,13 +129,15 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 	rc = attach_ring(rg, r2, g2, v.vm, &view->tx, IVSOCK_RING_PRODUCER);
 	if (rc < 0)
 		return rc;
+	/* Win the race against the connector's abandon first, and only then
+	 * write end[1]: a loser must never write into a slot that may have
+	 * been freed and reused meanwhile. */
+	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_OFFERED, IVSOCK_CHAN_ACCEPTING) < 0)
+		return -ESTALE;
 	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
 	/* Release: end[1] is visible to the connector once it sees CONNECTED. */
-	rc = ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_OFFERED, IVSOCK_CHAN_CONNECTED);
-	if (rc < 0) {
-		ivsock_store_release(&c->end[1].flags, 0);
-		return -ESTALE;
-	}
+	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_ACCEPTING, IVSOCK_CHAN_CONNECTED) < 0)
+		return -EPROTO; /* someone else moved our channel: corrupt peer */
 	return 0;
 }
 
@@ -177,7 +179,7 @@ int ivsock_chan_learn_peer(struct ivsock_region *rg, struct ivsock_chan_view *vi
 	v = ivsock_slot_get(&c->slot);
 	if (v.gen != view->gen)
 		return -ESTALE;
-	if (v.state == IVSOCK_CHAN_OFFERED)
+	if (v.state == IVSOCK_CHAN_OFFERED || v.state == IVSOCK_CHAN_ACCEPTING)
 		return -EAGAIN;
 	if (v.state != IVSOCK_CHAN_CONNECTED && v.state != IVSOCK_CHAN_REVOKED)
 		return -ESTALE;
@@ -246,6 +248,21 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return chan_free(rg, c, gen, v.vm);
 	if (v.state == IVSOCK_CHAN_ABANDONED)
 		return chan_free(rg, c, gen, v.vm);
+	if (v.state == IVSOCK_CHAN_ACCEPTING) {
+		/* The acceptor is between its two CASes (a few stores): let it
+		 * finish so that its end is complete before we decide who frees.
+		 * Bounded, in case it died right there. */
+		int spins;
+
+		for (spins = 0; spins < 100000; spins++) {
+			v = ivsock_slot_get(&c->slot);
+			if (v.gen != gen || v.state != IVSOCK_CHAN_ACCEPTING)
+				break;
+			ivsock_cpu_relax();
+		}
+		if (v.gen != gen || v.state == IVSOCK_SLOT_FREE)
+			return -ESTALE;
+	}
 
 	tx_idx = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s : c->ring_s2c;
 	tx_gen = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s_gen : c->ring_s2c_gen;

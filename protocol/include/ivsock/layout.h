@@ -132,6 +132,8 @@ enum {
 	IVSOCK_CHAN_CONNECTED = 3, /* acceptor attached: rings are the stream */
 	IVSOCK_CHAN_ABANDONED = 4, /* connector fell back to TCP before attach */
 	IVSOCK_CHAN_REVOKED   = 5, /* ivsockd withdrew it (QoS/migration) */
+	IVSOCK_CHAN_ACCEPTING = 6, /* acceptor won the offer and is writing its
+				    * end; becomes CONNECTED (release) */
 };
 
 /* Flags of one end, written only by that end (or its agent after death). */
