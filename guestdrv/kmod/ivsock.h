@@ -45,6 +45,11 @@
 #define ivsock_vm_flags_set(vma, f) ((vma)->vm_flags |= (f))
 #endif
 
+/* PCI_IRQ_LEGACY was renamed in 6.8 and later removed. */
+#ifndef PCI_IRQ_INTX
+#define PCI_IRQ_INTX PCI_IRQ_LEGACY
+#endif
+
 struct ivsock_dev;
 
 /* One MSI-X vector (or the single INTx line as vector 0). */

@@ -122,6 +122,8 @@ static int ivsock_ioc_bind(struct ivsock_file *f,
 		eventfd_ctx_put(old);
 		kfree(nb);
 	}
+	dev_dbg(&dev->pdev->dev, "file %p: vector %u bound%s\n", f,
+		arg->vector, old ? " (replaced)" : "");
 	return 0;
 }
 
@@ -145,6 +147,7 @@ static int ivsock_ioc_unbind(struct ivsock_file *f, u32 vector)
 		return -ENOENT;
 	eventfd_ctx_put(found->ctx);
 	kfree(found);
+	dev_dbg(&dev->pdev->dev, "file %p: vector %u unbound\n", f, vector);
 	return 0;
 }
 

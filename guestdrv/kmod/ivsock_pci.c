@@ -115,7 +115,7 @@ static int ivsock_irqs_setup(struct ivsock_dev *dev)
 	if (nmsix > 0)
 		nvec = pci_alloc_irq_vectors(pdev, nmsix, nmsix, PCI_IRQ_MSIX);
 	if (nvec < 0) {
-		nvec = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_LEGACY);
+		nvec = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_INTX);
 		if (nvec < 0)
 			return nvec;
 		handler = ivsock_intx_irq;
