@@ -376,6 +376,10 @@ void ivs_sock_refresh(struct ivs_sock *s)
 
 	if (__builtin_expect(s->fork_gen == gen && !s->shared, 1))
 		return;
+	/* Sole holder again: one last re-read and we own the views for good
+	 * (the count only grows through our own fork()). */
+	if (s->shared && s->fork_gen == gen && atomic_load(&my_end(s)->holders) <= 1)
+		s->shared = false;
 	if (s->fork_gen != gen) {
 		ag = ivs_agent_get();
 		if (ag)

@@ -5,6 +5,7 @@
  * timeouts, EOF, ECONNRESET, EPIPE; and the connector's fallback triggers. */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 
@@ -182,9 +183,9 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
-			if (ivsock_ring_readable(&s->v.rx) == 0 &&
-			    !(ivsock_ring_peer_flags(&s->v.rx) & (IVSOCK_RING_EOF | IVSOCK_RING_RESET)))
-				continue;
+			/* second half of the budget: let a peer sharing our CPU run */
+			if (spin_end - now < ivs_cfg.spin_ns / 2)
+				sched_yield();
 			continue;
 		}
 		if (deadline && now >= deadline) {
@@ -348,6 +349,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
+			if (spin_end - now < ivs_cfg.spin_ns / 2)
+				sched_yield();
 			continue;
 		}
 		if (deadline && now >= deadline) {
