@@ -123,6 +123,21 @@ done
 echo "W saw $conn connects, $disc disconnects"
 [ "$conn" -ge 2000 ] && [ "$conn" -eq "$disc" ] || { comm -3 <(grep "^connect" "$T/w.out" | cut -d" " -f2 | sort) <(grep "^disconnect" "$T/w.out" | cut -d" " -f2 | sort); fail "announcements unbalanced: $conn/$disc"; }
 
+echo "== channels: counters, reclaim of a dead connector's channel"
+"$F" -v 4 -r chanvm,10.1.0.9 -C 4321 -s 600 "$T/a.sock" >"$T/ch.out" &
+CH=$!; pids+=($CH)
+wait_for "$T/ch.out" "^channel "
+ctl channels --json | jq -e '.channels[] | select(.state=="offered" and
+	.ends[0].vm=="chanvm" and .ends[0].tx_bytes==4321 and .ends[0].state=="open" and
+	.tuple.src=="10.0.0.1" and .tuple.dport==80)' >/dev/null ||
+	fail "channel not listed: $(ctl channels --json)"
+ctl channels | grep -q "chanvm/p[0-9]*/v0" || fail "channels table: $(ctl channels)"
+kill $CH; wait $CH 2>/dev/null || true
+for i in $(seq 1 30); do [ "$(ctl channels --json | jq '.channels | length')" = 0 ] && break; sleep 0.1; done
+[ "$(ctl channels --json | jq '.channels | length')" = 0 ] || fail "channel of a dead VM left: $(ctl channels)"
+grep -q "vm [0-9]* reclaimed (0 channels revoked, 0 listeners, 0 offers, 2 rings freed)" "$T/daemon.log" ||
+	grep -q "peer .* gone .*1 channel end reset" "$T/daemon.log" || fail "channel end not reset at disconnect"
+
 echo "== ivsockctl errors"
 rc=0; ctl vm show nosuchvm 2>"$T/err" || rc=$?
 [ $rc = 1 ] && grep -q "no VM named" "$T/err" || fail "vm show unknown: rc=$rc"

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "ivsock/channel.h"
 #include "ivsock/directory.h"
 #include "ivsock/doorbell.h"
 #include "ivsock/ivshmem_proto.h"
@@ -272,6 +273,8 @@ static void usage(void)
 		"  -g, --garbage N        send N garbage bytes after the greeting\n"
 		"  -H, --hold SECS        connect and never read, for SECS\n"
 		"  -V, --vanish           connect, read one byte, close\n"
+		"  -C, --channel BYTES    open a channel (offered, 10.0.0.1:1000 ->\n"
+		"                         10.0.0.2:80) and count BYTES sent on its end\n"
 		"  -q, --quiet            no event lines\n");
 	exit(2);
 }
@@ -289,6 +292,7 @@ int main(int argc, char **argv)
 		{ "hold", required_argument, NULL, 'H' },
 		{ "vanish", no_argument, NULL, 'V' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "channel", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *reg = NULL;
@@ -296,10 +300,11 @@ int main(int argc, char **argv)
 	long cycles = 0, garbage = 0, i;
 	int64_t until = -1;
 	int ping = 0, vanish = 0, o, rc = 0;
+	long chan_bytes = -1;
 	struct conn c;
 
 	memset(vec0, 0xff, sizeof(vec0));
-	while ((o = getopt_long(argc, argv, "v:r:ps:u:c:g:H:Vq", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "v:r:ps:u:c:g:H:VqC:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'v': vectors = (unsigned int)atoi(optarg); break;
 		case 'r': reg = optarg; break;
@@ -311,6 +316,7 @@ int main(int argc, char **argv)
 		case 'H': hold = atof(optarg); break;
 		case 'V': vanish = 1; break;
 		case 'q': quiet = 1; break;
+		case 'C': chan_bytes = atol(optarg); break;
 		default: usage();
 		}
 	}
@@ -375,6 +381,25 @@ int main(int argc, char **argv)
 	}
 	if (ping)
 		printf("ping status=%d\n", mailbox(&c, IVSOCK_MB_PING, NULL, 0));
+	if (chan_bytes >= 0) {
+		struct ivsock_end_id me = { .vm = (uint8_t)c.vm, .client = 1,
+					    .peer_id = (uint32_t)c.own, .vector = 0 };
+		struct ivsock_tuple t;
+		struct ivsock_chan_view view;
+		uint32_t idx, gen;
+
+		memset(&t, 0, sizeof(t));
+		t.src.family = t.dst.family = IVSOCK_AF_INET;
+		memcpy(t.src.bytes, (uint8_t[]){ 10, 0, 0, 1 }, 4);
+		memcpy(t.dst.bytes, (uint8_t[]){ 10, 0, 0, 2 }, 4);
+		t.sport = 1000;
+		t.dport = 80;
+		rc = ivsock_chan_open(&c.rg, &me, &t, &idx, &gen);
+		if (rc < 0 || ivsock_chan_view_connector(&c.rg, idx, gen, &view) < 0)
+			die("channel open: %s", strerror(-rc));
+		ivsock_chan_count(&c.rg, &view, (uint64_t)chan_bytes, 0);
+		printf("channel %u\n", idx);
+	}
 	fflush(stdout);
 	if (stay > 0 || until >= 0)
 		if (events(&c, stay > 0 ? stay : 30, until) != 0)
