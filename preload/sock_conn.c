@@ -113,12 +113,30 @@ void ivs_listener_release(struct ivs_sock *s)
 
 /* ---------------- connect ---------------- */
 
-/* The source address the kernel will pick for dst (route lookup). */
+/* The source address the kernel will pick for dst (route lookup through a
+ * connected UDP socket), remembered for a second per thread: short-lived
+ * connections to one server pay the lookup once, not per connect. */
+struct src_cache {
+	struct sockaddr_storage dst, src;
+	socklen_t dl, sl;
+	uint64_t when;
+};
+static __thread struct src_cache src_cache;
+
 static int source_for(int family, const struct sockaddr *dst, socklen_t dl,
 		      struct sockaddr_storage *src, socklen_t *sl)
 {
-	int u = ivs_real.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = -1;
+	struct src_cache *c = &src_cache;
+	uint64_t now = ivs_now_ns();
+	int u, rc;
 
+	if (c->when && now - c->when < 1000000000ULL && c->dl == dl && dl <= sizeof(c->dst) &&
+	    !memcmp(&c->dst, dst, dl)) {
+		memcpy(src, &c->src, c->sl);
+		*sl = c->sl;
+		return 0;
+	}
+	u = ivs_real.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (u < 0)
 		return -errno;
 	if (ivs_rc.connect(u, dst, dl) == 0 && getsockname(u, (struct sockaddr *)src, sl) == 0)
@@ -126,6 +144,13 @@ static int source_for(int family, const struct sockaddr *dst, socklen_t dl,
 	else
 		rc = -errno;
 	ivs_real.close(u);
+	if (rc == 0 && dl <= sizeof(c->dst) && *sl <= sizeof(c->src)) {
+		memcpy(&c->dst, dst, dl);
+		c->dl = dl;
+		memcpy(&c->src, src, *sl);
+		c->sl = *sl;
+		c->when = now;
+	}
 	return rc;
 }
 
