@@ -44,3 +44,4 @@ install-targets: install-preload
 
 ALL   += $(SHIM_LIB) $(SHIM_RUN) $(SHIM_TOOLS) $(SHIM_UNIT)
 TESTS += $(SHIM_UNIT)
+-include preload/mux.mk
