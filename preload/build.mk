@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # libivsock.so (the LD_PRELOAD shim: socket core sock_*.c + multiplexers
 # mux_*.c, everything in preload/*.c), ivsock-run, the shim's test tools
-# (fake agent, checksummed stream client/server) and its unit tests.
+# (checksummed stream client/server, shim-env.sh) and its unit tests.
 
 SHIM_SRCS := $(wildcard preload/*.c)
 SHIM_OBJS := $(SHIM_SRCS:%.c=$(O)/%.o)
@@ -12,6 +12,7 @@ SHIM_UNIT_SRCS := $(wildcard preload/tests/test_shim_*.c)
 SHIM_UNIT := $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/tests/unit/%)
 
 $(SHIM_OBJS): ALL_CFLAGS += -fvisibility=hidden -Ipreload
+$(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/preload/tests/%.o): ALL_CFLAGS += -Ipreload
 
 $(SHIM_LIB): $(SHIM_OBJS) $(PROTO_LIB) preload/libivsock.map
 	$(call msg,LD,$@)
