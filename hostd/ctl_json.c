@@ -165,6 +165,7 @@ static const char *chan_state_name(uint8_t s)
 	case IVSOCK_CHAN_CONNECTED: return "connected";
 	case IVSOCK_CHAN_ABANDONED: return "abandoned";
 	case IVSOCK_CHAN_REVOKED: return "revoked";
+	case IVSOCK_CHAN_ACCEPTING: return "accepting";
 	default: return "unknown";
 	}
 }
