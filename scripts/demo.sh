@@ -52,4 +52,8 @@ $LAB status
 
 step "netperf: kernel TCP vs ivsock, same path, interleaved"
 # shellcheck disable=SC2086
-bench/netperf-compare ${DEMO_ARGS:---quick}
+if ! bench/netperf-compare ${DEMO_ARGS:---quick}; then
+	echo "demo: some workloads had no successful run on one side (see the table and" \
+	     "bench/results/netperf-compare-latest.json: *_errors)" >&2
+	exit 1
+fi
