@@ -274,6 +274,50 @@ static void offer_withdraw(struct ivs_sock *s)
 	ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
 }
 
+/*
+ * Our bind picked a port whose exact 4-tuple is still in TIME_WAIT. Without
+ * our bind the kernel would have chosen another port: replace the socket by
+ * a fresh one (same flags, common options) under the same fd number and
+ * connect that one on plain TCP. @return connect's result.
+ */
+static int reconnect_fresh(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	static const struct { int level, name; } opts[] = {
+		{ SOL_SOCKET, SO_REUSEADDR }, { SOL_SOCKET, SO_KEEPALIVE },
+		{ SOL_SOCKET, SO_SNDBUF }, { SOL_SOCKET, SO_RCVBUF },
+		{ SOL_SOCKET, SO_PRIORITY }, { SOL_SOCKET, SO_MARK },
+		{ IPPROTO_TCP, TCP_NODELAY }, { IPPROTO_TCP, TCP_CORK },
+		{ IPPROTO_TCP, TCP_KEEPIDLE }, { IPPROTO_TCP, TCP_KEEPINTVL },
+		{ IPPROTO_TCP, TCP_KEEPCNT }, { IPPROTO_TCP, TCP_QUICKACK },
+	};
+	int fl = ivs_rc.fcntl(fd, F_GETFL), fdfl = ivs_rc.fcntl(fd, F_GETFD), nfd, v;
+	struct linger lg;
+	socklen_t l;
+
+	nfd = ivs_real.socket(addr->sa_family, SOCK_STREAM, IPPROTO_TCP);
+	if (nfd < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		l = sizeof(v);
+		if (ivs_rc.getsockopt(fd, opts[i].level, opts[i].name, &v, &l) == 0)
+			ivs_rc.setsockopt(nfd, opts[i].level, opts[i].name, &v, l);
+	}
+	l = sizeof(lg);
+	if (ivs_rc.getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0)
+		ivs_rc.setsockopt(nfd, SOL_SOCKET, SO_LINGER, &lg, l);
+	if (fl >= 0)
+		ivs_rc.fcntl(nfd, F_SETFL, fl);
+	if (ivs_rc.dup3(nfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) {
+		int err = errno;
+
+		ivs_real.close(nfd);
+		errno = err;
+		return -1;
+	}
+	ivs_real.close(nfd);
+	return ivs_rc.connect(fd, addr, len);
+}
+
 IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct ivs_sock *s;
@@ -291,8 +335,11 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (rc < 0 && err != EINPROGRESS) {
 		offer_withdraw(s);
 		ivs_sock_put(s);
-		ivs_fallback(err == EADDRNOTAVAIL ? IVS_C_FB_PORTS : IVS_C_FB_CONNECT, fd,
-			     "connect failed", -err);
+		if (err == EADDRNOTAVAIL) {
+			ivs_fallback(IVS_C_FB_PORTS, fd, "4-tuple in TIME_WAIT, fresh socket", -err);
+			return reconnect_fresh(fd, addr, len);
+		}
+		ivs_fallback(IVS_C_FB_CONNECT, fd, "connect failed", -err);
 		errno = err;
 		return rc;
 	}
