@@ -16,3 +16,15 @@ $(MUX_TESTS): $(O)/tests/unit/test_mux_%: $(O)/preload/tests/mux_%.o $(MUX_OBJS)
 
 ALL   += $(MUX_TESTS)
 TESTS += $(MUX_TESTS)
+
+# Lab conformance programs of the multiplexers (tests/conformance/mux_*.c,
+# with the harness of the lab's cf_* programs; run by
+# tests/conformance/mux_lab.sh).
+MUX_CONF_SRCS := $(wildcard tests/conformance/mux_*.c)
+MUX_CONF_BINS := $(MUX_CONF_SRCS:tests/conformance/%.c=$(O)/tests/conformance/%)
+
+$(MUX_CONF_BINS): $(O)/tests/conformance/%: $(O)/tests/conformance/%.o $(O)/tests/conformance/conf.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+ALL += $(MUX_CONF_BINS)
