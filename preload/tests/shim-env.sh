@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
-# A private two-"VM" setup for the shim's integration tests when the shared
-# lab (tests/lab) is busy or stale: namespaces ivshim-a (10.78.0.1) and
-# ivshim-b (10.78.0.2) joined by one veth pair, one ivsockd (own region and
-# control socket), one ivsock-agent per namespace. Source it from bash.
+# A private two-"VM" setup for the shim's integration tests, independent of
+# the shared lab (tests/lab) so that runs never disturb each other: per run,
+# namespaces ivshim-PID-a (10.78.0.1) and ivshim-PID-b (10.78.0.2) joined by
+# one veth pair, one ivsockd (own region and control socket), one
+# ivsock-agent per namespace. Source it from bash.
 #
-#   ivshim-a: veth0 10.78.0.1/24 ──veth── veth0 10.78.0.2/24 :ivshim-b
+#   ivshim-PID-a: veth0 10.78.0.1/24 ──veth── veth0 10.78.0.2/24 :ivshim-PID-b
 #   ivsockd (root ns): $SHIM_ENV_DIR/domain.sock, ctl.sock
 #
 #   shim_env_up / shim_env_down      (down also runs on EXIT)
@@ -27,6 +28,8 @@ SHIM_A_IP=10.78.0.1
 SHIM_B_IP=10.78.0.2
 SHIM_ENV_DIR=
 SHIM_PIDS=()
+SHIM_NS_A=ivshim-$$-a
+SHIM_NS_B=ivshim-$$-b
 
 shim_need() {
 	[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
@@ -36,18 +39,22 @@ shim_need() {
 	done
 }
 
-shim_ns() { case $1 in A|a) echo ivshim-a ;; B|b) echo ivshim-b ;; *) echo "$1" ;; esac; }
+shim_ns() { case $1 in A|a) echo "$SHIM_NS_A" ;; B|b) echo "$SHIM_NS_B" ;; *) echo "$1" ;; esac; }
 shim_exec() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$@"; }
 shim_run() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$SHIM_RUNNER" --lib "$SHIM_LIB" "$@"; }
 shim_ctl() { "$SHIM_IVSOCKCTL" -s "$SHIM_ENV_DIR/ctl.sock" "$@"; }
 
 shim_env_down() {
-	local p
+	local p ns
+	# whatever a test left running in our namespaces, then the daemons
+	for ns in "$SHIM_NS_A" "$SHIM_NS_B"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	done
 	for p in "${SHIM_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${SHIM_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	SHIM_PIDS=()
-	ip netns del ivshim-a 2>/dev/null || true
-	ip netns del ivshim-b 2>/dev/null || true
+	ip netns del "$SHIM_NS_A" 2>/dev/null || true
+	ip netns del "$SHIM_NS_B" 2>/dev/null || true
 	[ -n "$SHIM_ENV_DIR" ] && rm -rf "$SHIM_ENV_DIR"
 	SHIM_ENV_DIR=
 }
@@ -63,19 +70,17 @@ shim_start_agent() { # A|B
 
 shim_env_up() {
 	shim_need
-	ip netns del ivshim-a 2>/dev/null || true
-	ip netns del ivshim-b 2>/dev/null || true
 	SHIM_ENV_DIR=$(mktemp -d /tmp/ivshim.XXXXXX)
 	trap shim_env_down EXIT
-	ip netns add ivshim-a
-	ip netns add ivshim-b
-	ip -n ivshim-a link set lo up
-	ip -n ivshim-b link set lo up
-	ip -n ivshim-a link add veth0 type veth peer name veth0 netns ivshim-b
-	ip -n ivshim-a addr add $SHIM_A_IP/24 dev veth0
-	ip -n ivshim-b addr add $SHIM_B_IP/24 dev veth0
-	ip -n ivshim-a link set veth0 up
-	ip -n ivshim-b link set veth0 up
+	ip netns add "$SHIM_NS_A"
+	ip netns add "$SHIM_NS_B"
+	ip -n "$SHIM_NS_A" link set lo up
+	ip -n "$SHIM_NS_B" link set lo up
+	ip -n "$SHIM_NS_A" link add veth0 type veth peer name veth0 netns "$SHIM_NS_B"
+	ip -n "$SHIM_NS_A" addr add $SHIM_A_IP/24 dev veth0
+	ip -n "$SHIM_NS_B" addr add $SHIM_B_IP/24 dev veth0
+	ip -n "$SHIM_NS_A" link set veth0 up
+	ip -n "$SHIM_NS_B" link set veth0 up
 	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-64M},vectors=8" \
 		--control "$SHIM_ENV_DIR/ctl.sock" >"$SHIM_ENV_DIR/ivsockd.log" 2>&1 &
 	SHIM_PIDS+=($!)

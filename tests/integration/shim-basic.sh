@@ -5,7 +5,7 @@
 # byte counters), the same over plain TCP, loopback inside one VM,
 # accept-then-fork, and many streams on one connection's successor.
 #
-#   ivshim-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-b      ivsockd + 2 agents
+#   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
 #   (shim-stream client)           (shim-stream server)
 set -eu
 cd "$(dirname "$0")/../.."

@@ -5,7 +5,7 @@
 # server-speaks-first), no agent, ring pool exhausted while earlier
 # connections keep streaming over their rings. Every byte is checked.
 #
-#   ivshim-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-b      ivsockd + 2 agents
+#   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
 set -eu
 cd "$(dirname "$0")/../.."
 . preload/tests/shim-env.sh

@@ -5,7 +5,7 @@
 # mid-stream (no hang; new connections fall back), and 10,000 connect/close
 # cycles leaving no channel, fd or ring behind.
 #
-#   ivshim-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-b      ivsockd + 2 agents
+#   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
 set -eu
 cd "$(dirname "$0")/../.."
 . preload/tests/shim-env.sh
@@ -14,11 +14,15 @@ export IVSOCK_STATS=1
 D=$SHIM_ENV_DIR
 stat_of() { grep -o "$2=[0-9]*" "$1" | tail -n 1 | cut -d= -f2; }
 fail() { echo "FAIL: $*"; for f in "$D"/*.out "$D"/*.log; do echo "== $f"; tail -n 8 "$f"; done; exit 1; }
-pid_of() { # pattern -> pid (waits for it)
-	local p
+pid_of() { # A|B pattern -> pid of that process in our namespace (waits for it)
+	local p ns
+	ns=$(shim_ns "$1")
 	for _ in $(seq 100); do
-		p=$(pgrep -f "$1" | head -n 1 || true)
-		[ -n "$p" ] && { echo "$p"; return 0; }
+		for p in $(ip netns pids "$ns"); do
+			if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "^$SHIM_TOOL $2"; then
+				echo "$p"; return 0
+			fi
+		done
 		sleep 0.05
 	done
 	return 1
@@ -38,7 +42,7 @@ sleep 0.3
 shim_run A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" 7301 $((64 << 30)) 1 >"$D/cli1.out" 2>&1 &
 cli=$!
 sleep 1
-spid=$(pid_of "shim-stream server 7301") || fail "no server"
+spid=$(pid_of B "server 7301") || fail "no server"
 t0=$(ms)
 kill -9 "$spid"
 rc=0; wait $cli || rc=$?
@@ -52,7 +56,7 @@ srv=$!
 sleep 0.3
 shim_run A "$SHIM_TOOL" client "$SHIM_B_IP" 7302 $((64 << 30)) 1 >"$D/cli2.out" 2>&1 &
 sleep 1
-cpid=$(pid_of "shim-stream client $SHIM_B_IP 7302") || fail "no client"
+cpid=$(pid_of A "client $SHIM_B_IP 7302") || fail "no client"
 t0=$(ms)
 kill -9 "$cpid"
 rc=0; wait $srv || rc=$?
@@ -64,7 +68,7 @@ channels_empty || fail "channels left after kill -9: $(shim_ctl channels --json)
 echo "== 10,000 connect/close cycles: no leaked channel, fd or ring"
 shim_run B "$SHIM_TOOL" server 7303 0 >"$D/srv3.out" 2>&1 &
 sleep 0.3
-spid=$(pid_of "shim-stream server 7303") || fail "no server"
+spid=$(pid_of B "server 7303") || fail "no server"
 shim_run A timeout 300 "$SHIM_TOOL" cycles "$SHIM_B_IP" 7303 100 2>"$D/cli3a.out" || fail "warm-up cycles"
 fds0=$(ls /proc/"$spid"/fd | wc -l)
 shim_run A timeout 300 "$SHIM_TOOL" cycles "$SHIM_B_IP" 7303 10000 2>"$D/cli3.out" || fail "cycles"
@@ -94,5 +98,5 @@ echo "client exit $rc: $(grep shim-stream: "$D/cli4.out" | head -n 1)"
 echo "== new connections without the agent fall back and work"
 shim_run A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" 7304 $((4 << 20)) 1 2>"$D/cli5.out" || fail "after agent death"
 [ "$(stat_of "$D/cli5.out" ring_tx_bytes)" = 0 ] || fail "rings used towards a VM without agent"
-pkill -f "shim-stream server 7304" || true
+kill "$(pid_of B "server 7304")" 2>/dev/null || true
 echo PASS
