@@ -44,10 +44,11 @@
 #   vm_qmp SOCK JSON        run one QMP command, print the reply
 #   vm_device_del QMP ID [CHARDEV]
 #                           hot-unplug device ID, wait (60 s) until QEMU
-#                           has dropped it, then remove CHARDEV. QEMU 7.2
-#                           crashes if the ivshmem server later writes to
-#                           the chardev of an unplugged ivshmem-doorbell:
-#                           always remove the chardev too (libvirt does)
+#                           has dropped it, then remove CHARDEV (as libvirt
+#                           does). Seen here: QEMU 7.2 segfaulted when a
+#                           peer left the server right after another
+#                           guest's ivshmem-doorbell was unplugged; keep
+#                           the other peers connected until this returns
 #   vm_wait_unix SOCK TIMEOUT
 #                           wait until a UNIX socket path exists
 #   vm_kill NAME            stop one guest (SIGTERM, then SIGKILL)

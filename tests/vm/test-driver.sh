@@ -21,22 +21,31 @@
 #
 # Environment:
 #   IVSHMEM_SERVER_CMD  the ivshmem server, a command line where {SOCK},
-#                       {SIZE}, {VECTORS} and {SHM} are substituted
-#                       (default: the throwaway Python server,
-#                       "python3 $IVSHMEM_DEV_SERVER -S {SOCK} -l {SIZE}
-#                        -n {VECTORS} --shm {SHM}")
-#   IVSHMEM_DEV_SERVER  path of that script (default
-#                       /tmp/ivshmem-dev-server.py)
-#   IVSHMEM_SHM_PATH    host file backing the region, where the host
-#                       pattern is written (default $VM_DIR/shm when the
-#                       command uses {SHM}; empty: skip that check)
+#                       {SIZE}, {VECTORS} and {SHM} are substituted.
+#                       Default, first that exists:
+#                       1. ivsockd ($IVSOCKD, default build/hostd/ivsockd):
+#                          "$IVSOCKD --foreground --domain drvtest={SOCK},
+#                           size={SIZE},vectors={VECTORS}
+#                           --control {SOCK}.ctl"
+#                       2. the throwaway dev server $IVSHMEM_DEV_SERVER
+#                          (default /tmp/ivshmem-dev-server.py, kept
+#                          outside the tree): "python3 ... -S {SOCK}
+#                          -l {SIZE} -n {VECTORS} --shm {SHM}"
+#                       else the test is skipped (77)
+#   IVSHMEM_SERVER      "ivsockd" or "dev": pick one of the defaults
+#   IVSHMEM_SHM_PATH    host file backing the region, into which the host
+#                       writes a pattern the guests must see (default
+#                       $VM_DIR/shm when the command uses {SHM}; empty:
+#                       skip that check)
 #   EXPECT_PEERS        expected peer IDs of a and b ("0 1" for the dev
-#                       server; empty: do not check)
-#   TEST_SIZE           region size, power of two (default 1048576)
+#                       server; empty: not checked)
+#   TEST_SIZE           region size, a power of two (default 64 MiB with
+#                       ivsockd, whose tables need room; else 1 MiB)
 #   TEST_VECTORS        MSI-X vectors per guest (default 4)
 #   TEST_SCRATCH        region offset of the 4 KiB page the guests use to
-#                       meet (default: last page)
+#                       meet (default: the last page; it is overwritten)
 #   KMOD_DEBUG          build ivsock.ko with DEBUG=1 (default 1)
+#   KEEP                keep $VM_DIR (logs) even on success
 #   VM_KVER, VM_DIR...  see lib.sh
 # Exit: 0 pass, 1 fail, 77 skip (QEMU, guest kernel, headers or server
 # missing).
@@ -49,18 +58,35 @@ top=$(cd "$here/../.." && pwd)
 vm_prereqs --kmod || exit 77
 command -v python3 >/dev/null || { echo "SKIP: python3 missing" >&2; exit 77; }
 
-TEST_SIZE=${TEST_SIZE:-1048576}
 TEST_VECTORS=${TEST_VECTORS:-4}
 KMOD_DEBUG=${KMOD_DEBUG:-1}
+IVSOCKD=${IVSOCKD:-$top/build/hostd/ivsockd}
 IVSHMEM_DEV_SERVER=${IVSHMEM_DEV_SERVER:-/tmp/ivshmem-dev-server.py}
 if [ -z "${IVSHMEM_SERVER_CMD:-}" ]; then
-	if [ ! -f "$IVSHMEM_DEV_SERVER" ]; then
-		echo "SKIP: no ivshmem server (set IVSHMEM_SERVER_CMD)" >&2
-		exit 77
+	server=${IVSHMEM_SERVER:-}
+	if [ -z "$server" ]; then
+		if [ -x "$IVSOCKD" ]; then
+			server=ivsockd
+		elif [ -f "$IVSHMEM_DEV_SERVER" ]; then
+			server=dev
+		fi
 	fi
-	IVSHMEM_SERVER_CMD="python3 $IVSHMEM_DEV_SERVER -S {SOCK} -l {SIZE} -n {VECTORS} --shm {SHM}"
-	EXPECT_PEERS=${EXPECT_PEERS-0 1}
+	case $server in
+	ivsockd)
+		[ -x "$IVSOCKD" ] || { echo "SKIP: no $IVSOCKD" >&2; exit 77; }
+		IVSHMEM_SERVER_CMD="$IVSOCKD --foreground --domain drvtest={SOCK},size={SIZE},vectors={VECTORS} --control {SOCK}.ctl"
+		TEST_SIZE=${TEST_SIZE:-67108864} ;;
+	dev)
+		[ -f "$IVSHMEM_DEV_SERVER" ] ||
+			{ echo "SKIP: no $IVSHMEM_DEV_SERVER" >&2; exit 77; }
+		IVSHMEM_SERVER_CMD="python3 $IVSHMEM_DEV_SERVER -S {SOCK} -l {SIZE} -n {VECTORS} --shm {SHM}"
+		EXPECT_PEERS=${EXPECT_PEERS-0 1} ;;
+	*)
+		echo "SKIP: no ivshmem server (build ivsockd or set IVSHMEM_SERVER_CMD)" >&2
+		exit 77 ;;
+	esac
 fi
+TEST_SIZE=${TEST_SIZE:-1048576}
 EXPECT_PEERS=${EXPECT_PEERS:-}
 HOSTPAT=0x10000
 
