@@ -872,8 +872,15 @@ static int ep_wait(int mode, int epfd, struct epoll_event *ev, int max, int ms,
 	ep = ep_lookup(epfd);
 	if (__builtin_expect(!ep || !atomic_load_explicit(&ep->nspecial,
 							  memory_order_acquire), 1)) {
+		int i;
+
 		r = real_wait(mode, epfd, ev, max, ms, ts, ss);
 		if (r <= 0 || !ep)
+			return r;
+		for (i = 0; i < r; i++) /* anything of ours? (no lock if not) */
+			if ((uint32_t)(ev[i].data.u64 >> 32) == TAG_HI)
+				break;
+		if (i == r)
 			return r;
 		pthread_mutex_lock(&ep->lock);
 		r = ep_filter(ep, ev, r);

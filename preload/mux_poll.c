@@ -505,10 +505,10 @@ MUX_EXPORT int select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, struct timev
 		errno = EINVAL;
 		return -1;
 	}
-	if (nfds > FD_SETSIZE)
-		nfds = FD_SETSIZE;
-	if (!sel_special(nfds, rs, ws, es))
+	if (!sel_special(nfds > FD_SETSIZE ? FD_SETSIZE : nfds, rs, ws, es))
 		return ivs_real.select(nfds, rs, ws, es, tv);
+	if (nfds > FD_SETSIZE)
+		nfds = FD_SETSIZE; /* documented limit with accelerated fds */
 	if (tv)
 		ns = (int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000LL;
 	start = ivs_now_ns();
@@ -535,9 +535,9 @@ MUX_EXPORT int pselect(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struc
 		errno = EINVAL;
 		return -1;
 	}
+	if (!sel_special(nfds > FD_SETSIZE ? FD_SETSIZE : nfds, rs, ws, es))
+		return ivs_real.pselect(nfds, rs, ws, es, tmo, sigmask);
 	if (nfds > FD_SETSIZE)
 		nfds = FD_SETSIZE;
-	if (!sel_special(nfds, rs, ws, es))
-		return ivs_real.pselect(nfds, rs, ws, es, tmo, sigmask);
 	return sel_run(nfds, rs, ws, es, ns, sigmask);
 }
