@@ -42,9 +42,18 @@ xfer() { # server-vm listen-spec client-vm connect-spec
 xfer vm1 TCP4-LISTEN:7001 vm2 TCP4:10.77.1.1:7001
 xfer vm2 TCP6-LISTEN:7002 vm1 "TCP6:[fd77::1:2]:7002"
 xfer h2-vm1 TCP4-LISTEN:7003 vm1 TCP4:10.77.2.1:7003
+# `down` ends what `lab exec` started and every daemon.
+"$LAB" exec vm2 sleep 1000 &
+sleeper=$!
+sleep 0.3
+pids=$(cat "${IVSOCK_LAB_DIR:-/run/ivsock-lab}"/pids/*.pid 2>/dev/null || true)
 "$LAB" down
 "$LAB" down
 LAB_OURS=0
+{ wait $sleeper; } 2>/dev/null || true
+for p in $pids; do
+	if kill -0 "$p" 2>/dev/null; then echo "FAIL: daemon pid $p survived 'lab down'"; exit 1; fi
+done
 left=$(ip netns list | grep -E '^ivs-h' || true)
 [ -z "$left" ] || { echo "FAIL: namespaces left: $left"; exit 1; }
 echo "PASS"
