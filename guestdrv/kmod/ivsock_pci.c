@@ -120,6 +120,11 @@ static int ivsock_irqs_setup(struct ivsock_dev *dev)
 			return nvec;
 		handler = ivsock_intx_irq;
 		irqflags = IRQF_SHARED;
+		/* QEMU >= 2.6 has MSI-X on every ivshmem-doorbell and drops
+		 * doorbells while it is disabled; INTx is for other devices.
+		 */
+		dev_warn(&pdev->dev,
+			 "MSI-X unavailable, using INTx: vector 0 only, and QEMU's ivshmem-doorbell may deliver nothing\n");
 	} else {
 		dev->flags |= IVSOCK_DEV_F_MSIX;
 	}

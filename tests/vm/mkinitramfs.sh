@@ -77,6 +77,7 @@ add_module()
 			echo "mkinitramfs: module $name not found for $VM_KVER" >&2
 		return 0
 	fi
+	# shellcheck disable=SC2013 # modules.dep: one line, words are paths
 	for dep in $(grep -E "^$rel:" "$moddir/modules.dep" | cut -d: -f2); do
 		base=$(basename "$dep")
 		add_module "${base%%.ko*}"

@@ -106,7 +106,7 @@ echo "test-driver: built module, devcheck, initramfs in $((SECONDS - t_start)) s
 
 sock=$VM_DIR/ivshmem.sock
 shm=${IVSHMEM_SHM_PATH:-}
-case $IVSHMEM_SERVER_CMD in *{SHM}*) shm=${shm:-$VM_DIR/shm} ;; esac
+case $IVSHMEM_SERVER_CMD in *'{SHM}'*) shm=${shm:-$VM_DIR/shm} ;; esac
 cmd=${IVSHMEM_SERVER_CMD//\{SOCK\}/$sock}
 cmd=${cmd//\{SIZE\}/$TEST_SIZE}
 cmd=${cmd//\{VECTORS\}/$TEST_VECTORS}
@@ -131,6 +131,7 @@ fi
 nonce=$((RANDOM * 32768 + RANDOM))
 common="ivsock.size=$TEST_SIZE ivsock.vectors=$TEST_VECTORS ivsock.nonce=$nonce $hostpat_arg"
 [ -z "${TEST_SCRATCH:-}" ] || common="$common ivsock.scratch=$TEST_SCRATCH"
+# shellcheck disable=SC2086 # split on purpose
 set -- $EXPECT_PEERS
 peer_a=${1:+ivsock.peer=$1}
 peer_b=${2:+ivsock.peer=$2}
