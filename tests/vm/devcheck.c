@@ -8,6 +8,8 @@
  *   devcheck unplug   hold a mapping and a bound eventfd, print
  *                     IVSOCK-UNPLUG-READY, poll until the device goes away,
  *                     then check HUP, -ENODEV, SIGBUS on the old mapping
+ *   devcheck hammer   ring, rebind, mmap, touch, munmap in a loop until
+ *                     the device goes away (races with remove())
  * Parameters come from the environment (the initramfs turns ivsock.KEY=VAL
  * on the kernel command line into IVSOCK_KEY): SIZE, VECTORS, PEER
  * (expected values, optional), HOSTPAT (offset of the host's pattern),
@@ -445,6 +447,52 @@ static int cmd_unplug(void)
 	return failures ? 1 : 0;
 }
 
+/* Race remove(): every step may meet the device going away. */
+static int cmd_hammer(void)
+{
+	struct ivsock_dev_info info;
+	struct sigaction sa;
+	int fd = open_dev();
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	unsigned long iter = 0, bus = 0;
+	volatile uint8_t *p;
+	uint64_t cnt;
+	double end = now() + 300;
+	int gone = 0;
+
+	if (get_info(fd, &info) < 0)
+		return 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
+	printf("IVSOCK-HAMMER-READY\n");
+	while (!gone && now() < end) {
+		iter++;
+		if (bind_efd(fd, efd, 0) < 0 || ring(fd, info.peer_id, 0) < 0) {
+			gone = errno == ENODEV;
+			break;
+		}
+		p = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			 0);
+		if (p == MAP_FAILED) {
+			gone = errno == ENODEV;
+			break;
+		}
+		if (sigsetjmp(bus_jmp, 1) == 0)
+			p[iter % 65536] = (uint8_t)iter;
+		else
+			bus++;
+		munmap((void *)p, 65536);
+		if (read(efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+			break;
+	}
+	CHECK(gone, "hammer: %lu iterations, %lu SIGBUS, ended by ENODEV",
+	      iter, bus);
+	close(efd);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dev = getenv("IVSOCK_DEV");
@@ -458,6 +506,8 @@ int main(int argc, char **argv)
 		return cmd_pair();
 	if (argc == 2 && !strcmp(argv[1], "unplug"))
 		return cmd_unplug();
-	fprintf(stderr, "usage: %s info|pair|unplug\n", argv[0]);
+	if (argc == 2 && !strcmp(argv[1], "hammer"))
+		return cmd_hammer();
+	fprintf(stderr, "usage: %s info|pair|unplug|hammer\n", argv[0]);
 	return 2;
 }

@@ -16,7 +16,12 @@ say "devcheck pair"
 
 case $IVSOCK_ROLE in
 a)
-	say "driver unbind with the device open, mapped and polled"
+	say "driver unbind with the device open, mapped and polled," \
+	    "while two processes hammer it"
+	/devcheck hammer >/tmp/h1.out 2>&1 &
+	h1=$!
+	/devcheck hammer >/tmp/h2.out 2>&1 &
+	h2=$!
 	/devcheck unplug >/tmp/unplug.out 2>&1 &
 	pid=$!
 	i=0
@@ -24,9 +29,12 @@ a)
 		sleep 0.1
 		i=$((i + 1))
 	done
+	sleep 1
 	echo "$bdf" >/sys/bus/pci/drivers/ivsock/unbind
 	wait $pid || fail=1
-	cat /tmp/unplug.out
+	wait $h1 || fail=1
+	wait $h2 || fail=1
+	cat /tmp/unplug.out /tmp/h1.out /tmp/h2.out
 	say "rebind"
 	echo "$bdf" >/sys/bus/pci/drivers/ivsock/bind
 	/devcheck info || fail=1

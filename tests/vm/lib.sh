@@ -4,7 +4,8 @@
 # Real-VM test helpers: boot QEMU/TCG guests on a busybox initramfs (see
 # mkinitramfs.sh), attach them to an ivshmem server and to each other, wait
 # for the guest's result marker, poke QEMU over QMP, and clean up.
-# Source it from bash:  . "$(dirname "$0")/lib.sh"
+# Source it from bash:  . "$(dirname "$0")/lib.sh"  (qemu-guest.sh wraps
+# vm_start for one guest booted by hand).
 #
 # Environment (all optional):
 #   VM_KVER      guest kernel version       (default 6.1.0-56-amd64)
