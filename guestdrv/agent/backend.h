@@ -23,8 +23,10 @@ struct agent_backend_ops {
 	/* Attach: map the region, learn our peer ID and vectors, make db.
 	 * spec: socket path (server) or device path (pci). @return 0 or -errno. */
 	int (*open)(struct agent_backend *b, const char *spec);
-	/* ctl_fd readable: process the server's messages.
-	 * @return 0, or -ECONNRESET once the server closed the socket. */
+	/* ctl_fd ready: process the server's messages (server) or notice the
+	 * device is gone (pci). @return 0, -ECONNRESET once the server closed
+	 * the socket (keep serving), -ENODEV once the device is gone (the
+	 * region is unmapped under us: stop). */
 	int (*handle_ctl)(struct agent_backend *b);
 	/* fds[0]: region fd, fds[1]: wait eventfd signalled on vector, for a new
 	 * client (both new and CLOEXEC; the caller sends and closes them). */

@@ -3,6 +3,7 @@
  * guest driver's /dev/ivsockN (ivsock_dev.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -123,6 +124,8 @@ static int pci_open(struct agent_backend *b, const char *path)
 		rc = -ENOMEM;
 		goto err;
 	}
+	/* The device fd reports POLLHUP once the device is gone (unplug). */
+	b->ctl_fd = p->dev_fd;
 	log_info("pci backend: %s, peer %u, %u vectors%s", path, b->peer_id, b->vectors,
 		 (info.flags & IVSOCK_DEV_F_MSIX) ? " (MSI-X)" : " (INTx)");
 	return 0;
@@ -131,9 +134,16 @@ err:
 	return rc;
 }
 
+/* Only called when the device fd polls ready: that is POLLHUP, the device
+ * was unplugged or unbound; the region mapping is gone with it. */
 static int pci_handle_ctl(struct agent_backend *b)
 {
-	(void)b;
+	struct pollfd p = { .fd = b->ctl_fd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+		b->ctl_fd = -1;
+		return -ENODEV;
+	}
 	return 0;
 }
 

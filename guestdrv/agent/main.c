@@ -266,10 +266,16 @@ static void run(struct agent *a)
 				agent_client_event(a, (struct agent_client *)ev, evs[i].events);
 				break;
 			case EV_CTL: {
-				int fd = a->be.ctl_fd;
+				int fd = a->be.ctl_fd, rc = a->be.ops->handle_ctl(&a->be);
 
-				if (a->be.ops->handle_ctl(&a->be) == -ECONNRESET)
+				if (rc == -ECONNRESET || rc == -ENODEV)
 					epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+				if (rc == -ENODEV) {
+					log_err("the ivshmem device is gone (unplugged?): exiting");
+					a->running = false;
+					a->failed = true;
+					goto out; /* the region must not be touched again */
+				}
 				break;
 			}
 			case EV_VEC0:
@@ -302,6 +308,8 @@ static void run(struct agent *a)
 			}
 		}
 	}
+out:
+	return;
 }
 
 static void teardown(struct agent *a)

@@ -23,7 +23,9 @@
 # with doorbell wake-ups both ways; 8 MiB host -> gb and 4 MiB gb -> host;
 # kill -9 of a sender in ga mid-stream -> gb sees a reset and ga's agent
 # reclaims the channel (ivsockctl channels empty, ga's rings back to 0);
-# rmmod works; no WARNING/BUG/Oops in the guests' kernel logs.
+# gb's device unbound from the driver under its agent: the agent notices
+# (POLLHUP) and exits 1 without touching the region; rmmod works; no WARNING/BUG/Oops in the guests'
+# kernel logs.
 # Exit: 0 pass, 1 fail, 77 skip (QEMU, kernel, headers or ivsockd missing).
 set -eu
 
@@ -165,10 +167,28 @@ a)
 	;;
 esac
 
+if [ "$R" = b ]; then
+	# The device goes away under the agent (driver unbind, as on an
+	# unplug): it must notice (POLLHUP on /dev/ivsock0) and exit 1 without
+	# touching the region again.
+	bdf=$(basename "$(readlink /sys/class/misc/ivsock0/device)")
+	say "unbind $bdf from ivsock"
+	echo "$bdf" >/sys/bus/pci/drivers/ivsock/unbind
+	i=0
+	while kill -0 $apid 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+	kill -9 $apid 2>/dev/null
+	wait $apid
+	arc=$?
+	[ $arc -eq 1 ] && grep -q 'device is gone' /tmp/agent.log &&
+		ok "agent exited (rc 1) when the device went away" ||
+		bad "agent after unbind: rc $arc"
+fi
 say "agent log:"
 sed "s/^/[$R agent] /" /tmp/agent.log | grep -v 'ring (' | tail -n 25
-kill $apid
-wait $apid
+if [ "$R" = a ]; then
+	kill $apid
+	wait $apid || bad "agent exit status $? on SIGTERM"
+fi
 say "rmmod"
 rmmod ivsock || bad "rmmod"
 [ ! -e /sys/module/ivsock ] || bad "module still loaded"
