@@ -120,6 +120,10 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ivs_sig_mark(&sm);
 	pthread_mutex_lock(&s->rx_lock);
 	for (;;) {
+		if (atomic_load(&s->closed) && atomic_load(&s->state) != IVS_ST_PLAIN) {
+			rc = got ? (ssize_t)got : -EBADF; /* closed by another thread */
+			break;
+		}
 		st = atomic_load(&s->state);
 		if (st == IVS_ST_PLAIN) {
 			rc = got ? (ssize_t)got : IVS_PASS;
@@ -254,10 +258,10 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	return rc;
 }
 
+/* EPIPE; SIGPIPE is raised by ivs_send after dropping its lock. */
 static ssize_t epipe(int flags)
 {
-	if (!(flags & MSG_NOSIGNAL))
-		raise(SIGPIPE);
+	(void)flags;
 	return -EPIPE;
 }
 
@@ -274,8 +278,11 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	if (s->shut_wr)
-		return epipe(flags);
+	if (s->shut_wr) {
+		if (!(flags & MSG_NOSIGNAL))
+			raise(SIGPIPE);
+		return -EPIPE;
+	}
 	if (total == 0)
 		return 0;
 	if (s->sndtimeo_ms && !dontwait)
@@ -283,6 +290,10 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ivs_sig_mark(&sm);
 	pthread_mutex_lock(&s->tx_lock);
 	for (;;) {
+		if (atomic_load(&s->closed) && atomic_load(&s->state) != IVS_ST_PLAIN) {
+			rc = sent ? (ssize_t)sent : -EBADF;
+			break;
+		}
 		st = atomic_load(&s->state);
 		if (st == IVS_ST_PLAIN) {
 			rc = sent ? (ssize_t)sent : IVS_PASS;
@@ -392,6 +403,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 	}
 	pthread_mutex_unlock(&s->tx_lock);
+	if (rc == -EPIPE && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
 	return rc;
 }
 
