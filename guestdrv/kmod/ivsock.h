@@ -109,12 +109,18 @@ struct ivsock_dev {
 	struct mutex files_lock;	/* protects @files */
 	struct list_head files;		/* struct ivsock_file */
 
+	/*
+	 * Set last in remove(), after mappings are zapped and eventfds
+	 * signalled: a poller that sees HUP finds the device fully revoked.
+	 */
+	bool hung_up;
 	wait_queue_head_t unplug_wq;	/* poll() waiters, woken on remove */
 };
 
 void ivsock_dev_put(struct ivsock_dev *dev);
 int ivsock_cdev_register(struct ivsock_dev *dev);
 void ivsock_cdev_unplug(struct ivsock_dev *dev);
+void ivsock_cdev_hangup(struct ivsock_dev *dev);
 void ivsock_bindings_signal_all(struct ivsock_dev *dev);
 
 #endif

@@ -310,8 +310,8 @@ static __poll_t ivsock_poll(struct file *filp, poll_table *wait)
 	struct ivsock_dev *dev = f->dev;
 
 	poll_wait(filp, &dev->unplug_wq, wait);
-	/* Pairs with the store in ivsock_cdev_unplug() before the wake-up. */
-	if (READ_ONCE(dev->dead))
+	/* Pairs with ivsock_cdev_hangup(): HUP implies the zap is done. */
+	if (smp_load_acquire(&dev->hung_up))
 		return EPOLLHUP | EPOLLERR;
 	return 0;
 }
@@ -338,9 +338,9 @@ int ivsock_cdev_register(struct ivsock_dev *dev)
 }
 
 /*
- * First step of remove(): no new opens, no new hardware access, waiters
- * woken, user mappings zapped (the vmas stay; their next access faults and
- * gets SIGBUS from ivsock_fault()).
+ * First step of remove(): no new opens, no new hardware access, user
+ * mappings zapped (the vmas stay; their next access faults and gets SIGBUS
+ * from ivsock_fault()).
  */
 void ivsock_cdev_unplug(struct ivsock_dev *dev)
 {
@@ -349,14 +349,24 @@ void ivsock_cdev_unplug(struct ivsock_dev *dev)
 	misc_deregister(&dev->misc);
 
 	down_write(&dev->lock);
-	WRITE_ONCE(dev->dead, true);
+	dev->dead = true;
 	up_write(&dev->lock);
-
-	wake_up_all(&dev->unplug_wq);
 
 	/* Files with live mappings are still open: vmas pin their file. */
 	mutex_lock(&dev->files_lock);
 	list_for_each_entry(f, &dev->files, node)
 		unmap_mapping_range(f->filp->f_mapping, 0, 0, 1);
 	mutex_unlock(&dev->files_lock);
+}
+
+/*
+ * Last step of remove(), once mappings are zapped and bound eventfds
+ * signalled: poll() reports HUP. Waking pollers earlier would let them
+ * touch a mapping that the zap has not reached yet.
+ */
+void ivsock_cdev_hangup(struct ivsock_dev *dev)
+{
+	/* Orders the zap and the signals before HUP; see ivsock_poll(). */
+	smp_store_release(&dev->hung_up, true);
+	wake_up_all(&dev->unplug_wq);
 }

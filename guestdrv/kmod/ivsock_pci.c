@@ -284,6 +284,7 @@ static void ivsock_remove(struct pci_dev *pdev)
 	ivsock_cdev_unplug(dev);
 	ivsock_irqs_teardown(dev);
 	ivsock_bindings_signal_all(dev);
+	ivsock_cdev_hangup(dev);
 
 	pci_clear_master(pdev);
 	ivsock_regs_pad_release(dev);
