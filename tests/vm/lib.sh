@@ -8,7 +8,7 @@
 # vm_start for one guest booted by hand).
 #
 # Environment (all optional):
-#   VM_KVER      guest kernel version       (default 6.1.0-56-amd64)
+#   VM_KVER      guest kernel version       (default: newest kernel in /boot with modules)
 #   VM_KERNEL    guest kernel image         (default /boot/vmlinuz-$VM_KVER)
 #   VM_MEM       guest RAM in MiB           (default 256)
 #   VM_QEMU      QEMU binary                (default qemu-system-x86_64)
@@ -62,7 +62,9 @@
 # The guest side of the contract lives in mkinitramfs.sh's /init: it prints
 # "IVSOCK-TEST-DONE rc=N" after /test.sh and powers off.
 
-VM_KVER=${VM_KVER:-6.1.0-56-amd64}
+# Newest installed Debian kernel with modules (the guest kernel; not uname -r).
+VM_KVER=${VM_KVER:-$(for k in $(ls /lib/modules 2>/dev/null | sort -rV); do [ -e "/boot/vmlinuz-$k" ] \
+	&& [ -d "/lib/modules/$k/kernel" ] && { echo "$k"; break; }; done)}
 VM_KERNEL=${VM_KERNEL:-/boot/vmlinuz-$VM_KVER}
 VM_MEM=${VM_MEM:-256}
 VM_QEMU=${VM_QEMU:-qemu-system-x86_64}

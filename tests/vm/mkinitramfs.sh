@@ -11,7 +11,7 @@
 # /lib/modules/NAME.ko is loaded at boot.
 #
 # Environment:
-#   VM_KVER     guest kernel whose modules are used (default 6.1.0-56-amd64)
+#   VM_KVER     guest kernel whose modules are used (default: newest kernel in /boot with modules)
 #   VM_MODULES  kernel modules to include with their dependencies, loaded
 #               at boot in dependency order (default: "virtio_pci virtio_net", so
 #               eth0 exists when QEMU has a virtio-net-pci device); set
@@ -33,7 +33,9 @@ usage() { echo "usage: $0 OUT.cpio.gz [SRC:DST ...]" >&2; exit 2; }
 out=$1
 shift
 
-VM_KVER=${VM_KVER:-6.1.0-56-amd64}
+# Newest installed Debian kernel with modules (the guest kernel; not uname -r).
+VM_KVER=${VM_KVER:-$(for k in $(ls /lib/modules 2>/dev/null | sort -rV); do [ -e "/boot/vmlinuz-$k" ] \
+	&& [ -d "/lib/modules/$k/kernel" ] && { echo "$k"; break; }; done)}
 VM_MODULES=${VM_MODULES-virtio_pci virtio_net}
 moddir=/lib/modules/$VM_KVER
 
