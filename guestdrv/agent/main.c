@@ -165,6 +165,21 @@ static void tick(struct agent *a)
 	}
 }
 
+/* The region mapping can vanish under us (device unplugged or unbound: the
+ * driver zaps it, and POLLHUP may not have been read yet). Any SIGBUS here
+ * means that: say so and exit 1 without touching anything else. */
+static void on_sigbus(int sig)
+{
+	static const char msg[] =
+		"ivsock-agent: the ivshmem device is gone (SIGBUS on the region): exiting\n";
+
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more we can do */
+	}
+	_exit(1);
+}
+
 static int setup(struct agent *a)
 {
 	struct itimerspec its = {
@@ -225,6 +240,7 @@ static int setup(struct agent *a)
 	if (a->sigfd < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGBUS, on_sigbus);
 
 	if ((rc = epoll_add(a, a->lfd, &a->ev_listen, EV_LISTEN)) < 0 ||
 	    (rc = epoll_add(a, a->be.db->wait_fd, &a->ev_vec0, EV_VEC0)) < 0 ||

@@ -270,7 +270,17 @@ int ivsock_agent_connect(const char *path, struct ivsock_agent_conn *out)
 		fds[0] = -1;
 		out->db = make_evdb(out, fds[1]);
 	} else {
-		out->db = ivsock_devdb_new(fds[0], fds[1], NULL);
+		struct ivsock_dev_info di;
+
+		/* One MMIO store per doorbell instead of a system call, when the
+		 * driver lets us map its doorbell page. */
+		if (ioctl(fds[0], IVSOCK_IOC_INFO, &di) == 0 && (di.flags & IVSOCK_DEV_F_REGS_MAP)) {
+			out->regs = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+					 MAP_SHARED, fds[0], (off_t)IVSOCK_DEV_MMAP_REGS);
+			if (out->regs == MAP_FAILED)
+				out->regs = NULL;
+		}
+		out->db = ivsock_devdb_new(fds[0], fds[1], out->regs);
 		if (out->db)
 			fds[0] = -1;
 	}
@@ -368,6 +378,10 @@ void ivsock_agent_close(struct ivsock_agent_conn *c)
 	if (c->db) {
 		ivsock_doorbell_free(c->db);
 		c->db = NULL;
+	}
+	if (c->regs) {
+		munmap(c->regs, (size_t)sysconf(_SC_PAGESIZE));
+		c->regs = NULL;
 	}
 	if (c->map) {
 		munmap(c->map, c->map_size);

@@ -37,6 +37,7 @@ struct ivsock_agent_conn {
 	/* private */
 	pthread_mutex_t lock;                /* serialises requests on sock */
 	uint32_t seq;
+	void *regs;                          /* pci: mapped doorbell page, or NULL */
 };
 
 /*
@@ -72,8 +73,10 @@ ssize_t ivsock_agent_call(int sock, uint16_t type, uint32_t seq,
  * format_id), and build out->db:
  *   server backend: an eventfd doorbell whose wait_fd is fd[1] and whose
  *                   missing peers are resolved with ivsock_agent_peer_fd();
- *   pci backend:    a device doorbell on fd[0] (IVSOCK_IOC_RING) with wait_fd
- *                   fd[1] (already bound to info.vector by the agent).
+ *   pci backend:    a device doorbell on fd[0] with wait_fd fd[1] (already
+ *                   bound to info.vector by the agent); it rings with one
+ *                   store to the mapped doorbell register when the driver
+ *                   offers it (IVSOCK_DEV_F_REGS_MAP), else IVSOCK_IOC_RING.
  * The doorbell refers back to *out: do not move or copy *out afterwards.
  * On failure nothing is left open and *out is unusable.
  * @return 0, -ECONNREFUSED/-ENOENT (no agent), -EACCES (agent refused us),
