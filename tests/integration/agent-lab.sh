@@ -121,6 +121,38 @@ set -e
 [ $r -eq 1 ] || fail "uid 65534 got a status: $(cat "$T/nobody-status.out")"
 echo "ok: uid 65534 refused by SO_PEERCRED"
 
+# Garbage on the agent socket: each bad request costs its sender the
+# connection, never the agent.
+ip netns exec "$NB" python3 - <<'PY' || fail "garbage test client failed"
+import socket, struct
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect("\0ivsock-agent")
+    s.settimeout(5)
+    return s
+hdr = lambda magic, ver, typ, ln, seq=1, st=0, res=0: struct.pack("<IHHIIiI", magic, ver, typ, ln, seq, st, res)
+M = 0x4d535649
+cases = [b"", b"x" * 7, hdr(0xdead, 1, 5, 0), hdr(M, 2, 5, 0), hdr(M, 1, 0, 0),
+         hdr(M, 1, 5, 10), hdr(M, 1, 1, 0), hdr(M, 1, 3, 2) + b"ab", hdr(M, 1, 5, 0, res=1),
+         b"\xff" * 70000]
+for c in cases:
+    s = conn()
+    try:
+        s.send(c)
+        r = s.recv(100000)
+    except OSError:
+        r = b""
+    assert r == b"", (c[:24], r[:24])   # disconnected without an answer
+    s.close()
+s = conn()                              # unknown type: answered -EOPNOTSUPP
+s.send(hdr(M, 1, 99, 0, seq=7))
+r = s.recv(1000)
+magic, ver, typ, ln, seq, st, res = struct.unpack("<IHHIIiI", r[:24])
+assert (typ, seq, st) == (99, 7, -95), (typ, seq, st)
+PY
+status "$NB" | jq -e '.agent.registered' >/dev/null || fail "agent B unwell after garbage"
+echo "ok: malformed requests disconnect their sender, the agent keeps serving"
+
 # A third simulated VM (no addresses) whose agent admits group 65534.
 ip netns add "$NC"
 ip -n "$NC" link set lo up
