@@ -40,6 +40,7 @@ flags        cf_flags       vm1 vm2 $V4S
 poll         cf_poll        vm1 vm2 $V4S
 select       cf_select      vm1 vm2 $V4S
 epoll        cf_epoll       vm1 vm2 $V4S
+evloop       cf_evloop      vm1 vm2 $V4S
 shutdown     cf_shutdown    vm1 vm2 $V4S
 peerdeath    cf_peerdeath   vm1 vm2 $V4S
 epipe        cf_epipe       vm1 vm2 $V4S
@@ -96,9 +97,12 @@ stat_sum() { # errfile counter -> sum over all "stats:" lines
 	grep -ho "$2=[0-9]*" "$1" 2>/dev/null | awk -F= '{s += $2} END {printf "%.0f\n", s}'
 }
 
+# A random port block per invocation, below the ephemeral range, so that two
+# runs sharing one lab do not collide.
+PORT_BASE=$((20000 + (RANDOM % 110) * 100))
 fails=() shimfails=() n=0
 for mode in plain shim; do
-	port=31000
+	port=$PORT_BASE
 	[ "$mode" = shim ] && [ $SHIM -eq 0 ] && break
 	while read -r name prog svm cvm addr; do
 		[ -n "$name" ] || continue
