@@ -218,6 +218,10 @@ static int setup(struct agent *a)
 	a->reg.agent_version = AGENT_VERSION;
 	a->reg.naddrs = ~0U; /* forces the first collection to count as a change */
 	collect_addrs(a);
+	if (a->reg.naddrs > IVSOCK_VM_MAX_ADDRS) { /* getifaddrs failed: none yet */
+		a->reg.naddrs = 0;
+		a->want_register = true;
+	}
 
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (a->epfd < 0)
