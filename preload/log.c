@@ -112,7 +112,10 @@ void ivs_config_load(void)
 	}
 	ivs_cfg.disabled = env_true("IVSOCK_DISABLE");
 	ivs_cfg.stats = env_true("IVSOCK_STATS");
-	ivs_cfg.spin_ns = env_u64("IVSOCK_SPIN_US", 50) * 1000;
+	ivs_cfg.spin_ns = env_u64("IVSOCK_SPIN_US", 50);
+	if (ivs_cfg.spin_ns > 1000000) /* 1 s at most */
+		ivs_cfg.spin_ns = 1000000;
+	ivs_cfg.spin_ns *= 1000;
 	ivs_cfg.attach_ns = env_u64("IVSOCK_ATTACH_MS", 1000) * 1000000ULL;
 	ivs_cfg.agent = getenv("IVSOCK_AGENT");
 }

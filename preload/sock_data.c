@@ -53,6 +53,31 @@ static ssize_t ring_iov(struct ivsock_ring *r, const struct iovec *iov, int n,
 	return (ssize_t)done;
 }
 
+/*
+ * Adaptive spinning: a spin that ends with the peer's answer doubles the
+ * socket's budget (up to IVSOCK_SPIN_US), one that ends in a sleep halves
+ * it; every 64th wait probes with the full budget. On a busy machine (peer
+ * descheduled) spinning only steals the CPU the peer needs.
+ */
+static uint64_t spin_budget(uint32_t *budget, uint32_t *waits)
+{
+	if ((++*waits & 63) == 0)
+		return ivs_cfg.spin_ns;
+	return *budget;
+}
+
+static void spin_won(uint32_t *budget)
+{
+	uint64_t b = (uint64_t)*budget * 2 + 1000;
+
+	*budget = (uint32_t)(b > ivs_cfg.spin_ns ? ivs_cfg.spin_ns : b);
+}
+
+static void spin_lost(uint32_t *budget)
+{
+	*budget /= 2;
+}
+
 static int deadline_ms(uint64_t deadline, uint64_t now)
 {
 	uint64_t left;
@@ -107,7 +132,8 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	uint64_t deadline = 0, spin_end = 0, now;
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
-	bool spun = false;
+	uint64_t spin_len = 0;
+	bool spun = false, slept = false;
 	short rev;
 	int st;
 
@@ -138,6 +164,8 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
 		if (n > 0) {
+			if (spun && !slept)
+				spin_won(&s->rx_spin);
 			got += (size_t)n;
 			if (!peek) {
 				s->rx_pending += (uint64_t)n;
@@ -182,15 +210,20 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_end = now + ivs_cfg.spin_ns;
+			spin_len = spin_budget(&s->rx_spin, &s->rx_waits);
+			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
 			/* second half of the budget: let a peer sharing our CPU run */
-			if (spin_end - now < ivs_cfg.spin_ns / 2)
+			if (spin_end - now < spin_len / 2)
 				sched_yield();
 			continue;
+		}
+		if (!slept) {
+			slept = true;
+			spin_lost(&s->rx_spin);
 		}
 		if (deadline && now >= deadline) {
 			rc = got ? (ssize_t)got : -EAGAIN;
@@ -272,7 +305,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	uint64_t deadline = 0, spin_end = 0, now;
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
-	bool spun = false;
+	uint64_t spin_len = 0;
+	bool spun = false, slept = false;
 	short rev;
 	int st;
 
@@ -308,6 +342,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
 		if (n > 0) {
+			if (spun && !slept)
+				spin_won(&s->tx_spin);
 			sent += (size_t)n;
 			s->tx_pending += (uint64_t)n;
 			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
@@ -355,14 +391,19 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_end = now + ivs_cfg.spin_ns;
+			spin_len = spin_budget(&s->tx_spin, &s->tx_waits);
+			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
-			if (spin_end - now < ivs_cfg.spin_ns / 2)
+			if (spin_end - now < spin_len / 2)
 				sched_yield();
 			continue;
+		}
+		if (!slept) {
+			slept = true;
+			spin_lost(&s->tx_spin);
 		}
 		if (deadline && now >= deadline) {
 			rc = sent ? (ssize_t)sent : -EAGAIN;
