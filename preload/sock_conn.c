@@ -264,7 +264,6 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 	}
 	atomic_store(&s->state, IVS_ST_OFFERED);
 	s->offered_ns = ivs_now_ns();
-	s->rx_spin = s->tx_spin = (uint32_t)ivs_cfg.spin_ns;
 	return s;
 }
 
@@ -405,7 +404,6 @@ static void try_attach(int lfd, int nfd, int flags)
 	}
 	s->v = v;
 	s->kfd = nfd;
-	s->rx_spin = s->tx_spin = (uint32_t)ivs_cfg.spin_ns;
 	atomic_store(&s->state, IVS_ST_CONNECTED);
 	atomic_store(&s->nonblock, (flags & SOCK_NONBLOCK) != 0);
 	if (ivs_fd_install(nfd, s) < 0) {

@@ -54,22 +54,34 @@ static ssize_t ring_iov(struct ivsock_ring *r, const struct iovec *iov, int n,
 }
 
 /*
- * Adaptive spinning: a spin that ends with the peer's answer doubles the
- * socket's budget (up to IVSOCK_SPIN_US), one that ends in a sleep halves
- * it; every 64th wait probes with the full budget. On a busy machine (peer
+ * Adaptive spinning, per thread and direction (a connect/close loop makes a
+ * new socket each time): a spin that ends with the peer's answer doubles
+ * the budget (up to IVSOCK_SPIN_US), one that ends in a sleep halves it;
+ * every 64th wait probes with the full budget. On a busy machine (peer
  * descheduled) spinning only steals the CPU the peer needs.
  */
+static __thread uint32_t tl_rx_spin = UINT32_MAX, tl_tx_spin = UINT32_MAX;
+static __thread uint32_t tl_rx_waits, tl_tx_waits;
+
 static uint64_t spin_budget(uint32_t *budget, uint32_t *waits)
 {
+	if (*budget == UINT32_MAX)
+		*budget = (uint32_t)ivs_cfg.spin_ns;
 	if ((++*waits & 63) == 0)
 		return ivs_cfg.spin_ns;
 	return *budget;
 }
 
-static void spin_won(uint32_t *budget)
+/* Data came while spinning: a win only if it came before we had to yield
+ * the CPU (if the peer needed our CPU to answer, spinning only delayed it). */
+static void spin_result(uint32_t *budget, bool yielded)
 {
 	uint64_t b = (uint64_t)*budget * 2 + 1000;
 
+	if (yielded) {
+		*budget /= 2;
+		return;
+	}
 	*budget = (uint32_t)(b > ivs_cfg.spin_ns ? ivs_cfg.spin_ns : b);
 }
 
@@ -133,7 +145,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
-	bool spun = false, slept = false;
+	bool spun = false, slept = false, yielded = false;
 	short rev;
 	int st;
 
@@ -165,7 +177,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
 		if (n > 0) {
 			if (spun && !slept)
-				spin_won(&s->rx_spin);
+				spin_result(&tl_rx_spin, yielded);
 			got += (size_t)n;
 			if (!peek) {
 				s->rx_pending += (uint64_t)n;
@@ -210,20 +222,22 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_len = spin_budget(&s->rx_spin, &s->rx_waits);
+			spin_len = spin_budget(&tl_rx_spin, &tl_rx_waits);
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
 			/* second half of the budget: let a peer sharing our CPU run */
-			if (spin_end - now < spin_len / 2)
+			if (spin_end - now < spin_len / 2) {
+				yielded = true;
 				sched_yield();
+			}
 			continue;
 		}
 		if (!slept) {
 			slept = true;
-			spin_lost(&s->rx_spin);
+			spin_lost(&tl_rx_spin);
 		}
 		if (deadline && now >= deadline) {
 			rc = got ? (ssize_t)got : -EAGAIN;
@@ -306,7 +320,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
-	bool spun = false, slept = false;
+	bool spun = false, slept = false, yielded = false;
 	short rev;
 	int st;
 
@@ -343,7 +357,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
 		if (n > 0) {
 			if (spun && !slept)
-				spin_won(&s->tx_spin);
+				spin_result(&tl_tx_spin, yielded);
 			sent += (size_t)n;
 			s->tx_pending += (uint64_t)n;
 			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
@@ -391,19 +405,21 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_len = spin_budget(&s->tx_spin, &s->tx_waits);
+			spin_len = spin_budget(&tl_tx_spin, &tl_tx_waits);
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
 			for (int i = 0; i < 64; i++)
 				ivsock_cpu_relax();
-			if (spin_end - now < spin_len / 2)
+			if (spin_end - now < spin_len / 2) {
+				yielded = true;
 				sched_yield();
+			}
 			continue;
 		}
 		if (!slept) {
 			slept = true;
-			spin_lost(&s->tx_spin);
+			spin_lost(&tl_tx_spin);
 		}
 		if (deadline && now >= deadline) {
 			rc = sent ? (ssize_t)sent : -EAGAIN;

@@ -143,8 +143,6 @@ struct ivs_sock {
 	uint64_t tx_pending, rx_pending; /* bytes not yet added to the end counters */
 	_Atomic int closed;         /* our end released */
 	bool shared;                /* another process may use it too (fork) */
-	uint32_t rx_spin, tx_spin;  /* adaptive spin budgets, ns (sock_data.c) */
-	uint32_t rx_waits, tx_waits;
 	bool reset_told;            /* ECONNRESET reported once; EOF after */
 	bool adopted;               /* we re-pointed our end's doorbell at us */
 	uint32_t prev_peer, prev_vector; /* doorbell address before that */
