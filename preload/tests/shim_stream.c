@@ -104,7 +104,14 @@ static int server(const char *port, long count)
 	if (listen(l, 512) < 0)
 		die("listen");
 	freeaddrinfo(ai);
-	printf("listening\n");
+	{
+		struct sockaddr_in6 me;
+		socklen_t ml = sizeof(me);
+
+		if (getsockname(l, (struct sockaddr *)&me, &ml) < 0)
+			die("getsockname");
+		printf("listening %u\n", ntohs(me.sin6_port)); /* port 0: the one we got */
+	}
 	fflush(stdout);
 	signal(SIGCHLD, SIG_IGN);
 	for (long i = 0; count <= 0 || i < count; i++) {
