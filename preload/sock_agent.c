@@ -92,6 +92,12 @@ struct ivs_agent *ivs_agent_get(void)
 	return ag;
 }
 
+/* 0: this process's agent, 1: the parent's (forked child), or NULL. */
+struct ivs_agent *ivs_agent_peek(int which)
+{
+	return which == 0 ? atomic_load(&g_agent) : g_stale;
+}
+
 void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v)
 {
 	const struct ivsock_chan_end *e;

@@ -3,7 +3,7 @@
 # libivsock.so basics: a checksummed 64 MiB echo stream between two "VMs"
 # over the rings (proved by the shim's counters and by ivsockctl's channel
 # byte counters), the same over plain TCP, loopback inside one VM,
-# accept-then-fork, and many streams on one connection's successor.
+# accept-then-fork, and an accelerated socket inherited across exec.
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
 #   (shim-stream client)           (shim-stream server)
@@ -72,6 +72,16 @@ shim_run A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" 7105 $((4 << 20)) 4 2>"$S
 wait $srv || true
 [ "$(stat_of "$SHIM_ENV_DIR/cli5.out" accelerated_connect)" = 4 ] || fail "fork: not accelerated"
 [ "$(stat_of "$SHIM_ENV_DIR/cli5.out" ring_rx_bytes)" = $((16 << 20)) ] || fail "fork: rx not on rings"
+
+echo "== sockets inherited across exec: bash writes, exec'd head(1) reads the ring"
+shim_run B timeout 60 "$SHIM_TOOL" server 7106 1 >"$SHIM_ENV_DIR/srv6.out" 2>&1 &
+srv=$!
+sleep 0.3
+out=$(shim_run A timeout 30 bash -c "exec 3<>/dev/tcp/$SHIM_B_IP/7106; printf hello >&3; head -c 5 <&3; echo;
+	printf world >&3; head -c 5 <&3; echo; exec 3>&-" 2>/dev/null)
+wait $srv || fail "exec server"
+[ "$out" = "$(printf 'hello\nworld')" ] || fail "exec inheritance: got '$out'"
+grep -q "accelerated_accept=1" "$SHIM_ENV_DIR/srv6.out" || fail "exec case not accelerated"
 
 echo "== no channel left behind"
 for _ in $(seq 50); do
