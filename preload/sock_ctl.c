@@ -251,6 +251,15 @@ IVS_EXPORT int shutdown(int fd, int how)
 		ivs_sock_put(s);
 		return ivs_set_errno(-EINVAL);
 	}
+	/* The peer's end of stream reached us through the ring; its FIN may
+	 * still be in flight to our kernel socket, whose state decides what
+	 * shutdown() returns (ENOTCONN once both sides are closed). */
+	if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	    (ivsock_load_acquire(&s->v.rx.hdr->prod_flags) & IVSOCK_RING_EOF)) {
+		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+		ivs_real.poll(&p, 1, 100);
+	}
 	if (how != SHUT_WR)
 		s->shut_rd = true;
 	if (how != SHUT_RD) {
