@@ -22,6 +22,14 @@
 #define MUX_NOWAKE_SLICE_NS 1000000ULL
 /* ... and while a connector waits for its acceptor (it may fall back). */
 #define MUX_OFFER_SLICE_NS 100000000ULL
+/* ... and while an edge-triggered entry has every event it waits for ready
+ * already (reported): the core arms nothing then, so a new edge (more data
+ * on an undrained socket) is only seen by re-checking its event counter. */
+#define MUX_EDGE_SLICE_NS 10000000ULL
+
+/* Set by the arming functions of this thread when a sleep must be cut to
+ * MUX_EDGE_SLICE_NS; reset by the caller before arming. */
+extern _Thread_local bool mux_arm_slice;
 
 /* Absolute deadline for a relative timeout in ns (< 0: none). UINT64_MAX
  * means "forever". */

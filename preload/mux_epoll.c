@@ -88,6 +88,7 @@ static struct mux_ep **all_eps;
 static int n_eps, eps_cap;
 static _Atomic int spec_eps; /* side tables with special entries */
 static _Atomic int n_zombies; /* entries whose fd closed while a dup lives */
+_Thread_local bool mux_arm_slice;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* ------------------------------ tables ------------------------------ */
@@ -404,11 +405,20 @@ static bool ep_arm_depth(struct mux_ep *ep, int depth)
 		if (e->disabled)
 			continue;
 		if (e->kind == E_ACC && (e->events & EPOLLET)) {
+			unsigned want = want_of(e), now;
+
 			if (e->fresh || ivs_sock_event_seq(e->sock) != e->seen_seq) {
 				ready = true;
 				continue;
 			}
-			ivs_sock_arm(e->sock, want_of(e));
+			/* Arm only what is not ready already (and reported): the
+			 * core arms nothing when any asked event is ready, and a
+			 * read side at EOF must not stop the wait for space. */
+			now = ivs_sock_poll(e->sock, want);
+			if (want & ~now & (EPOLLIN | EPOLLOUT | EPOLLRDHUP))
+				ivs_sock_arm(e->sock, want & ~now);
+			else
+				mux_arm_slice = true;
 			if (ivs_sock_event_seq(e->sock) != e->seen_seq)
 				ready = true;
 		} else if (e->kind == E_ACC) {
@@ -835,6 +845,8 @@ static int ep_sleep(int epfd, uint64_t deadline, const sigset_t *ss,
 		left = MUX_NOWAKE_SLICE_NS;
 	if (offered && left > (int64_t)MUX_OFFER_SLICE_NS)
 		left = MUX_OFFER_SLICE_NS;
+	if (mux_arm_slice && left > (int64_t)MUX_EDGE_SLICE_NS)
+		left = MUX_EDGE_SLICE_NS;
 	if (left != INT64_MAX) {
 		ts.tv_sec = left / 1000000000LL;
 		ts.tv_nsec = left % 1000000000LL;
@@ -932,6 +944,7 @@ static int ep_wait(int mode, int epfd, struct epoll_event *ev, int max, int ms,
 		}
 		spun = true;
 		nw = mux_sleep_begin(wk);
+		mux_arm_slice = false;
 		pthread_mutex_lock(&ep->lock);
 		ready = ep_arm_depth(ep, 0);
 		offered = ep->noffered > 0;

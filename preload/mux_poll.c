@@ -152,6 +152,8 @@ static int pset_sleep(struct pset *p, uint64_t deadline, const sigset_t *sigmask
 
 	if (nw == 0 && left > (int64_t)MUX_NOWAKE_SLICE_NS)
 		left = MUX_NOWAKE_SLICE_NS;
+	if (mux_arm_slice && left > (int64_t)MUX_EDGE_SLICE_NS)
+		left = MUX_EDGE_SLICE_NS; /* a nested set's edge-triggered entry */
 	for (nfds_t i = 0; i < p->nfds; i++) {
 		p->kfds[i] = p->fds[i];
 		p->kfds[i].revents = 0;
@@ -251,6 +253,7 @@ static int pset_run(struct pset *p, int64_t timeout_ns, const sigset_t *sigmask)
 		}
 		spun = true;
 		nw = mux_sleep_begin(wk);
+		mux_arm_slice = false;
 		if (pset_arm(p)) {
 			for (int i = 0; i < nw; i++)
 				wk[i].revents = 0;

@@ -141,6 +141,30 @@ static void test_acc_edge(void **state)
 	fake_sock_free(s, f);
 }
 
+/* Edge-triggered IN|OUT with the read side at EOF for good (reported):
+ * the wait for the write side must still be armed and woken (an event loop
+ * that half-closed: cf_evloop). */
+static void test_edge_other_direction(void **state)
+{
+	int ep = ep_new(), f[2];
+	struct ivs_sock *s = fake_sock_new(f);
+	struct epoll_event ev[2];
+	struct later l = { .s = s, .ready = POLLIN | POLLRDHUP | POLLOUT, .ms = 20, .wfd = -1 };
+	pthread_t t;
+
+	(void)state;
+	fake_set(s, POLLIN | POLLRDHUP);
+	assert_int_equal(add(ep, f[0], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, 1), 0);
+	assert_int_equal(epoll_wait(ep, ev, 2, 0), 1);
+	assert_int_equal(ev[0].events, EPOLLIN | EPOLLRDHUP);
+	t = later(&l);
+	assert_int_equal(epoll_wait(ep, ev, 2, -1), 1);
+	assert_int_equal(ev[0].events, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+	pthread_join(t, NULL);
+	ep_close(ep);
+	fake_sock_free(s, f);
+}
+
 /* One-shot: reported once, then disabled until EPOLL_CTL_MOD. */
 static void test_oneshot(void **state)
 {
@@ -591,6 +615,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acc_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acc_edge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edge_other_direction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oneshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_sets, setup, teardown),

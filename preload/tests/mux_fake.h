@@ -106,6 +106,10 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 
 unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 {
+	unsigned r = ivs_sock_poll(s, events);
+
+	if (r) /* as the core: nothing is armed when something is ready */
+		return r;
 	atomic_fetch_or(&s->armed, events | POLLERR | POLLHUP);
 	atomic_fetch_add(&s->arms, 1);
 	return ivs_sock_poll(s, events); /* seq_cst: the "full fence" */
