@@ -306,18 +306,16 @@ static void atfork_prepare(void)
 
 static void atfork_child(void)
 {
-	struct ivs_agent *ag = atomic_load(&g_agent);
-	unsigned gen = atomic_fetch_add(&ivs_fork_gen, 1) + 1;
-
+	atomic_fetch_add(&ivs_fork_gen, 1);
+	/* Locks another thread may have held at fork. */
 	pthread_mutex_init(&agent_lock, NULL);
 	pthread_mutex_init(&sleep_lock, NULL);
 	nsleepers = 0;
+	ivs_table_atfork_child();
 	/* The parent's agent socket stays open in the child (until exec, it is
 	 * close-on-exec): the agent keeps a client while any process holds its
-	 * socket, so ends this child inherited but has not adopted yet are not
-	 * reset when the parent exits first. */
-	(void)ag;
-	(void)gen;
+	 * socket, so ends owned by the parent are not reset when the parent
+	 * exits first. The child says HELLO itself on first use. */
 	ivs_fd_foreach(child_sock, NULL);
 }
 

@@ -157,6 +157,7 @@ struct ivs_sock *ivs_sock_new(int kind, struct ivs_agent *ag);
 void ivs_sock_free(struct ivs_sock *s);
 /* Iterate every installed fd (single-threaded contexts: fork child, exit). */
 void ivs_fd_foreach(void (*fn)(int fd, struct ivs_sock *s, void *arg), void *arg);
+void ivs_table_atfork_child(void);
 
 /* connection lifecycle: sock_conn.c */
 void ivs_listener_release(struct ivs_sock *s);

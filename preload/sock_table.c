@@ -175,3 +175,8 @@ int ivs_sock_nfds(struct ivs_sock *s)
 {
 	return atomic_load(&s->nfds);
 }
+
+void ivs_table_atfork_child(void)
+{
+	pthread_mutex_init(&free_lock, NULL);
+}
