@@ -200,10 +200,15 @@ IVS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len
 	if (!s)
 		return ivs_rc.getsockopt(fd, level, name, val, len);
 	err = atomic_exchange(&s->so_error, 0);
-	if (!err && atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	/* A reset is pending (as with TCP's RST) when the peer aborted with
+	 * bytes of ours unread; reported once, like the kernel's sk_err. */
+	if (!err && atomic_load(&s->state) == IVS_ST_CONNECTED && !s->reset_told &&
 	    (ivsock_load_acquire(&s->v.rx.hdr->prod_flags) & IVSOCK_RING_RESET) &&
-	    !atomic_load(&s->closed))
+	    ivsock_load_relaxed(&s->v.tx.hdr->tail) != ivsock_load_acquire(&s->v.tx.hdr->head) &&
+	    !atomic_load(&s->closed)) {
+		s->reset_told = true;
 		err = ECONNRESET;
+	}
 	ivs_sock_put(s);
 	if (!err)
 		return ivs_rc.getsockopt(fd, level, name, val, len);
