@@ -7,6 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/sendfile.h>
+#include <sys/ioctl.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 
 #include "sock_int.h"
 
@@ -298,4 +301,124 @@ IVS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 IVS_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 {
 	return sendfile(out, in, off, count);
+}
+
+/* splice with an accelerated socket on either side: through a bounce buffer
+ * (the other side is a pipe, as splice requires). SPLICE_F_NONBLOCK makes
+ * the ring side non-blocking, as it does for a socket. */
+IVS_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len,
+			  unsigned int flags)
+{
+	static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
+	static __thread char *buf;
+	const size_t bsz = 65536;
+	struct ivs_sock *si, *so;
+	struct iovec v;
+	ssize_t r, w;
+	int fl = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
+
+	ivs_init();
+	if (!real_splice)
+		real_splice = (ssize_t (*)(int, loff_t *, int, loff_t *, size_t, unsigned int))
+			dlsym(RTLD_NEXT, "splice");
+	if (!real_splice)
+		return ivs_set_errno(-ENOSYS);
+	si = LOOKUP(in);
+	so = LOOKUP(out);
+	if (!si && !so)
+		return real_splice(in, off_in, out, off_out, len, flags);
+	if (!buf)
+		buf = malloc(bsz);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (len > bsz)
+		len = bsz;
+	if (si) {
+		/* socket -> pipe: take no more than the pipe has room for, so
+		 * nothing taken from the ring is stranded */
+		int cap = ivs_rc.fcntl(out, F_GETPIPE_SZ), used = 0;
+
+		if (cap > 0 && ivs_rc.ioctl(out, FIONREAD, &used) == 0 && used >= 0) {
+			size_t room = used < cap ? (size_t)(cap - used) : 0;
+
+			if (room == 0 && fl) {
+				r = -EAGAIN;
+				goto out;
+			}
+			if (room && len > room)
+				len = room;
+		}
+		v.iov_base = buf;
+		v.iov_len = len;
+		r = ivs_recv(si, in, &v, 1, fl);
+		if (r == IVS_PASS) {
+			ivs_sock_put(si);
+			if (so)
+				ivs_sock_put(so);
+			return real_splice(in, off_in, out, off_out, len, flags);
+		}
+		for (w = 0; r > 0 && w < r;) {
+			ssize_t k = off_out ? pwrite(out, buf + w, (size_t)(r - w), *off_out)
+					    : ivs_rc.write(out, buf + w, (size_t)(r - w));
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				r = w ? w : -errno;
+				break;
+			}
+			if (off_out)
+				*off_out += k;
+			w += k;
+		}
+	} else {
+		/* pipe -> socket: never take more from the pipe than we can
+		 * place (non-blocking: what the ring has room for) */
+		if (fl) {
+			uint32_t used = ivsock_load_relaxed(&so->v.tx.hdr->tail) -
+					ivsock_load_acquire(&so->v.tx.hdr->head);
+			size_t room = used < so->v.tx.size ? so->v.tx.size - used : 0;
+
+			if (atomic_load(&so->state) == IVS_ST_CONNECTED && room == 0) {
+				r = -EAGAIN;
+				goto out;
+			}
+			if (room && len > room)
+				len = room;
+		}
+		r = off_in ? pread(in, buf, len, *off_in) : ivs_rc.read(in, buf, len);
+		if (r <= 0) {
+			r = r < 0 ? -errno : 0;
+			goto out;
+		}
+		if (off_in)
+			*off_in += r;
+		for (w = 0; w < r;) {
+			ssize_t k;
+
+			v.iov_base = buf + w;
+			v.iov_len = (size_t)(r - w);
+			k = ivs_send(so, out, &v, 1, MSG_NOSIGNAL);
+			if (k == IVS_PASS) {
+				k = ivs_rc.send(out, buf + w, (size_t)(r - w), MSG_NOSIGNAL);
+				if (k < 0)
+					k = -errno;
+			}
+			if (k == -EINTR)
+				continue;
+			if (k <= 0) { /* connection failed: what was not sent is lost, as with TCP */
+				r = w ? w : k;
+				break;
+			}
+			w += k;
+		}
+	}
+out:
+	if (si)
+		ivs_sock_put(si);
+	if (so)
+		ivs_sock_put(so);
+	return ivs_set_errno(r) < 0 ? -1 : r;
 }

@@ -83,6 +83,16 @@ wait $srv || fail "exec server"
 [ "$out" = "$(printf 'hello\nworld')" ] || fail "exec inheritance: got '$out'"
 grep -q "accelerated_accept=1" "$SHIM_ENV_DIR/srv6.out" || fail "exec case not accelerated"
 
+echo "== splice(2) from a pipe into an accelerated socket and back"
+shim_run B timeout 60 "$SHIM_TOOL" server 7107 1 >"$SHIM_ENV_DIR/srv7.out" 2>&1 &
+srv=$!
+sleep 0.3
+rc=0
+shim_run A timeout 60 python3 preload/tests/shim_splice.py "$SHIM_B_IP" 7107 2>"$SHIM_ENV_DIR/cli7.out" || rc=$?
+wait $srv || true
+[ $rc = 0 ] || [ $rc = 77 ] || fail "splice"
+[ $rc = 77 ] || [ "$(stat_of "$SHIM_ENV_DIR/cli7.out" ring_rx_bytes)" = $((1 << 20)) ] || fail "splice not on rings"
+
 echo "== no channel left behind"
 for _ in $(seq 50); do
 	shim_ctl channels --json | grep -q '"channels": *\[ *\]' && break
