@@ -45,6 +45,7 @@ include protocol/build.mk
 -include bench/build.mk
 -include tests/build.mk
 -include tests/conformance/build.mk
+-include tests/fuzz/build.mk
 
 all-targets: $(ALL)
 
@@ -72,6 +73,20 @@ check-tsan:
 deps:
 	$(Q)scripts/deps.sh
 
+# libFuzzer harnesses (tests/fuzz/): clang build in build-fuzz/, each harness
+# runs FUZZ_SECONDS (default 20); any crash, leak or timeout fails.
+FUZZ_SECONDS ?= 20
+.PHONY: check-fuzz
+check-fuzz:
+	$(Q)$(MAKE) --no-print-directory O=build-fuzz CC=clang \
+		SANITIZE=fuzzer-no-link,address,undefined CFLAGS="-O1 -g" fuzz-targets
+	$(Q)O=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-fuzz.sh
+
+# Unit test programs and an ivsockd lifecycle under valgrind memcheck.
+.PHONY: check-valgrind
+check-valgrind: all
+	$(Q)O=$(O) tests/valgrind/run-valgrind.sh
+
 # Deps, build, lab, netperf kernel TCP vs ivsock (scripts/demo.sh).
 .PHONY: demo
 demo:
@@ -89,6 +104,6 @@ check:
 install: all install-targets
 
 clean:
-	rm -rf build build-asan build-tsan $(CLEAN_EXTRA)
+	rm -rf build build-asan build-tsan build-fuzz $(CLEAN_EXTRA)
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
