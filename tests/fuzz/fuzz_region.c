@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Fuzzes ivsock_region_attach: a superblock that is either raw fuzz bytes or
+ * a correctly formatted one with fuzzed fields patched in, inside a region
+ * of fixed size in an exact-size heap buffer. Whatever attach accepts must
+ * describe tables that lie entirely inside the region; the harness touches
+ * the last byte of each so ASan reports any table that does not.
+ */
+#include <errno.h>
+
+#include "ivsock/layout.h"
+#include "fuzz.h"
+
+#define REGION_SIZE (256U * 1024)
+
+static uint8_t *region;
+
+static void touch(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	FUZZ_ASSERT(b >= region && b + len <= region + REGION_SIZE);
+	/* Reads through ASan's checks, at both ends. */
+	(void)*(volatile const uint8_t *)b;
+	(void)*(volatile const uint8_t *)(b + len - 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fuzz_in in = { data, size };
+	uint8_t mode = fuzz_u8(&in);
+	struct ivsock_region rg;
+	size_t got, i;
+	int rc;
+
+	if (!region) {
+		region = aligned_alloc(4096, REGION_SIZE);
+		FUZZ_ASSERT(region);
+	}
+	memset(region, 0, sizeof(struct ivsock_superblock) + 4096);
+	if (mode & 1) {
+		/* A raw superblock. */
+		const uint8_t *p = fuzz_bytes(&in, sizeof(struct ivsock_superblock), &got);
+
+		memcpy(region, p, got);
+	} else {
+		struct ivsock_region_params pr;
+
+		ivsock_region_params_default(&pr);
+		pr.vm_cap = 1 + fuzz_u8(&in) % 8;
+		pr.listener_cap = 1 + fuzz_u8(&in) % 32;
+		pr.offer_cap = 1 + fuzz_u8(&in) % 32;
+		pr.channel_cap = 1 + fuzz_u8(&in) % 16;
+		pr.ring_size = 64U << (fuzz_u8(&in) % 6);
+		if (ivsock_region_format(&rg, region, REGION_SIZE, &pr) < 0)
+			return 0;
+		/* Patches: (offset, length 1..8, bytes) into the superblock. */
+		while (in.n) {
+			size_t off = fuzz_u8(&in) % sizeof(struct ivsock_superblock);
+			size_t len = 1 + fuzz_u8(&in) % 8;
+			const uint8_t *p = fuzz_bytes(&in, len, &got);
+
+			if (off + got > sizeof(struct ivsock_superblock))
+				got = sizeof(struct ivsock_superblock) - off;
+			memcpy(region + off, p, got);
+		}
+	}
+	rc = ivsock_region_attach(&rg, region, REGION_SIZE);
+	FUZZ_ASSERT(rc == 0 || rc == -EBADF || rc == -EPROTONOSUPPORT ||
+		    rc == -EMSGSIZE || rc == -EPROTO);
+	if (rc < 0)
+		return 0;
+	FUZZ_ASSERT(rg.vm_cap >= 1 && rg.vm_cap <= IVSOCK_MAX_VMS);
+	FUZZ_ASSERT(ivsock_ring_size_valid(rg.ring_size));
+	FUZZ_ASSERT(rg.offer_cap && !(rg.offer_cap & (rg.offer_cap - 1)));
+	FUZZ_ASSERT(rg.ring_stride >= IVSOCK_RING_FOOTPRINT(rg.ring_size));
+	FUZZ_ASSERT(rg.rings_per_vm >= 1);
+	touch(rg.vms, (size_t)rg.vm_cap * sizeof(rg.vms[0]));
+	touch(rg.listeners, (size_t)rg.listener_cap * sizeof(rg.listeners[0]));
+	touch(rg.offers, (size_t)rg.offer_cap * sizeof(rg.offers[0]));
+	touch(rg.channels, (size_t)rg.channel_cap * sizeof(rg.channels[0]));
+	touch(rg.mailboxes, (size_t)rg.vm_cap * sizeof(rg.mailboxes[0]));
+	touch(rg.ringslots, (size_t)rg.vm_cap * rg.rings_per_vm * sizeof(rg.ringslots[0]));
+	for (i = 0; i < (size_t)rg.vm_cap * rg.rings_per_vm; i += rg.rings_per_vm) {
+		uint8_t *m = ivsock_region_ring_mem(&rg, (uint32_t)i);
+
+		FUZZ_ASSERT(m);
+		touch(m, IVSOCK_RING_FOOTPRINT(rg.ring_size));
+	}
+	touch(ivsock_region_ring_mem(&rg, rg.vm_cap * rg.rings_per_vm - 1),
+	      IVSOCK_RING_FOOTPRINT(rg.ring_size));
+	FUZZ_ASSERT(!ivsock_region_ring_mem(&rg, rg.vm_cap * rg.rings_per_vm));
+	return 0;
+}
