@@ -507,6 +507,10 @@ int ivs_conn_check_attached(struct ivs_sock *s)
 	if (rc == 0) {
 		atomic_store(&s->state, IVS_ST_CONNECTED);
 		atomic_fetch_add(&s->event_seq, 1);
+		/* shutdown(SHUT_WR) while OFFERED kept the kernel FIN back (a
+		 * fallback might still have had bytes to send): send it now */
+		if (s->shut_wr && s->kfd >= 0 && !atomic_exchange(&s->kshut_done, 1))
+			ivs_rc.shutdown(s->kfd, SHUT_WR);
 		return 0;
 	}
 	return rc;

@@ -284,6 +284,10 @@ IVS_EXPORT int shutdown(int fd, int how)
 			ivs_sock_put(s);
 			return how == SHUT_RDWR ? ivs_rc.shutdown(fd, SHUT_RD) : 0;
 		}
+		if (atomic_exchange(&s->kshut_done, 1) && how == SHUT_WR) {
+			ivs_sock_put(s); /* already passed on when the peer attached */
+			return 0;
+		}
 	}
 	ivs_sock_put(s);
 	return ivs_rc.shutdown(fd, how);
