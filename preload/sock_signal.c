@@ -46,7 +46,7 @@ IVS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
 	int was, rc;
 
 	ivs_init();
-	if (sig <= 0 || sig >= _NSIG)
+	if (sig <= 0 || sig >= _NSIG || (ivs_cfg.disabled && !atomic_load(&users[sig].wrapped)))
 		return ivs_rc.sigaction(sig, act, oact);
 	was = atomic_load(&users[sig].wrapped);
 	if (!wrappable(sig, act)) {
