@@ -461,8 +461,12 @@ void ivs_sock_refresh(struct ivs_sock *s)
 	}
 	/* Another process may have used the socket since (one at a time):
 	 * our private indices are re-read from shared memory. */
-	ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER);
-	ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER);
+	/* Indices the other side corrupted: the ring stays broken (-EPROTO
+	 * from every operation, reported as a reset) instead of trusted. */
+	if (ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER) < 0)
+		s->v.tx.broken = -EPROTO;
+	if (ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER) < 0)
+		s->v.rx.broken = -EPROTO;
 	/*
 	 * Wake-ups for this end now go to this process. Ownership (the client
 	 * field, which the agent resets the end by when that client goes away)
