@@ -31,6 +31,9 @@ for n in "${names[@]}"; do
 	seeds="tests/fuzz/corpus/$n"
 	work=$(mktemp -d "${TMPDIR:-/tmp}/ivsock-fuzz-$n.XXXXXX")
 	log="$ART/$n.log"
+	# Per-harness libFuzzer flags (e.g. -close_fd_mask for chatty code).
+	extra=()
+	[ -f "tests/fuzz/$n.options" ] && read -ra extra <"tests/fuzz/$n.options"
 	dirs=("$work")
 	[ -d "$seeds" ] && dirs+=("$seeds")
 	printf '=== fuzz  %-16s %ss\n' "$n" "$SECS"
@@ -38,7 +41,7 @@ for n in "${names[@]}"; do
 	# machine's memory; the outer timeout is a backstop.
 	timeout --kill-after=10 $((SECS + 60)) "$h" -max_total_time="$SECS" -timeout=10 \
 		-rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
-		-artifact_prefix="$ART/$n-" "${dirs[@]}" >"$log" 2>&1
+		-artifact_prefix="$ART/$n-" "${extra[@]}" "${dirs[@]}" >"$log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	if [ $rc -eq 0 ]; then
