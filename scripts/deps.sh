@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config clang libcmocka-dev liburing-dev libsodium-dev
 libinih-dev libjansson-dev libsystemd-dev valgrind qemu-system-x86 qemu-utils busybox-static
 cpio kmod linux-image-amd64 linux-headers-amd64 linux-source netperf iperf3 iproute2
-procps psmisc jq python3 gnuplot-nox socat util-linux"
+procps psmisc jq python3 gnuplot-nox socat util-linux libclang-rt-14-dev"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
