@@ -325,16 +325,21 @@ __attribute__((constructor)) static void agent_init(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-/* exit() with accelerated sockets still open in a process that shares them
- * (fork): let go of our holds so the other holder keeps a live channel
- * instead of one the agent resets when our client goes away. */
+/*
+ * exit() with accelerated sockets still open: release them as the kernel
+ * closes the fds, so the peer gets its end of stream (or reset, with bytes
+ * unread) and a doorbell at once, and a process sharing a socket (fork)
+ * keeps a live channel instead of one the agent resets with our client.
+ */
 static void exit_sock(int fd, struct ivs_sock *s, void *arg)
 {
 	(void)arg;
-	if (s->kind == IVS_CONN && s->shared && !atomic_load(&s->closed) &&
-	    atomic_load(&s->state) == IVS_ST_CONNECTED && ivs_fd_remove(fd) == s &&
-	    atomic_fetch_sub(&s->nfds, 1) == 1)
-		ivs_conn_release(s, fd);
+	if (s->kind == IVS_CONN && !atomic_load(&s->closed) &&
+	    atomic_load(&s->state) == IVS_ST_CONNECTED && ivs_fd_remove(fd) == s) {
+		if (atomic_fetch_sub(&s->nfds, 1) == 1)
+			ivs_conn_release(s, fd);
+		ivs_sock_put(s);
+	}
 }
 
 __attribute__((destructor)) static void agent_fini(void)

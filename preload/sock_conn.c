@@ -555,7 +555,18 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 		goto out;
 	if (ivsock_chan_abandon(rg, s->v.idx, s->v.gen) < 0 &&
 	    ivsock_chan_state(rg, s->v.idx, s->v.gen) != IVSOCK_CHAN_ABANDONED) {
-		rc = ivs_conn_check_attached(s) == 0 ? 1 : -ESTALE;
+		if (ivs_conn_check_attached(s) == 0) {
+			rc = 1; /* the acceptor attached first: rings it is */
+			goto out;
+		}
+		/* The channel is gone under us (freed or reused): nothing can
+		 * flow on it any more; the kernel socket tells what remains. */
+		ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
+		atomic_store(&s->closed, 1);
+		atomic_store(&s->state, IVS_ST_PLAIN);
+		atomic_fetch_add(&s->event_seq, 1);
+		ivs_fallback(why, fd, "channel vanished while offered", -ESTALE);
+		rc = -ESTALE;
 		goto out;
 	}
 	ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);

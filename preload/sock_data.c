@@ -209,6 +209,21 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			rc = got ? (ssize_t)got : reset_or_eof(s);
 			break;
 		}
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->kfin) && !got && iovcnt > 0 &&
+		    !(ivsock_ring_peer_flags(&s->v.rx) & IVSOCK_RING_EOF)) {
+			/* the peer's kernel socket closed without a ring end of
+			 * stream: what the kernel socket holds, then EOF/reset */
+			n = ivs_rc.recv(fd, iov[0].iov_base, iov[0].iov_len,
+					MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+			if (n > 0 || (n < 0 && errno != EAGAIN)) {
+				rc = n > 0 ? n : -errno;
+				break;
+			}
+			if (n == 0 && ivsock_ring_readable(&s->v.rx) == 0) {
+				rc = reset_or_eof(s);
+				break;
+			}
+		}
 		if (dontwait) {
 			if (st == IVS_ST_OFFERED && (kernel_readable(fd) || attach_overdue(s))) {
 				pthread_mutex_unlock(&s->rx_lock);
@@ -513,6 +528,8 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	}
 	if (st == IVS_ST_CONNECTED && peer_dead(s))
 		ev |= POLLIN | POLLOUT | POLLERR | POLLHUP;
+	if (st == IVS_ST_CONNECTED && atomic_load(&s->kfin) && !(pf & IVSOCK_RING_EOF))
+		ev |= POLLIN | POLLRDHUP; /* the peer's kernel socket is gone */
 	if (s->shut_wr && (pf & IVSOCK_RING_EOF))
 		ev |= POLLHUP;
 	return ev & (events | POLLERR | POLLHUP);
@@ -524,6 +541,19 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 
 	if (ev || atomic_load(&s->state) == IVS_ST_PLAIN)
 		return ev;
+	/* Liveness: the kernel socket moved while the ring is quiet (the peer's
+	 * kernel socket closed without a ring end of stream, or a process
+	 * without the shim wrote TCP): report readable, the read path sorts
+	 * it out (drains the ring, then reads the kernel socket). */
+	if (atomic_load(&s->state) == IVS_ST_CONNECTED && (events & (POLLIN | POLLRDHUP)) &&
+	    s->kfd >= 0) {
+		struct pollfd p = { .fd = s->kfd, .events = POLLIN | POLLRDHUP };
+
+		if (ivs_real.poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			atomic_store(&s->kfin, 1); /* sticky: ivs_sock_poll reports it too */
+			return ivs_sock_poll(s, events);
+		}
+	}
 	if ((events & (POLLIN | POLLRDHUP)) && pthread_mutex_trylock(&s->rx_lock) == 0) {
 		ivs_sock_refresh(s);
 		ivsock_ring_consumer_prepare_sleep(&s->v.rx);
@@ -549,5 +579,7 @@ uint64_t ivs_sock_event_seq(struct ivs_sock *s)
 
 unsigned ivs_sock_kernel_events(struct ivs_sock *s)
 {
-	return atomic_load(&s->state) == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : 0;
+	/* OFFERED: anything from the server means it is not shimmed.
+	 * CONNECTED: a FIN without a ring end of stream (see ivs_sock_arm). */
+	return atomic_load(&s->state) == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : POLLRDHUP;
 }

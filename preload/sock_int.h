@@ -139,6 +139,7 @@ struct ivs_sock {
 	int64_t rcvtimeo_ms, sndtimeo_ms; /* 0 = none */
 	bool shut_wr, shut_rd;
 	_Atomic int kshut_done;     /* SHUT_WR passed to the kernel socket */
+	_Atomic int kfin;           /* kernel socket saw the peer's FIN/HUP */
 	_Atomic int so_error;       /* pending error (ECONNRESET) for SO_ERROR */
 	_Atomic uint64_t event_seq;
 	uint64_t tx_pending, rx_pending; /* bytes not yet added to the end counters */
