@@ -74,11 +74,13 @@ wait $srv || true
 [ "$(stat_of "$SHIM_ENV_DIR/cli5.out" ring_rx_bytes)" = $((16 << 20)) ] || fail "fork: rx not on rings"
 
 echo "== sockets inherited across exec: bash writes, exec'd head(1) reads the ring"
-shim_run B timeout 60 "$SHIM_TOOL" server 7106 1 >"$SHIM_ENV_DIR/srv6.out" 2>&1 &
+# The server speaks first: bash reads the banner through the shim, so the
+# connection is attached before bash forks and execs head(1).
+shim_run B timeout 60 "$SHIM_TOOL" --speak-first server 7106 1 >"$SHIM_ENV_DIR/srv6.out" 2>&1 &
 srv=$!
 sleep 0.3
-out=$(shim_run A timeout 30 bash -c "exec 3<>/dev/tcp/$SHIM_B_IP/7106; printf hello >&3; head -c 5 <&3; echo;
-	printf world >&3; head -c 5 <&3; echo; exec 3>&-" 2>/dev/null)
+out=$(shim_run A timeout 30 bash -c "exec 3<>/dev/tcp/$SHIM_B_IP/7106; read -r banner <&3;
+	printf hello >&3; head -c 5 <&3; echo; printf world >&3; head -c 5 <&3; echo; exec 3>&-" 2>/dev/null)
 wait $srv || fail "exec server"
 [ "$out" = "$(printf 'hello\nworld')" ] || fail "exec inheritance: got '$out'"
 grep -q "accelerated_accept=1" "$SHIM_ENV_DIR/srv6.out" || fail "exec case not accelerated"
