@@ -115,8 +115,8 @@ ssize_t ivsock_agent_call(int sock, uint16_t type, uint32_t seq,
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	if (n == 0)
-		return -ECONNRESET;
+	/* n == 0 is EOF or an empty packet: the latter may still carry fds,
+	 * so the control data is looked at (and closed below) either way. */
 	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 		size_t i, k;
 
@@ -134,7 +134,9 @@ ssize_t ivsock_agent_call(int sock, uint16_t type, uint32_t seq,
 		}
 	}
 	rc = 0;
-	if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
+	if (n == 0)
+		rc = -ECONNRESET;
+	else if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
 		rc = -EMSGSIZE;
 	else
 		rc = ivsock_msg_check(reply, (size_t)n, reply_type, 0);
