@@ -210,6 +210,30 @@ static void seeds_agent(void)
 	agent_packet(&s, IVSOCK_AG_HELLO, &hello, sizeof(hello));
 	save("agent_request", &s, "refused");
 
+	/* Agent replies as the shim reads them (ivsock_agent_call, seq 7). */
+	{
+		struct ivsock_ag_hello_reply hr;
+
+		memset(&hr, 0, sizeof(hr));
+		hr.backend = IVSOCK_BACKEND_SERVER;
+		hr.peer_id = 3;
+		hr.client_id = 1;
+		hr.vector = 1;
+		hr.region_size = 1 << 20;
+		s.n = 0;
+		put8(&s, 2);                          /* max_fds 2 */
+		put16(&s, (uint16_t)((sizeof(struct ivsock_msg_hdr) + sizeof(hr)) | 2 << 14));
+		msg(&s, IVSOCK_AG_HELLO_REPLY, &hr, sizeof(hr), 7);
+		save("agent_reply", &s, "hello-reply");
+		s.n = 0;
+		put8(&s, 1);
+		put16(&s, (uint16_t)(sizeof(struct ivsock_msg_hdr) | 1 << 14));
+		msg(&s, IVSOCK_AG_HELLO_REPLY, NULL, 0, 6);  /* stale seq */
+		put16(&s, (uint16_t)(sizeof(struct ivsock_msg_hdr) + sizeof(hr)));
+		msg(&s, IVSOCK_AG_HELLO_REPLY, &hr, sizeof(hr), 7);
+		save("agent_reply", &s, "stale-then-good");
+	}
+
 	/* Mailbox answers: the agent's first request has seq 1. */
 	for (seq = 0; seq < 2; seq++) {
 		struct ivsock_msg_hdr h;
@@ -270,6 +294,8 @@ static void seeds_region(void)
 		p.channel_cap = 8;
 		p.ring_size = 4096;
 		if (ivsock_region_format(&rg, mem, 256 * 1024, &p) == 0) {
+			/* format_id is random: fix it so the seed is reproducible */
+			rg.sb->format_id = 0x1122334455667788ULL;
 			s.n = 0;
 			put8(&s, 1);
 			put(&s, mem, sizeof(struct ivsock_superblock));
