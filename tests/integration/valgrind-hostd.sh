@@ -6,9 +6,10 @@
 #     W: registers, stays          R: register+ping, exits     20 x connect/close
 #     C: opens a channel, exits    G: garbage sender            V: vanisher
 #        \                 |                 /
-#         valgrind ivsockd --domain a=A.sock (16M memfd, grace 1s) --control CTL.sock
+#         valgrind ivsockd --config CONF: [domain a] A.sock (16M memfd, grace 1s)
 #                                   ^ ivsockctl: domain/vm list, vm show, channels
-#   then SIGTERM.
+#   SIGHUP adding [domain b] (a client joins it), SIGHUP with a broken
+#   file (refused, running configuration kept), then SIGTERM.
 #
 # Fails on any memcheck error, a definite leak, or a daemon that does not
 # exit 0 on SIGTERM. Valgrind makes the daemon ~20x slower: timeouts are
@@ -50,11 +51,29 @@ wait_for() { # FILE PATTERN [secs]
 }
 ctl() { "$C" -s "$T/ctl.sock" "$@"; }
 
+conf_a() {
+	cat <<CONF
+[daemon]
+control = $T/ctl.sock
+log_level = debug
+
+[domain a]
+socket = $T/a.sock
+region_size = 16M
+vectors = 2
+grace_period = 1s
+# The 20 connect/close cycles can all be accepted before the slowed-down
+# daemon sees the first disconnect: room for all of them.
+max_vms = 32
+ring_size = 16K
+CONF
+}
+
 echo "== start ivsockd under valgrind"
+conf_a >"$T/ivsockd.conf"
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite,indirect,possible --track-fds=no --log-file="$T/vg.log" \
-	"$D" --foreground --domain a="$T/a.sock",size=16M,vectors=2,grace=1s \
-	--control "$T/ctl.sock" --log-level debug 2>"$T/daemon.log" &
+	"$D" --foreground --config "$T/ivsockd.conf" 2>"$T/daemon.log" &
 VPID=$!
 wait_for "$T/daemon.log" "ready:" 120
 
@@ -85,6 +104,18 @@ printf 'not a request at all, just bytes' | timeout 20 socat - UNIX-CONNECT:"$T/
 sleep 2
 "$F" -v 2 -r late -p "$T/a.sock" >"$T/l.out"
 grep -q "ping status=0" "$T/l.out" || fail "daemon stopped answering"
+
+echo "== SIGHUP: a domain added, then a broken file refused"
+{ conf_a; printf '\n[domain b]\nsocket = %s\nregion_size = 16M\nvectors = 1\n' "$T/b.sock"; } \
+	>"$T/ivsockd.conf"
+kill -HUP $VPID
+wait_for "$T/daemon.log" "domain b added"
+"$F" -v 1 -r bee,10.2.0.1 -p "$T/b.sock" >"$T/b.out"
+grep -q "ping status=0" "$T/b.out" || fail "new domain does not answer"
+printf '[domain c]\nregion_size = banana\n' >>"$T/ivsockd.conf"
+kill -HUP $VPID
+wait_for "$T/daemon.log" "keeping the running configuration"
+ctl domain list >/dev/null || fail "domain list after reloads"
 
 echo "== SIGTERM"
 kill "${pids[@]}" 2>/dev/null || true
