@@ -521,11 +521,11 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	used = tail - head;
 	if (used < s->v.tx.size)
 		ev |= POLLOUT;
-	if (cf & IVSOCK_RING_RCLOSED) {
+	/* A peer that closed is only a FIN to TCP (POLLIN|POLLRDHUP, and
+	 * writable: the write is what fails); POLLHUP needs our side shut
+	 * down too, or a reset. */
+	if (cf & IVSOCK_RING_RCLOSED)
 		ev |= POLLOUT;
-		if (pf & IVSOCK_RING_EOF)
-			ev |= POLLHUP;
-	}
 	if (st == IVS_ST_CONNECTED && peer_dead(s))
 		ev |= POLLIN | POLLOUT | POLLERR | POLLHUP;
 	if (st == IVS_ST_CONNECTED && atomic_load(&s->kfin) && !(pf & IVSOCK_RING_EOF))

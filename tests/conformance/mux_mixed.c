@@ -243,6 +243,10 @@ int case_client(void)
 	tok_recv(c[2], 'e');
 	tr("shutdown(SHUT_WR)", shutdown(c[2], SHUT_WR));
 	tr("read until server closes", wait_eof(c[2]));
+	/* Keep c0 and c1 open until the server closed them too: closing them
+	 * earlier would race with the server's "both shut down" check. */
+	for (int i = 0; i < NC - 1; i++)
+		wait_eof(c[i]);
 	for (int i = 0; i < NC; i++)
 		close(c[i]);
 	return 0;

@@ -222,7 +222,11 @@ grep -q '^OK bytes=8388608 ' "$T/recv3.out" || fail "stream 3: $(cat "$T/recv3.o
 # Without spinning every empty/full ring sleeps: doorbells must have woken both.
 woken() { sed -n 's/^STATS .*woken=\([0-9]*\).*/\1/p' "$1"; }
 [ "$(woken "$T/recv3.out")" -gt 0 ] || fail "receiver never woken by a doorbell: $(cat "$T/recv3.out")"
-[ "$(woken "$T/send3.out")" -gt 0 ] || fail "sender never woken by a doorbell: $(cat "$T/send3.out")"
+# The sender sleeps only if it ever finds the ring full, which depends on
+# scheduling; whenever anyone slept, a doorbell (not the timeout) woke it.
+tmo() { sed -n 's/^STATS .*timeouts=\([0-9]*\).*/\1/p' "$1"; }
+[ "$(tmo "$T/recv3.out")" -eq 0 ] || fail "receiver woken by its timeout, not a doorbell: $(cat "$T/recv3.out")"
+[ "$(tmo "$T/send3.out")" -eq 0 ] || fail "sender woken by its timeout, not a doorbell: $(cat "$T/send3.out")"
 echo "stream 3: $(grep STATS "$T/send3.out") / $(grep STATS "$T/recv3.out")"
 kill -CONT "$DPID"
 wait_for 15 grep -q "heartbeat moves again" "$T/agent-a.log" || fail "agent A did not see ivsockd return"
