@@ -64,6 +64,7 @@ install-guestdrv: $(AGENT_BIN)
 	install -D -m 0644 guestdrv/ivsock-agent.service \
 		$(DESTDIR)$(PREFIX)/lib/systemd/system/ivsock-agent.service
 	install -D -m 0644 docs/ivsock-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/ivsock-agent.8
+	install -D -m 0644 docs/ivsock.4 $(DESTDIR)$(PREFIX)/share/man/man4/ivsock.4
 	install -D -m 0644 guestdrv/kmod/ivsock.conf \
 		$(DESTDIR)$(PREFIX)/lib/modules-load.d/ivsock.conf
 
