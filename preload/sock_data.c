@@ -57,37 +57,63 @@ static ssize_t ring_iov(struct ivsock_ring *r, const struct iovec *iov, int n,
  * Adaptive spinning, per thread and direction (a connect/close loop makes a
  * new socket each time): a spin that ends with the peer's answer doubles
  * the budget (up to IVSOCK_SPIN_US), one that ends in a sleep halves it;
- * every 64th wait probes with the full budget. On a busy machine (peer
- * descheduled) spinning only steals the CPU the peer needs.
+ * a wait probes with the full budget every 64th time. A lost probe doubles
+ * that interval (up to every 1024th wait): on a CPU shared with the peer a
+ * probe spins half its budget while the peer waits for that very CPU. A
+ * won probe brings it back to 64. On a busy machine (peer descheduled)
+ * spinning only steals the CPU the peer needs.
  */
-static __thread uint32_t tl_rx_spin = UINT32_MAX, tl_tx_spin = UINT32_MAX;
-static __thread uint32_t tl_rx_waits, tl_tx_waits;
+struct spin_st {
+	uint32_t budget; /* ns; UINT32_MAX: not set yet */
+	uint32_t waits;
+	uint32_t every;  /* probe when (waits & every) == 0; 2^k - 1 */
+	bool probing;    /* this wait is a probe above the budget */
+};
 
-static uint64_t spin_budget(uint32_t *budget, uint32_t *waits)
+static __thread struct spin_st tl_rx_spin = { UINT32_MAX, 0, 63, false };
+static __thread struct spin_st tl_tx_spin = { UINT32_MAX, 0, 63, false };
+
+static uint64_t spin_budget(struct spin_st *st)
 {
-	if (*budget == UINT32_MAX)
-		*budget = (uint32_t)ivs_cfg.spin_ns;
-	if ((++*waits & 63) == 0)
+	if (st->budget == UINT32_MAX)
+		st->budget = (uint32_t)ivs_cfg.spin_ns;
+	st->probing = false;
+	if ((++st->waits & st->every) == 0) {
+		st->probing = st->budget < ivs_cfg.spin_ns;
 		return ivs_cfg.spin_ns;
-	return *budget;
+	}
+	return st->budget;
+}
+
+static void probe_done(struct spin_st *st, bool won)
+{
+	if (!st->probing)
+		return;
+	st->probing = false;
+	if (won)
+		st->every = 63;
+	else if (st->every < 1023)
+		st->every = st->every * 2 + 1;
 }
 
 /* Data came while spinning: a win only if it came before we had to yield
  * the CPU (if the peer needed our CPU to answer, spinning only delayed it). */
-static void spin_result(uint32_t *budget, bool yielded)
+static void spin_result(struct spin_st *st, bool yielded)
 {
-	uint64_t b = (uint64_t)*budget * 2 + 1000;
+	uint64_t b = (uint64_t)st->budget * 2 + 1000;
 
+	probe_done(st, !yielded);
 	if (yielded) {
-		*budget /= 2;
+		st->budget /= 2;
 		return;
 	}
-	*budget = (uint32_t)(b > ivs_cfg.spin_ns ? ivs_cfg.spin_ns : b);
+	st->budget = (uint32_t)(b > ivs_cfg.spin_ns ? ivs_cfg.spin_ns : b);
 }
 
-static void spin_lost(uint32_t *budget)
+static void spin_lost(struct spin_st *st)
 {
-	*budget /= 2;
+	probe_done(st, false);
+	st->budget /= 2;
 }
 
 static int deadline_ms(uint64_t deadline, uint64_t now)
@@ -237,7 +263,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_len = spin_budget(&tl_rx_spin, &tl_rx_waits);
+			spin_len = spin_budget(&tl_rx_spin);
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
@@ -420,7 +446,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
-			spin_len = spin_budget(&tl_tx_spin, &tl_tx_waits);
+			spin_len = spin_budget(&tl_tx_spin);
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
