@@ -277,10 +277,9 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 				break;
 			return;
 		}
-		if (n <= 0)
-			break;
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-			/* Clients never send fds: close whatever came. */
+		/* Clients never send fds: close whatever came, before anything
+		 * else (an empty SEQPACKET packet can carry fds too). */
+		for (cm = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm; cm = CMSG_NXTHDR(&msg, cm)) {
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 				size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
@@ -292,6 +291,8 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 				}
 			}
 		}
+		if (n <= 0)
+			break;
 		rc = (msg.msg_flags & MSG_TRUNC) ? -EMSGSIZE
 						  : ivsock_msg_check(buf, (size_t)n, 0, 0);
 		if (rc < 0) {
@@ -301,7 +302,10 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 		}
 		memcpy(&h, buf, sizeof(h));
 		if (!c->allowed) {
-			reply(c, h.type + 1, h.seq, -EACCES, NULL, 0, NULL, 0);
+			/* Requests have odd types, replies the next even one;
+			 * never answer with type 0 (invalid). */
+			reply(c, (h.type & 1) && h.type < 0xffff ? h.type + 1 : h.type,
+			      h.seq, -EACCES, NULL, 0, NULL, 0);
 			break;
 		}
 		switch (h.type) {
