@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "sock_int.h"
 
@@ -56,12 +57,19 @@ static ssize_t ring_iov(struct ivsock_ring *r, const struct iovec *iov, int n,
 /*
  * Adaptive spinning, per thread and direction (a connect/close loop makes a
  * new socket each time): a spin that ends with the peer's answer doubles
- * the budget (up to IVSOCK_SPIN_US), one that ends in a sleep halves it;
- * a wait probes with the full budget every 64th time. A lost probe doubles
- * that interval (up to every 1024th wait): on a CPU shared with the peer a
+ * the budget (to at least twice that wait, up to IVSOCK_SPIN_US), one that
+ * ends in a sleep halves it; a wait probes with the full budget every 64th
+ * time. In the second half of the budget the spinner offers its CPU with
+ * sched_yield(). If another task did run then (the thread's involuntary
+ * context switches went up), the wait counts as lost: the peer, or a task
+ * the peer competes with, needed our CPU and spinning only delayed the
+ * answer. A yield that ran nobody (each end on a CPU of its own) does not
+ * count: otherwise one slow answer (a peer that slept, an idle vCPU waking
+ * up) would make both ends fall back to sleeping, where every wait is that
+ * slow and no probe could win again. A lost probe doubles the probe
+ * interval (up to every 1024th wait): on a CPU shared with the peer a
  * probe spins half its budget while the peer waits for that very CPU. A
- * won probe brings it back to 64. On a busy machine (peer descheduled)
- * spinning only steals the CPU the peer needs.
+ * won probe brings it back to 64.
  */
 struct spin_st {
 	uint32_t budget; /* ns; UINT32_MAX: not set yet */
@@ -96,18 +104,44 @@ static void probe_done(struct spin_st *st, bool won)
 		st->every = st->every * 2 + 1;
 }
 
-/* Data came while spinning: a win only if it came before we had to yield
- * the CPU (if the peer needed our CPU to answer, spinning only delayed it). */
-static void spin_result(struct spin_st *st, bool yielded)
+/* The calling thread's involuntary context switches so far. */
+static long thread_nivcsw(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) < 0)
+		return -1;
+	return ru.ru_nivcsw;
+}
+
+/* Data came while spinning, `waited` ns after the spin began; `csw` is
+ * thread_nivcsw() at the first yield, -1 if it did not yield. */
+static void spin_result(struct spin_st *st, uint64_t waited, long csw)
 {
 	uint64_t b = (uint64_t)st->budget * 2 + 1000;
+	bool lost = csw >= 0 && thread_nivcsw() != csw;
 
-	probe_done(st, !yielded);
-	if (yielded) {
+	probe_done(st, !lost);
+	if (lost) {
 		st->budget /= 2;
 		return;
 	}
+	if (b < waited * 2) /* room for twice this wait */
+		b = waited * 2;
 	st->budget = (uint32_t)(b > ivs_cfg.spin_ns ? ivs_cfg.spin_ns : b);
+}
+
+/* One step of a spin of len ns ending at spin_end: pause; in the second
+ * half, yield (noting the context switches at the first yield). */
+static void spin_step(uint64_t now, uint64_t spin_end, uint64_t len, long *csw)
+{
+	for (int i = 0; i < 64; i++)
+		ivsock_cpu_relax();
+	if (spin_end - now >= len / 2)
+		return;
+	if (*csw < 0)
+		*csw = thread_nivcsw();
+	sched_yield();
 }
 
 static void spin_lost(struct spin_st *st)
@@ -171,7 +205,8 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
-	bool spun = false, slept = false, yielded = false;
+	bool spun = false, slept = false;
+	long csw = -1; /* involuntary switches at the first yield */
 	short rev;
 	int st;
 
@@ -203,7 +238,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
 		if (n > 0) {
 			if (spun && !slept)
-				spin_result(&tl_rx_spin, yielded);
+				spin_result(&tl_rx_spin, ivs_now_ns() - (spin_end - spin_len), csw);
 			got += (size_t)n;
 			if (!peek) {
 				s->rx_pending += (uint64_t)n;
@@ -267,13 +302,7 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
-			for (int i = 0; i < 64; i++)
-				ivsock_cpu_relax();
-			/* second half of the budget: let a peer sharing our CPU run */
-			if (spin_end - now < spin_len / 2) {
-				yielded = true;
-				sched_yield();
-			}
+			spin_step(now, spin_end, spin_len, &csw);
 			continue;
 		}
 		if (!slept) {
@@ -361,7 +390,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
-	bool spun = false, slept = false, yielded = false;
+	bool spun = false, slept = false;
+	long csw = -1; /* involuntary switches at the first yield */
 	short rev;
 	int st;
 
@@ -398,7 +428,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
 		if (n > 0) {
 			if (spun && !slept)
-				spin_result(&tl_tx_spin, yielded);
+				spin_result(&tl_tx_spin, ivs_now_ns() - (spin_end - spin_len), csw);
 			sent += (size_t)n;
 			s->tx_pending += (uint64_t)n;
 			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
@@ -450,12 +480,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			spin_end = now + spin_len;
 		}
 		if (now < spin_end) {
-			for (int i = 0; i < 64; i++)
-				ivsock_cpu_relax();
-			if (spin_end - now < spin_len / 2) {
-				yielded = true;
-				sched_yield();
-			}
+			spin_step(now, spin_end, spin_len, &csw);
 			continue;
 		}
 		if (!slept) {
