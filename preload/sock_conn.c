@@ -332,7 +332,10 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!s)
 		return rc;
 	err = errno;
-	if (rc < 0 && err != EINPROGRESS) {
+	/* EINTR is like EINPROGRESS: the kernel goes on connecting in the
+	 * background (a later connect() reports EALREADY/EISCONN), and the
+	 * acceptor may already hold our offer, so keep it. */
+	if (rc < 0 && err != EINPROGRESS && err != EINTR) {
 		offer_withdraw(s);
 		ivs_sock_put(s);
 		if (err == EADDRNOTAVAIL) {
