@@ -295,6 +295,17 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			rc = got ? (ssize_t)got : -EAGAIN;
 			break;
 		}
+		/* A handler that ran while we spun or between two sleeps must
+		 * interrupt us as it would a blocked kernel recv(): the
+		 * program's loop (e.g. a timer's flag) depends on it. */
+		if (ivs_sig_ran(&sm)) {
+			if (!got && !deadline && ivs_sig_restartable(&sm)) {
+				ivs_sig_mark(&sm);
+			} else {
+				rc = got ? (ssize_t)got : -EINTR;
+				break;
+			}
+		}
 		now = ivs_now_ns();
 		if (!spun) {
 			spun = true;
@@ -472,6 +483,16 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			}
 			rc = sent ? (ssize_t)sent : -EAGAIN;
 			break;
+		}
+		/* As in the receive path: a handler that ran outside the sleep
+		 * syscall still interrupts a blocked send(). */
+		if (ivs_sig_ran(&sm)) {
+			if (!sent && !deadline && ivs_sig_restartable(&sm)) {
+				ivs_sig_mark(&sm);
+			} else {
+				rc = sent ? (ssize_t)sent : -EINTR;
+				break;
+			}
 		}
 		now = ivs_now_ns();
 		if (!spun) {

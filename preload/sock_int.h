@@ -186,6 +186,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 struct ivs_sigmark { unsigned all, norestart; };
 void ivs_sig_mark(struct ivs_sigmark *m);
 bool ivs_sig_restartable(const struct ivs_sigmark *m);
+/* Has any handler run in this thread since the mark? */
+bool ivs_sig_ran(const struct ivs_sigmark *m);
 
 static inline long ivs_set_errno(long rc)
 {

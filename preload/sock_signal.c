@@ -110,6 +110,11 @@ void ivs_sig_mark(struct ivs_sigmark *m)
 	m->norestart = tl_sigs_norestart;
 }
 
+bool ivs_sig_ran(const struct ivs_sigmark *m)
+{
+	return tl_sigs != m->all;
+}
+
 bool ivs_sig_restartable(const struct ivs_sigmark *m)
 {
 	/* Some handler ran since the mark, and every one of them asked for
