@@ -959,6 +959,7 @@ static int ep_wait(int mode, int epfd, struct epoll_event *ev, int max, int ms,
 	struct mux_ep *ep;
 	int64_t tmo;
 	uint64_t deadline, spin;
+	unsigned sig0 = ivs_sig_count();
 	bool spun = false;
 	int r;
 
@@ -1030,6 +1031,11 @@ static int ep_wait(int mode, int epfd, struct epoll_event *ev, int max, int ms,
 				continue;
 		}
 		spun = true;
+		if (ivs_sig_count() != sig0) {
+			/* A handler ran while we spun: epoll_wait never restarts. */
+			errno = EINTR;
+			return -1;
+		}
 		nw = mux_sleep_begin(wk);
 		mux_arm_slice = false;
 		pthread_mutex_lock(&ep->lock);

@@ -309,6 +309,7 @@ static int pset_run(struct pset *p, int64_t timeout_ns, const sigset_t *sigmask)
 {
 	uint64_t deadline = mux_deadline(timeout_ns);
 	uint64_t spin = ivs_spin_ns();
+	unsigned sig0 = ivs_sig_count();
 	bool spun = false;
 	int hit = 0;
 
@@ -339,6 +340,11 @@ static int pset_run(struct pset *p, int64_t timeout_ns, const sigset_t *sigmask)
 				continue;
 		}
 		spun = true;
+		if (ivs_sig_count() != sig0) {
+			/* A handler ran while we spun: poll/select never restart. */
+			errno = EINTR;
+			return -1;
+		}
 		nw = mux_sleep_begin(wk);
 		mux_arm_slice = false;
 		if (pset_arm(p)) {

@@ -95,6 +95,10 @@ void ivs_wake_drain(void);
 
 /* Spin budget before sleeping, from IVSOCK_SPIN_US (default 50 us). */
 uint64_t ivs_spin_ns(void);
+/* Signal handlers run so far in this thread (the interposed sigaction keeps
+ * count): a wait that spun through a handler must return EINTR, as the
+ * kernel's poll/select/epoll_wait would. */
+unsigned ivs_sig_count(void);
 uint64_t ivs_now_ns(void);
 
 /*

@@ -110,6 +110,11 @@ void ivs_sig_mark(struct ivs_sigmark *m)
 	m->norestart = tl_sigs_norestart;
 }
 
+unsigned ivs_sig_count(void)
+{
+	return tl_sigs;
+}
+
 bool ivs_sig_ran(const struct ivs_sigmark *m)
 {
 	return tl_sigs != m->all;

@@ -172,6 +172,11 @@ void ivs_wake_sleeper_del(int efd)
 	pthread_mutex_unlock(&fake_sleep_lock);
 }
 
+unsigned ivs_sig_count(void)
+{
+	return 0;
+}
+
 uint64_t ivs_spin_ns(void)
 {
 	return atomic_load(&fake_spin);
