@@ -88,4 +88,30 @@ bool mux_ep_arm(int fd);
 int mux_poll_wait(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns,
 		  const sigset_t *sigmask);
 
+/*
+ * Adaptive spin before sleeping, per thread, the rule of the socket read
+ * path (docs/shim.md): a wait that ends while we still had the CPU doubles
+ * the budget (up to IVSOCK_SPIN_US), one that had to yield or to sleep
+ * halves it; a probe with the full budget every 64th wait, less often
+ * (down to every 1024th) while probes lose. In the second half of the
+ * budget the spinner yields its CPU, so that a peer sharing it can answer;
+ * the wait counts as lost only if a yield did run another task (the
+ * thread's involuntary context switches went up). A win raises the
+ * budget to at least twice the wait it took.
+ */
+struct mux_spin {
+	uint32_t budget; /* ns; UINT32_MAX: not set yet */
+	uint32_t waits;
+	uint32_t every;  /* probe when (waits & every) == 0; 2^k - 1 */
+	bool probing;
+};
+
+uint64_t mspin_budget(struct mux_spin *st, uint64_t max);
+void mspin_end(struct mux_spin *st, uint64_t max, bool won, uint64_t waited);
+/* One pause of a spin of len ns ending at end; *csw: the involuntary
+ * context switches seen when the yield half began (-1: not yet). */
+void mspin_pause(uint64_t now, uint64_t end, uint64_t len, long *csw);
+/* Did the spin win: data, and no other task ran on our CPU meanwhile? */
+bool mspin_won(bool got, long csw);
+
 #endif

@@ -32,85 +32,8 @@ struct pset {
 
 #define PSET_STACK 16
 
-/*
- * Adaptive spin before sleeping, per thread, the rule of the socket read
- * path (docs/shim.md): a wait that ends while we still had the CPU doubles
- * the budget (up to IVSOCK_SPIN_US), one that had to yield or to sleep
- * halves it; a probe with the full budget every 64th wait, less often
- * (down to every 1024th) while probes lose. In the second half of the
- * budget the spinner yields its CPU, so that a peer sharing it can answer;
- * the wait counts as lost only if a yield did run another task (the
- * thread's involuntary context switches went up). A win raises the
- * budget to at least twice the wait it took.
- */
-struct mux_spin {
-	uint32_t budget; /* ns; UINT32_MAX: not set yet */
-	uint32_t waits;
-	uint32_t every;  /* probe when (waits & every) == 0; 2^k - 1 */
-	bool probing;
-};
-
 static __thread struct mux_spin tl_spin = { UINT32_MAX, 0, 63, false };
 
-static uint64_t mspin_budget(struct mux_spin *st, uint64_t max)
-{
-	if (st->budget == UINT32_MAX || st->budget > max)
-		st->budget = (uint32_t)max;
-	st->probing = false;
-	if ((++st->waits & st->every) == 0) {
-		st->probing = st->budget < max;
-		return max;
-	}
-	return st->budget;
-}
-
-static void mspin_end(struct mux_spin *st, uint64_t max, bool won, uint64_t waited)
-{
-	uint64_t b = (uint64_t)st->budget * 2 + 1000;
-
-	if (b < waited * 2) /* room for twice this wait: a probe's win sticks */
-		b = waited * 2;
-
-	if (st->probing) {
-		st->probing = false;
-		if (won)
-			st->every = 63;
-		else if (st->every < 1023)
-			st->every = st->every * 2 + 1;
-	}
-	if (!won) {
-		st->budget /= 2;
-		return;
-	}
-	st->budget = (uint32_t)(b > max ? max : b);
-}
-
-static long mspin_nivcsw(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_THREAD, &ru) < 0)
-		return -1;
-	return ru.ru_nivcsw;
-}
-
-/* One pause of a spin of len ns ending at end; *csw: the involuntary
- * context switches at the first yield (-1 before). */
-static void mspin_pause(uint64_t now, uint64_t end, uint64_t len, long *csw)
-{
-	ivsock_cpu_relax();
-	if (end - now >= len / 2)
-		return;
-	if (*csw < 0)
-		*csw = mspin_nivcsw();
-	sched_yield();
-}
-
-/* Did the spin win: data, and no other task ran on our CPU meanwhile? */
-static bool mspin_won(bool got, long csw)
-{
-	return got && (csw < 0 || mspin_nivcsw() == csw);
-}
 
 static inline unsigned req_bits(short events)
 {
