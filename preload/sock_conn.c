@@ -388,7 +388,7 @@ static void try_attach(int lfd, int nfd, int flags)
 	    ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&l, ll) < 0 ||
 	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&p, pl) < 0)
 		return;
-	rc = ivsock_offer_take(ag->rg, &t, &chan, &cgen, &owner);
+	rc = ivsock_offer_take_as(ag->rg, &t, ag->me.vm, &chan, &cgen, &owner);
 	if (rc < 0) {
 		ivs_fallback(IVS_C_FB_NO_OFFER, nfd, "no offer for this connection", 0);
 		return;
@@ -575,7 +575,7 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 	ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
 	buf = malloc(s->v.tx.size);
 	n = buf ? ivsock_ring_take_back(&s->v.tx, buf, s->v.tx.size) : -ENOMEM;
-	ivsock_chan_close(rg, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
+	ivsock_chan_close_view(rg, &s->v, false);
 	atomic_store(&s->closed, 1);
 	atomic_store(&s->state, IVS_ST_PLAIN);
 	atomic_fetch_add(&s->event_seq, 1);
@@ -636,6 +636,6 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 		return; /* another process still holds this end */
 	/* Closing with bytes unread is an abort in TCP (RST): same here. */
 	unread = ivsock_load_acquire(&s->v.rx.hdr->tail) - ivsock_load_relaxed(&s->v.rx.hdr->head);
-	if (ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, s->v.side, unread != 0) == 0)
+	if (ivsock_chan_close_view(s->ag->rg, &s->v, unread != 0) == 0)
 		ivs_ring_peer(s->ag, &s->v);
 }

@@ -26,6 +26,15 @@ bool ivsock_addr_is_any(const struct ivsock_addr *a)
 	return memcmp(a->bytes, zero, a->family == IVSOCK_AF_INET ? 4 : 16) == 0;
 }
 
+bool ivsock_addr_is_loopback(const struct ivsock_addr *a)
+{
+	static const uint8_t lo6[16] = { [15] = 1 };
+
+	if (a->family == IVSOCK_AF_INET)
+		return a->bytes[0] == 127;
+	return a->family == IVSOCK_AF_INET6 && !memcmp(a->bytes, lo6, 16);
+}
+
 int ivsock_addr_from_sockaddr(struct ivsock_addr *a, uint16_t *port,
 			      const struct sockaddr *sa, unsigned int salen)
 {

@@ -1,32 +1,175 @@
 // SPDX-License-Identifier: MIT
 /* Channel table: open (connector), accept (acceptor), abandon, close and
- * bulk release; each move is one CAS on the slot word. */
+ * bulk release; each move is one CAS on the slot word. Every field another
+ * party may write is read once with an explicit atomic load into a private
+ * copy and validated there; no path waits for another party. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ivsock/channel.h"
+#include "ivsock/directory.h"
+
+#define RING_ACTIVE 2U /* ring slot state after ivsock_ring_alloc() */
+
+/* Ring references of a channel and the partition they must lie in. */
+struct chan_refs {
+	uint32_t vm;               /* connector's VM == ring partition */
+	uint32_t c2s, c2s_gen;
+	uint32_t s2c, s2c_gen;
+	bool valid;
+};
 
 static void end_write(struct ivsock_chan_end *e, const struct ivsock_end_id *id,
 		      uint32_t flags)
 {
-	e->vm_index = id->vm;
-	e->peer_id = id->peer_id;
-	e->vector = id->vector;
-	e->client = id->client;
+	ivsock_st32(&e->vm_index, (uint32_t)id->vm);
+	ivsock_st32(&e->peer_id, id->peer_id);
+	ivsock_st32(&e->vector, id->vector);
+	ivsock_st32(&e->client, (uint32_t)id->client);
 	ivsock_store_relaxed(&e->tx_bytes, 0);
 	ivsock_store_relaxed(&e->rx_bytes, 0);
 	ivsock_store_relaxed(&e->holders, 1);
 	ivsock_store_release(&e->flags, flags);
 }
 
+static void end_clear(struct ivsock_chan_end *e)
+{
+	ivsock_st32(&e->vm_index, 0);
+	ivsock_st32(&e->peer_id, 0);
+	ivsock_st32(&e->vector, 0);
+	ivsock_st32(&e->client, 0);
+	ivsock_store_relaxed(&e->tx_bytes, 0);
+	ivsock_store_relaxed(&e->rx_bytes, 0);
+	ivsock_store_relaxed(&e->holders, 0);
+	ivsock_store_relaxed(&e->flags, 0);
+}
+
+static int read_end(const struct ivsock_chan_end *e, struct ivsock_end_id *id,
+		    uint32_t vm_cap)
+{
+	uint32_t vm = ivsock_ld32(&e->vm_index), peer = ivsock_ld32(&e->peer_id);
+	uint32_t vec = ivsock_ld32(&e->vector), cl = ivsock_ld32(&e->client);
+
+	if (vm >= vm_cap || peer > 65535 || vec > 65535 || cl > 65535)
+		return -EPROTO;
+	id->vm = (uint8_t)vm;
+	id->peer_id = peer;
+	id->vector = vec;
+	id->client = (uint16_t)cl;
+	return 0;
+}
+
+static inline bool owner_matches(struct ivsock_slot_val v, uint8_t vm, int client)
+{
+	return v.vm == vm && (client < 0 || v.client == (uint16_t)client);
+}
+
+/*
+ * The connector's (vm, client): the slot owner, except in ACCEPTING where the
+ * slot names the acceptor and the connector is read from end[0] (written in
+ * INIT, before the offer existed). @return 0 or -EPROTO.
+ */
+static int conn_owner(const struct ivsock_region *rg, const struct ivsock_channel *c,
+		      struct ivsock_slot_val v, uint8_t *vm, uint16_t *client)
+{
+	uint32_t cvm, ccl;
+
+	if (v.state != IVSOCK_CHAN_ACCEPTING) {
+		if (v.vm >= rg->vm_cap)
+			return -EPROTO;
+		*vm = v.vm;
+		*client = v.client;
+		return 0;
+	}
+	cvm = ivsock_ld32(&c->end[0].vm_index);
+	ccl = ivsock_ld32(&c->end[0].client);
+	if (cvm >= rg->vm_cap || ccl > 65535)
+		return -EPROTO;
+	*vm = (uint8_t)cvm;
+	*client = (uint16_t)ccl;
+	return 0;
+}
+
+static bool in_partition(const struct ivsock_region *rg, uint32_t ridx, uint32_t vm)
+{
+	return ridx < rg->vm_cap * rg->rings_per_vm && ivsock_region_ring_vm(rg, ridx) == vm;
+}
+
+/* Copy the ring references once and check they lie in partition vm. */
+static void read_refs(const struct ivsock_region *rg, const struct ivsock_channel *c,
+		      uint32_t vm, struct chan_refs *r)
+{
+	r->vm = vm;
+	r->c2s = ivsock_ld32(&c->ring_c2s);
+	r->c2s_gen = ivsock_ld32(&c->ring_c2s_gen);
+	r->s2c = ivsock_ld32(&c->ring_s2c);
+	r->s2c_gen = ivsock_ld32(&c->ring_s2c_gen);
+	/* Each reference is checked again at each use (in_partition(),
+	 * ring_check()): a forged one is skipped, the other still used. */
+	r->valid = vm < rg->vm_cap && r->c2s != r->s2c;
+}
+
+static void refs_from_view(const struct ivsock_chan_view *v, struct chan_refs *r)
+{
+	r->vm = v->ring_vm;
+	if (v->side == IVSOCK_SIDE_CONNECTOR) {
+		r->c2s = v->tx_idx, r->c2s_gen = v->tx_gen;
+		r->s2c = v->rx_idx, r->s2c_gen = v->rx_gen;
+	} else {
+		r->c2s = v->rx_idx, r->c2s_gen = v->rx_gen;
+		r->s2c = v->tx_idx, r->s2c_gen = v->tx_gen;
+	}
+	r->valid = r->c2s_gen && r->s2c_gen;
+}
+
+/*
+ * A ring reference is usable iff it lies in the connector's partition and its
+ * ring slot is claimed, with that generation, by the connector's VM (and, if
+ * client >= 0, client). @return its memory or NULL.
+ */
+static void *ring_check(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen,
+			uint32_t vm, int client)
+{
+	struct ivsock_slot_val v;
+
+	if (!rgen || !in_partition(rg, ridx, vm))
+		return NULL;
+	v = ivsock_slot_get(&rg->ringslots[ridx]);
+	if (v.gen != rgen || v.state != RING_ACTIVE || v.vm != vm ||
+	    (client >= 0 && v.client != (uint16_t)client))
+		return NULL;
+	return ivsock_region_ring_mem(rg, ridx);
+}
+
+static int attach_ring(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen,
+		       uint32_t vm, int client, struct ivsock_ring *r,
+		       enum ivsock_ring_role role)
+{
+	void *mem;
+
+	if (!in_partition(rg, ridx, vm))
+		return -EPROTO;
+	mem = ring_check(rg, ridx, rgen, vm, client);
+	if (!mem)
+		return -ESTALE;
+	return ivsock_ring_attach(r, mem, rg->ring_size, role);
+}
+
 int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 		     const struct ivsock_tuple *t, uint32_t *idx, uint32_t *gen)
 {
-	uint32_t i, g, r1, g1, r2, g2;
+	uint32_t i, g, r1, g1, r2, g2, dst_vm;
 	int rc;
 
 	if (me->vm >= rg->vm_cap)
 		return -EINVAL;
+	if (ivsock_addr_is_loopback(&t->dst)) {
+		dst_vm = me->vm;
+	} else {
+		rc = ivsock_dir_find_addr(rg, &t->dst);
+		dst_vm = rc >= 0 ? (uint32_t)rc : IVSOCK_VM_NONE;
+	}
 	rc = ivsock_ring_alloc(rg, me->vm, me->client, &r1, &g1);
 	if (rc < 0)
 		return rc;
@@ -39,56 +182,43 @@ int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 		g = ivsock_slot_claim(&c->slot, me->vm, me->client);
 		if (!g)
 			continue;
-		c->ring_c2s = r1;
-		c->ring_c2s_gen = g1;
-		c->ring_s2c = r2;
-		c->ring_s2c_gen = g2;
-		c->tuple = *t;
+		ivsock_st32(&c->ring_c2s, r1);
+		ivsock_st32(&c->ring_c2s_gen, g1);
+		ivsock_st32(&c->ring_s2c, r2);
+		ivsock_st32(&c->ring_s2c_gen, g2);
+		ivsock_copy_to_shared(&c->tuple, t, sizeof(*t));
+		ivsock_st32(&c->dst_vm, dst_vm);
+		end_clear(&c->end[1]);
 		end_write(&c->end[0], me, IVSOCK_END_ATTACHED);
-		memset(&c->end[1], 0, sizeof(c->end[1]));
 		if (ivsock_slot_move(&c->slot, g, IVSOCK_SLOT_INIT, IVSOCK_CHAN_OFFERED) < 0) {
-			rc = -EAGAIN;
-			goto err_free_r2;
+			/* Someone moved our claim (corrupt peer): give it all back,
+			 * rings first. */
+			ivsock_ring_free(rg, r2, g2);
+			ivsock_ring_free(rg, r1, g1);
+			ivsock_slot_release(&c->slot, g);
+			return -EAGAIN;
 		}
 		*idx = i;
 		*gen = g;
 		return 0;
 	}
 	rc = -ENOSPC;
-err_free_r2:
 	ivsock_ring_free(rg, r2, g2);
 err_free_r1:
 	ivsock_ring_free(rg, r1, g1);
 	return rc;
 }
 
-/* Validate a ring reference read from the channel and attach a view. */
-static int attach_ring(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen,
-		       uint8_t owner_vm, struct ivsock_ring *r, enum ivsock_ring_role role)
+static void view_set_refs(struct ivsock_chan_view *view, const struct chan_refs *r)
 {
-	void *mem = ivsock_region_ring_mem(rg, ridx);
-	struct ivsock_slot_val v;
-
-	if (!mem || ivsock_region_ring_vm(rg, ridx) != owner_vm)
-		return -EPROTO;
-	v = ivsock_slot_get(&rg->ringslots[ridx]);
-	if (v.gen != rgen || v.state == IVSOCK_SLOT_FREE)
-		return -ESTALE;
-	return ivsock_ring_attach(r, mem, rg->ring_size, role);
-}
-
-static int read_end(const struct ivsock_chan_end *e, struct ivsock_end_id *id,
-		    uint32_t vm_cap)
-{
-	uint32_t vm = e->vm_index, peer = e->peer_id, vec = e->vector, cl = e->client;
-
-	if (vm >= vm_cap || peer > 65535 || vec > 65535 || cl > 65535)
-		return -EPROTO;
-	id->vm = (uint8_t)vm;
-	id->peer_id = peer;
-	id->vector = vec;
-	id->client = (uint16_t)cl;
-	return 0;
+	view->ring_vm = r->vm;
+	if (view->side == IVSOCK_SIDE_CONNECTOR) {
+		view->tx_idx = r->c2s, view->tx_gen = r->c2s_gen;
+		view->rx_idx = r->s2c, view->rx_gen = r->s2c_gen;
+	} else {
+		view->tx_idx = r->s2c, view->tx_gen = r->s2c_gen;
+		view->rx_idx = r->c2s, view->rx_gen = r->c2s_gen;
+	}
 }
 
 int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
@@ -96,47 +226,66 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       struct ivsock_chan_view *view)
 {
 	struct ivsock_channel *c;
-	struct ivsock_slot_val v;
-	uint32_t r1, g1, r2, g2;
+	struct ivsock_slot_val v, a;
+	struct chan_refs refs;
+	uint64_t old;
+	uint32_t dst_vm;
 	int rc;
 
 	if (idx >= rg->channel_cap)
 		return -EPROTO;
+	if (me->vm >= rg->vm_cap)
+		return -EINVAL;
 	c = &rg->channels[idx];
-	v = ivsock_slot_get(&c->slot);
+	old = ivsock_load_acquire(&c->slot);
+	v = ivsock_slot_unpack(old);
 	if (v.gen != gen || v.state != IVSOCK_CHAN_OFFERED)
 		return -ESTALE;
-	if (v.vm != expect_vm)
+	if (v.vm != expect_vm || v.vm >= rg->vm_cap)
 		return -EPROTO;
+	/* The connector found the listener's VM by the tuple's destination:
+	 * nobody else may take its connection. */
+	dst_vm = ivsock_ld32(&c->dst_vm);
+	if (dst_vm != IVSOCK_VM_NONE && dst_vm != me->vm)
+		return -EACCES;
 	memset(view, 0, sizeof(*view));
 	view->idx = idx;
 	view->gen = gen;
 	view->side = IVSOCK_SIDE_ACCEPTOR;
-	r1 = c->ring_c2s;
-	g1 = c->ring_c2s_gen;
-	r2 = c->ring_s2c;
-	g2 = c->ring_s2c_gen;
-	if (r1 == r2)
+	view->expect_peer_vm = v.vm + 1U;
+	read_refs(rg, c, v.vm, &refs);
+	if (!refs.valid)
 		return -EPROTO;
 	rc = read_end(&c->end[0], &view->peer, rg->vm_cap);
 	if (rc < 0)
 		return rc;
-	if (view->peer.vm != v.vm)
+	if (view->peer.vm != v.vm || view->peer.client != v.client)
 		return -EPROTO;
-	rc = attach_ring(rg, r1, g1, v.vm, &view->rx, IVSOCK_RING_CONSUMER);
+	rc = attach_ring(rg, refs.c2s, refs.c2s_gen, v.vm, v.client, &view->rx,
+			 IVSOCK_RING_CONSUMER);
 	if (rc < 0)
 		return rc;
-	rc = attach_ring(rg, r2, g2, v.vm, &view->tx, IVSOCK_RING_PRODUCER);
+	rc = attach_ring(rg, refs.s2c, refs.s2c_gen, v.vm, v.client, &view->tx,
+			 IVSOCK_RING_PRODUCER);
 	if (rc < 0)
 		return rc;
+	view_set_refs(view, &refs);
 	/* Win the race against the connector's abandon first, and only then
 	 * write end[1]: a loser must never write into a slot that may have
-	 * been freed and reused meanwhile. */
-	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_OFFERED, IVSOCK_CHAN_ACCEPTING) < 0)
+	 * been freed and reused meanwhile. While we write, the slot names us
+	 * as its owner, so that if we die here our agent finds the channel. */
+	a = v;
+	a.state = IVSOCK_CHAN_ACCEPTING;
+	a.vm = me->vm;
+	a.client = me->client;
+	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(a)))
 		return -ESTALE;
 	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
-	/* Release: end[1] is visible to the connector once it sees CONNECTED. */
-	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_ACCEPTING, IVSOCK_CHAN_CONNECTED) < 0)
+	/* Release: end[1] is visible to the connector once it sees CONNECTED;
+	 * the owner is the connector again. */
+	old = ivsock_slot_pack(a);
+	v.state = IVSOCK_CHAN_CONNECTED;
+	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(v)))
 		return -EPROTO; /* someone else moved our channel: corrupt peer */
 	return 0;
 }
@@ -146,24 +295,36 @@ int ivsock_chan_view_connector(struct ivsock_region *rg, uint32_t idx, uint32_t 
 {
 	struct ivsock_channel *c;
 	struct ivsock_slot_val v;
+	struct chan_refs refs;
+	uint8_t cvm;
+	uint16_t ccl;
+	uint32_t dst_vm;
 	int rc;
 
 	if (idx >= rg->channel_cap)
 		return -EINVAL;
 	c = &rg->channels[idx];
 	v = ivsock_slot_get(&c->slot);
-	if (v.gen != gen || v.state == IVSOCK_SLOT_FREE)
+	if (v.gen != gen || v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
 		return -ESTALE;
+	if (conn_owner(rg, c, v, &cvm, &ccl) < 0)
+		return -EPROTO;
 	memset(view, 0, sizeof(*view));
 	view->idx = idx;
 	view->gen = gen;
 	view->side = IVSOCK_SIDE_CONNECTOR;
-	rc = attach_ring(rg, c->ring_c2s, c->ring_c2s_gen, v.vm, &view->tx, IVSOCK_RING_PRODUCER);
+	read_refs(rg, c, cvm, &refs);
+	if (!refs.valid)
+		return -EPROTO;
+	rc = attach_ring(rg, refs.c2s, refs.c2s_gen, cvm, ccl, &view->tx, IVSOCK_RING_PRODUCER);
 	if (rc < 0)
 		return rc;
-	rc = attach_ring(rg, c->ring_s2c, c->ring_s2c_gen, v.vm, &view->rx, IVSOCK_RING_CONSUMER);
+	rc = attach_ring(rg, refs.s2c, refs.s2c_gen, cvm, ccl, &view->rx, IVSOCK_RING_CONSUMER);
 	if (rc < 0)
 		return rc;
+	view_set_refs(view, &refs);
+	dst_vm = ivsock_ld32(&c->dst_vm);
+	view->expect_peer_vm = dst_vm < rg->vm_cap ? dst_vm + 1 : 0;
 	view->peer.vm = IVSOCK_VM_NONE;
 	return 0;
 }
@@ -172,6 +333,8 @@ int ivsock_chan_learn_peer(struct ivsock_region *rg, struct ivsock_chan_view *vi
 {
 	struct ivsock_channel *c;
 	struct ivsock_slot_val v;
+	struct ivsock_end_id peer;
+	int rc;
 
 	if (view->idx >= rg->channel_cap)
 		return -EINVAL;
@@ -184,8 +347,15 @@ int ivsock_chan_learn_peer(struct ivsock_region *rg, struct ivsock_chan_view *vi
 	if (v.state != IVSOCK_CHAN_CONNECTED && v.state != IVSOCK_CHAN_REVOKED)
 		return -ESTALE;
 	/* The acquire in ivsock_slot_get() pairs with the release of the
-	 * OFFERED -> CONNECTED move: end[1] is complete. */
-	return read_end(&c->end[1], &view->peer, rg->vm_cap);
+	 * ACCEPTING -> CONNECTED move: end[1] is complete. */
+	rc = read_end(&c->end[1], &peer, rg->vm_cap);
+	if (rc < 0)
+		return rc;
+	/* The acceptor must be in the VM the connection was meant for. */
+	if (view->expect_peer_vm && peer.vm + 1U != view->expect_peer_vm)
+		return -EPROTO;
+	view->peer = peer;
+	return 0;
 }
 
 int ivsock_chan_abandon(struct ivsock_region *rg, uint32_t idx, uint32_t gen)
@@ -196,16 +366,6 @@ int ivsock_chan_abandon(struct ivsock_region *rg, uint32_t idx, uint32_t gen)
 				IVSOCK_CHAN_ABANDONED);
 }
 
-uint8_t ivsock_chan_state(const struct ivsock_region *rg, uint32_t idx, uint32_t gen)
-{
-	struct ivsock_slot_val v;
-
-	if (idx >= rg->channel_cap)
-		return 0;
-	v = ivsock_slot_get(&rg->channels[idx].slot);
-	return v.gen == gen ? v.state : 0;
-}
-
 uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivsock_chan_view *v)
 {
 	if (v->idx >= rg->channel_cap)
@@ -213,76 +373,120 @@ uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivs
 	return ivsock_load_acquire(&rg->channels[v->idx].end[!v->side].flags);
 }
 
-/* Free the rings and the slot; only the CAS winner frees the rings, and
- * only rings of the owner's partition (the references are shared memory:
- * a corrupt one must not free another VM's ring). */
+/*
+ * Free the rings, then the slot. Callers come here only when no end can use
+ * the channel any more (ABANDONED, or both ends closed); two of them may race:
+ * every free is generation-checked, so the second one does nothing. Rings go
+ * first so that a ring is never free (and reusable) while a live slot still
+ * names it, and only rings of the connector's partition are freed (the
+ * references are shared memory: a corrupt one must not free another VM's
+ * ring). @return 1 if we released the slot.
+ */
 static int chan_free(struct ivsock_region *rg, struct ivsock_channel *c, uint32_t gen,
-		     uint8_t owner_vm)
+		     const struct chan_refs *r)
 {
-	uint32_t r1 = c->ring_c2s, g1 = c->ring_c2s_gen;
-	uint32_t r2 = c->ring_s2c, g2 = c->ring_s2c_gen;
-
-	if (ivsock_slot_release(&c->slot, gen) < 0)
-		return 0;
-	if (ivsock_region_ring_vm(rg, r1) == owner_vm)
-		ivsock_ring_free(rg, r1, g1);
-	if (ivsock_region_ring_vm(rg, r2) == owner_vm)
-		ivsock_ring_free(rg, r2, g2);
-	return 1;
+	if (r->valid) {
+		if (in_partition(rg, r->c2s, r->vm))
+			ivsock_ring_free(rg, r->c2s, r->c2s_gen);
+		if (in_partition(rg, r->s2c, r->vm))
+			ivsock_ring_free(rg, r->s2c, r->s2c_gen);
+	}
+	return ivsock_slot_release(&c->slot, gen) == 0 ? 1 : 0;
 }
 
-/* Mark end `side` closed, with its rings; free if the other end is done. */
+/* The references to use for (c, v): the caller's validated copy, or a fresh
+ * one from the channel checked against the connector's partition. */
+static void get_refs(const struct ivsock_region *rg, const struct ivsock_channel *c,
+		     struct ivsock_slot_val v, const struct chan_refs *mine,
+		     struct chan_refs *r)
+{
+	uint8_t cvm;
+	uint16_t ccl;
+
+	if (mine && mine->valid) {
+		*r = *mine;
+		return;
+	}
+	if (conn_owner(rg, c, v, &cvm, &ccl) < 0) {
+		memset(r, 0, sizeof(*r));
+		return;
+	}
+	read_refs(rg, c, cvm, r);
+}
+
+/*
+ * Mark end `side` closed, with its rings; free if the other end is done.
+ * Never waits: see "who frees" in docs/layout.md.
+ */
 static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
-		     int side, bool reset, bool dead)
+		     int side, bool reset, bool dead, const struct chan_refs *mine)
 {
 	struct ivsock_channel *c = &rg->channels[idx];
 	struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
 	struct ivsock_ring tx, rx;
+	struct chan_refs r;
 	uint32_t tx_idx, tx_gen, rx_idx, rx_gen, f, other;
-	bool other_done;
+	void *mem;
 
 	if (v.gen != gen || v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
 		return -ESTALE;
+	/* In ACCEPTING only the connector's end can close here: the acceptor
+	 * is inside ivsock_chan_accept() (its agent uses accept_abort()). */
+	if (v.state == IVSOCK_CHAN_ACCEPTING && side != IVSOCK_SIDE_CONNECTOR)
+		return -ESTALE;
+	get_refs(rg, c, v, mine, &r);
 	if (side == IVSOCK_SIDE_CONNECTOR && v.state == IVSOCK_CHAN_OFFERED &&
 	    ivsock_chan_abandon(rg, idx, gen) == 0)
-		return chan_free(rg, c, gen, v.vm);
+		return chan_free(rg, c, gen, &r);
 	if (v.state == IVSOCK_CHAN_ABANDONED)
-		return chan_free(rg, c, gen, v.vm);
-	if (v.state == IVSOCK_CHAN_ACCEPTING) {
-		/* The acceptor is between its two CASes (a few stores): let it
-		 * finish so that its end is complete before we decide who frees.
-		 * Bounded, in case it died right there. */
-		int spins;
+		return side == IVSOCK_SIDE_CONNECTOR ? chan_free(rg, c, gen, &r) : -ESTALE;
 
-		for (spins = 0; spins < 100000; spins++) {
-			v = ivsock_slot_get(&c->slot);
-			if (v.gen != gen || v.state != IVSOCK_CHAN_ACCEPTING)
-				break;
-			ivsock_cpu_relax();
-		}
-		if (v.gen != gen || v.state == IVSOCK_SLOT_FREE)
-			return -ESTALE;
+	if (r.valid) {
+		tx_idx = side == IVSOCK_SIDE_CONNECTOR ? r.c2s : r.s2c;
+		tx_gen = side == IVSOCK_SIDE_CONNECTOR ? r.c2s_gen : r.s2c_gen;
+		rx_idx = side == IVSOCK_SIDE_CONNECTOR ? r.s2c : r.c2s;
+		rx_gen = side == IVSOCK_SIDE_CONNECTOR ? r.s2c_gen : r.c2s_gen;
+		mem = ring_check(rg, tx_idx, tx_gen, r.vm, -1);
+		if (mem && ivsock_ring_attach(&tx, mem, rg->ring_size, IVSOCK_RING_PRODUCER) == 0)
+			ivsock_ring_close_write(&tx, reset);
+		mem = ring_check(rg, rx_idx, rx_gen, r.vm, -1);
+		if (mem && ivsock_ring_attach(&rx, mem, rg->ring_size, IVSOCK_RING_CONSUMER) == 0)
+			ivsock_ring_close_read(&rx);
 	}
-
-	tx_idx = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s : c->ring_s2c;
-	tx_gen = side == IVSOCK_SIDE_CONNECTOR ? c->ring_c2s_gen : c->ring_s2c_gen;
-	rx_idx = side == IVSOCK_SIDE_CONNECTOR ? c->ring_s2c : c->ring_c2s;
-	rx_gen = side == IVSOCK_SIDE_CONNECTOR ? c->ring_s2c_gen : c->ring_c2s_gen;
-	if (attach_ring(rg, tx_idx, tx_gen, v.vm, &tx, IVSOCK_RING_PRODUCER) == 0)
-		ivsock_ring_close_write(&tx, reset);
-	if (attach_ring(rg, rx_idx, rx_gen, v.vm, &rx, IVSOCK_RING_CONSUMER) == 0)
-		ivsock_ring_close_read(&rx);
 
 	f = ivsock_load_relaxed(&c->end[side].flags);
 	f |= IVSOCK_END_CLOSED | (dead ? IVSOCK_END_DEAD : 0);
 	ivsock_store_release(&c->end[side].flags, f);
-	/* Pairs with the same fence on the other end: at least one of us
-	 * sees both ends closed. */
+	/* Pairs with the same fence on the other end (or in accept_abort()):
+	 * of two parties that each mark themselves and then look at the
+	 * other, at least one sees both marks. */
 	ivsock_smp_mb();
+	v = ivsock_slot_get(&c->slot);
+	if (v.gen != gen || v.state == IVSOCK_SLOT_FREE)
+		return 0;
+	switch (v.state) {
+	case IVSOCK_CHAN_ACCEPTING:
+		/* In flux: the acceptor completes and frees at its close (it
+		 * will see our CLOSED), or its agent aborts the accept and
+		 * sees our CLOSED after its own fence. */
+		return 0;
+	case IVSOCK_CHAN_ABANDONED:
+		/* The acceptor died in ACCEPTING and its agent gave the
+		 * channel back: the connector frees. */
+		return side == IVSOCK_SIDE_CONNECTOR ? chan_free(rg, c, gen, &r) : 0;
+	case IVSOCK_CHAN_OFFERED:
+		if (side == IVSOCK_SIDE_CONNECTOR && ivsock_chan_abandon(rg, idx, gen) == 0)
+			return chan_free(rg, c, gen, &r);
+		return 0;
+	case IVSOCK_CHAN_CONNECTED:
+	case IVSOCK_CHAN_REVOKED:
+		break;
+	default:
+		return 0; /* garbage state: leave it to the owner's reclaim */
+	}
 	other = ivsock_load_acquire(&c->end[!side].flags);
-	other_done = (other & IVSOCK_END_CLOSED) || !(other & IVSOCK_END_ATTACHED);
-	if (other_done)
-		return chan_free(rg, c, gen, v.vm);
+	if ((other & IVSOCK_END_CLOSED) || !(other & IVSOCK_END_ATTACHED))
+		return chan_free(rg, c, gen, &r);
 	return 0;
 }
 
@@ -291,7 +495,18 @@ int ivsock_chan_close(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 {
 	if (idx >= rg->channel_cap || (side != 0 && side != 1))
 		return -EINVAL;
-	return close_end(rg, idx, gen, side, reset, false);
+	return close_end(rg, idx, gen, side, reset, false, NULL);
+}
+
+int ivsock_chan_close_view(struct ivsock_region *rg, const struct ivsock_chan_view *v,
+			   bool reset)
+{
+	struct chan_refs r;
+
+	if (v->idx >= rg->channel_cap || (v->side != 0 && v->side != 1))
+		return -EINVAL;
+	refs_from_view(v, &r);
+	return close_end(rg, v->idx, v->gen, v->side, reset, false, r.valid ? &r : NULL);
 }
 
 void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *v,
@@ -308,8 +523,56 @@ void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *
 		ivsock_store_relaxed(&e->rx_bytes, ivsock_load_relaxed(&e->rx_bytes) + rx);
 }
 
-/* Close every end matching (vm, client); ring the surviving ends. Both ends
- * of a channel may match (a connection inside one VM or one process). */
+static void ring_end(const struct ivsock_region *rg, const struct ivsock_channel *c, int side,
+		     ivsock_ring_fn ring, void *arg)
+{
+	struct ivsock_end_id id;
+
+	if (ring && read_end(&c->end[side], &id, rg->vm_cap) == 0)
+		ring(arg, id.peer_id, id.vector);
+}
+
+/*
+ * The acceptor that owns ACCEPTING slot (c, v) died between its two moves:
+ * give the channel back to the connector as ABANDONED (nobody consumed a
+ * byte: the connector takes its bytes back and falls back to TCP without
+ * loss), then free it if the connector already closed. The CAS, a full
+ * fence, then a look at end[0] pair with close_end()'s store, fence, look at
+ * the slot: at least one of the two frees. @return 1 if we moved it.
+ */
+static int accept_abort(struct ivsock_region *rg, struct ivsock_channel *c,
+			struct ivsock_slot_val v, ivsock_ring_fn ring, void *arg)
+{
+	uint64_t old = ivsock_slot_pack(v);
+	struct ivsock_slot_val nv = v;
+	struct chan_refs r;
+	uint8_t cvm;
+	uint16_t ccl;
+
+	if (conn_owner(rg, c, v, &cvm, &ccl) < 0) {
+		/* No valid connector to give it back to: free the slot only
+		 * (the ring references cannot be trusted to any partition). */
+		return ivsock_slot_release(&c->slot, v.gen) == 0;
+	}
+	read_refs(rg, c, cvm, &r);
+	nv.state = IVSOCK_CHAN_ABANDONED;
+	nv.vm = cvm;
+	nv.client = ccl;
+	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(nv)))
+		return 0;
+	ivsock_store_release(&c->end[1].flags, IVSOCK_END_CLOSED | IVSOCK_END_DEAD);
+	ivsock_smp_mb();
+	if (ivsock_load_acquire(&c->end[0].flags) & IVSOCK_END_CLOSED)
+		chan_free(rg, c, v.gen, &r);
+	else
+		ring_end(rg, c, 0, ring, arg); /* the connector may be waiting */
+	return 1;
+}
+
+/* Close every end matching (vm, client) (client < 0: any); ring the
+ * surviving ends. Both ends of a channel may match (a connection inside one
+ * VM or one process). Also frees what a dead owner left half-done: INIT
+ * slots it claimed, ACCEPTING slots it was writing. One pass, no waiting. */
 static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 			    ivsock_ring_fn ring, void *arg)
 {
@@ -323,11 +586,27 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 		bool match[2] = { false, false };
 		int side, closed = 0;
 
-		if (v.state < IVSOCK_CHAN_OFFERED)
+		if (v.state == IVSOCK_SLOT_FREE)
+			continue;
+		if (v.state == IVSOCK_SLOT_INIT) {
+			/* Claimed by a process that died inside ivsock_chan_open():
+			 * its rings are freed by owner below. */
+			if (owner_matches(v, vm, client) &&
+			    ivsock_slot_release(&c->slot, v.gen) == 0)
+				n++;
+			continue;
+		}
+		if (v.state == IVSOCK_CHAN_ACCEPTING && owner_matches(v, vm, client)) {
+			n += accept_abort(rg, c, v, ring, arg);
+			continue;
+		}
+		if (v.state < IVSOCK_CHAN_OFFERED || v.state > IVSOCK_CHAN_ACCEPTING)
 			continue;
 		for (side = 0; side < 2; side++) {
 			uint32_t f = ivsock_load_acquire(&c->end[side].flags);
 
+			if (side == IVSOCK_SIDE_ACCEPTOR && v.state == IVSOCK_CHAN_ACCEPTING)
+				continue; /* the live acceptor is writing it */
 			if (!(f & IVSOCK_END_ATTACHED) || (f & IVSOCK_END_CLOSED))
 				continue;
 			if (read_end(&c->end[side], &id[side], rg->vm_cap) < 0)
@@ -338,7 +617,7 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 		for (side = 0; side < 2; side++) {
 			if (!match[side])
 				continue;
-			if (close_end(rg, i, v.gen, side, true, true) >= 0)
+			if (close_end(rg, i, v.gen, side, true, true, NULL) >= 0)
 				closed++;
 		}
 		if (!closed)
@@ -351,53 +630,134 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 				continue;
 			f = ivsock_load_acquire(&c->end[side].flags);
 			if ((f & IVSOCK_END_ATTACHED) && !(f & IVSOCK_END_CLOSED) &&
-			    ivsock_slot_get(&c->slot).gen == v.gen &&
-			    read_end(&c->end[side], &id[side], rg->vm_cap) == 0)
-				ring(arg, id[side].peer_id, id[side].vector);
+			    ivsock_slot_get(&c->slot).gen == v.gen)
+				ring_end(rg, c, side, ring, arg);
 		}
 	}
+	return n;
+}
+
+int ivsock_ring_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client)
+{
+	uint32_t i, first, nr = rg->rings_per_vm;
+	uint64_t *pinned;
+	int n = 0;
+
+	if (vm >= rg->vm_cap || !nr)
+		return 0;
+	first = (uint32_t)vm * nr;
+	pinned = calloc((nr + 63) / 64, sizeof(*pinned));
+	if (!pinned)
+		return -ENOMEM;
+	/* A ring named by a channel past INIT stays: that channel's last
+	 * close frees it. (INIT references are not written yet; an INIT slot
+	 * of a dead owner was released before we got here.) */
+	for (i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_channel *c = &rg->channels[i];
+		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
+		uint32_t r[2];
+		int k;
+
+		if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
+			continue;
+		r[0] = ivsock_ld32(&c->ring_c2s);
+		r[1] = ivsock_ld32(&c->ring_s2c);
+		for (k = 0; k < 2; k++)
+			if (r[k] >= first && r[k] - first < nr)
+				pinned[(r[k] - first) / 64] |= 1ULL << ((r[k] - first) % 64);
+	}
+	for (i = 0; i < nr; i++) {
+		struct ivsock_slot_val v;
+
+		if (pinned[i / 64] & (1ULL << (i % 64)))
+			continue;
+		v = ivsock_slot_get(&rg->ringslots[first + i]);
+		if (v.state == IVSOCK_SLOT_FREE || !owner_matches(v, vm, client))
+			continue;
+		if (ivsock_ring_free(rg, first + i, v.gen) == 0)
+			n++;
+	}
+	free(pinned);
 	return n;
 }
 
 int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 			      ivsock_ring_fn ring, void *arg)
 {
-	return release_matching(rg, vm, client, ring, arg);
+	int n = release_matching(rg, vm, client, ring, arg);
+
+	ivsock_ring_release_unreferenced(rg, vm, client);
+	return n;
 }
 
 int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg)
 {
-	return release_matching(rg, vm, -1, ring, arg);
+	int n = release_matching(rg, vm, -1, ring, arg);
+
+	ivsock_ring_release_unreferenced(rg, vm, -1);
+	return n;
 }
 
 int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg)
 {
 	uint32_t i;
-	int n = 0;
+	int n;
 
+	if (vm >= rg->vm_cap)
+		return 0;
+	/* Every end in vm is closed (with reset) first: what has no live end
+	 * left is freed by those closes. */
+	n = release_matching(rg, vm, -1, ring, arg);
 	for (i = 0; i < rg->channel_cap; i++) {
 		struct ivsock_channel *c = &rg->channels[i];
 		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
-		struct ivsock_end_id other;
-		int side;
+		struct chan_refs r;
+		uint8_t cvm;
+		uint16_t ccl;
+		uint32_t f;
+		uint64_t old;
 
-		if (v.state < IVSOCK_CHAN_OFFERED || v.vm != vm)
+		if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
 			continue;
-		if (v.state != IVSOCK_CHAN_REVOKED &&
-		    ivsock_slot_move(&c->slot, v.gen, v.state, IVSOCK_CHAN_REVOKED) < 0)
+		if (conn_owner(rg, c, v, &cvm, &ccl) < 0 || cvm != vm)
 			continue;
-		for (side = 0; side < 2 && ring; side++) {
-			uint32_t f = ivsock_load_acquire(&c->end[side].flags);
-
-			if ((f & IVSOCK_END_ATTACHED) && !(f & IVSOCK_END_CLOSED) &&
-			    read_end(&c->end[side], &other, rg->vm_cap) == 0 &&
-			    other.vm != vm)
-				ring(arg, other.peer_id, other.vector);
+		/* Rings in vm's partition. */
+		switch (v.state) {
+		case IVSOCK_CHAN_OFFERED:
+			if (ivsock_chan_abandon(rg, i, v.gen) < 0)
+				continue; /* an acceptor just won it: it frees at close */
+			/* fall through */
+		case IVSOCK_CHAN_ABANDONED:
+			read_refs(rg, c, vm, &r);
+			n += chan_free(rg, c, v.gen, &r);
+			continue;
+		case IVSOCK_CHAN_CONNECTED:
+			break;
+		default: /* ACCEPTING (the acceptor frees at close), REVOKED */
+			continue;
 		}
-		if (chan_free(rg, c, v.gen, v.vm) == 1)
-			n++;
+		f = ivsock_load_acquire(&c->end[1].flags);
+		if (!(f & IVSOCK_END_ATTACHED) || (f & IVSOCK_END_CLOSED)) {
+			/* Both ends are done (the release above raced a close). */
+			read_refs(rg, c, vm, &r);
+			n += chan_free(rg, c, v.gen, &r);
+			continue;
+		}
+		/* A survivor still holds the acceptor end: withdraw the channel
+		 * under the same generation and keep its rings claimed (they
+		 * are pinned in ivsock_ring_release_vm()) until it closes. */
+		old = ivsock_slot_pack(v);
+		{
+			struct ivsock_slot_val nv = v;
+
+			nv.state = IVSOCK_CHAN_REVOKED;
+			if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(nv)))
+				continue;
+		}
+		ring_end(rg, c, 1, ring, arg);
+		n++;
 	}
 	return n;
 }
@@ -412,7 +772,7 @@ uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm)
 
 		if (v.state < IVSOCK_CHAN_OFFERED)
 			continue;
-		if (v.vm == vm || (c->end[1].vm_index == vm &&
+		if (v.vm == vm || (ivsock_ld32(&c->end[1].vm_index) == vm &&
 				   (ivsock_load_acquire((ivsock_a32 *)&c->end[1].flags) &
 				    IVSOCK_END_ATTACHED)))
 			n++;

@@ -8,11 +8,15 @@
 
 static void copy_name(char *dst, const char *src)
 {
+	char tmp[IVSOCK_NAME_MAX];
 	size_t n = src ? strnlen(src, IVSOCK_NAME_MAX - 1) : 0;
 
-	memcpy(dst, src ? src : "", n);
-	memset(dst + n, 0, IVSOCK_NAME_MAX - n);
+	memset(tmp, 0, sizeof(tmp));
+	memcpy(tmp, src ? src : "", n);
+	ivsock_copy_to_shared(dst, tmp, sizeof(tmp));
 }
+
+static const uint8_t zero_addrs[IVSOCK_VM_MAX_ADDRS * sizeof(struct ivsock_addr)];
 
 int ivsock_dir_add(struct ivsock_region *rg, uint32_t peer_id, uint32_t vectors,
 		   const char *name, const uint8_t uuid[16])
@@ -27,19 +31,18 @@ int ivsock_dir_add(struct ivsock_region *rg, uint32_t peer_id, uint32_t vectors,
 		gen = ivsock_slot_claim(&e->slot, (uint8_t)i, 0);
 		if (!gen)
 			continue;
-		e->peer_id = peer_id;
-		e->vectors = vectors;
+		ivsock_st32(&e->peer_id, peer_id);
+		ivsock_st32(&e->vectors, vectors);
 		copy_name(e->name, name);
-		if (uuid)
-			memcpy(e->uuid, uuid, 16);
-		else
-			memset(e->uuid, 0, 16);
-		e->naddrs = 0;
-		memset(e->addrs, 0, sizeof(e->addrs));
+		ivsock_copy_to_shared(e->uuid, uuid ? uuid : zero_addrs, 16);
+		ivsock_st32(&e->naddrs, 0);
+		ivsock_copy_to_shared(e->addrs, zero_addrs, sizeof(e->addrs));
 		ivsock_store_relaxed(&e->rx_bytes, 0);
 		ivsock_store_relaxed(&e->tx_bytes, 0);
-		if (ivsock_slot_move(&e->slot, gen, IVSOCK_SLOT_INIT, IVSOCK_VM_ALIVE) < 0)
+		if (ivsock_slot_move(&e->slot, gen, IVSOCK_SLOT_INIT, IVSOCK_VM_ALIVE) < 0) {
+			ivsock_slot_release(&e->slot, gen);
 			return -EAGAIN;
+		}
 		return (int)i;
 	}
 	return -ENOSPC;
@@ -59,10 +62,10 @@ int ivsock_dir_set_addrs(struct ivsock_region *rg, uint32_t vm,
 	/* Pairs with the fence in ivsock_dir_read(): odd seq is seen before
 	 * any half-written address. */
 	atomic_thread_fence(memory_order_release);
-	memset(e->addrs, 0, sizeof(e->addrs));
+	ivsock_copy_to_shared(e->addrs, zero_addrs, sizeof(e->addrs));
 	if (n)
-		memcpy(e->addrs, addrs, n * sizeof(*addrs));
-	e->naddrs = n;
+		ivsock_copy_to_shared(e->addrs, addrs, n * sizeof(*addrs));
+	ivsock_st32(&e->naddrs, n);
 	ivsock_store_release(&e->addr_seq, (seq | 1) + 1);
 	return 0;
 }
@@ -81,7 +84,7 @@ int ivsock_dir_set_name(struct ivsock_region *rg, uint32_t vm, const char *name,
 	atomic_thread_fence(memory_order_release);
 	copy_name(e->name, name);
 	if (uuid)
-		memcpy(e->uuid, uuid, 16);
+		ivsock_copy_to_shared(e->uuid, uuid, 16);
 	ivsock_store_release(&e->addr_seq, (seq | 1) + 1);
 	return 0;
 }
@@ -130,16 +133,16 @@ int ivsock_dir_read(const struct ivsock_region *rg, uint32_t vm,
 		out->index = vm;
 		out->gen = v.gen;
 		out->state = v.state;
-		out->peer_id = e->peer_id;
-		out->vectors = e->vectors;
-		memcpy(out->name, e->name, IVSOCK_NAME_MAX);
+		out->peer_id = ivsock_ld32(&e->peer_id);
+		out->vectors = ivsock_ld32(&e->vectors);
+		ivsock_copy_from_shared(out->name, e->name, IVSOCK_NAME_MAX);
 		out->name[IVSOCK_NAME_MAX - 1] = '\0';
-		memcpy(out->uuid, e->uuid, 16);
-		n = e->naddrs;
+		ivsock_copy_from_shared(out->uuid, e->uuid, 16);
+		n = ivsock_ld32(&e->naddrs);
 		if (n > IVSOCK_VM_MAX_ADDRS)
 			n = IVSOCK_VM_MAX_ADDRS;
 		out->naddrs = n;
-		memcpy(out->addrs, e->addrs, n * sizeof(out->addrs[0]));
+		ivsock_copy_from_shared(out->addrs, e->addrs, n * sizeof(out->addrs[0]));
 		/* Pairs with the release stores of addr_seq in the writer. */
 		atomic_thread_fence(memory_order_acquire);
 		s2 = ivsock_load_relaxed((ivsock_a32 *)&e->addr_seq);
@@ -162,7 +165,7 @@ int ivsock_dir_find_peer(const struct ivsock_region *rg, uint32_t peer_id)
 		const struct ivsock_vm_entry *e = &rg->vms[i];
 
 		if (ivsock_slot_get((ivsock_a64 *)&e->slot).state == IVSOCK_VM_ALIVE &&
-		    e->peer_id == peer_id)
+		    ivsock_ld32(&e->peer_id) == peer_id)
 			return (int)i;
 	}
 	return -ENOENT;

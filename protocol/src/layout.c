@@ -280,20 +280,12 @@ int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen)
 
 int ivsock_ring_release_vm(struct ivsock_region *rg, uint8_t vm)
 {
-	uint32_t i, first;
-	int n = 0;
+	/* Rings a channel still references (a survivor's REVOKED channel, an
+	 * acceptor still in ACCEPTING) stay claimed: their last close frees
+	 * them (protocol/src/channel.c). */
+	int n = ivsock_ring_release_unreferenced(rg, vm, -1);
 
-	if (vm >= rg->vm_cap)
-		return 0;
-	first = (uint32_t)vm * rg->rings_per_vm;
-	for (i = 0; i < rg->rings_per_vm; i++) {
-		struct ivsock_slot_val v = ivsock_slot_get(&rg->ringslots[first + i]);
-
-		if (v.state != IVSOCK_SLOT_FREE &&
-		    ivsock_slot_release(&rg->ringslots[first + i], v.gen) == 0)
-			n++;
-	}
-	return n;
+	return n < 0 ? 0 : n;
 }
 
 uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm)

@@ -20,13 +20,15 @@ int ivsock_listener_add(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 		g = ivsock_slot_claim(&l->slot, vm, client);
 		if (!g)
 			continue;
-		l->addr = *addr;
-		l->port = port;
-		l->reserved = (uint16_t)flags;
-		l->vm_index = vm;
+		ivsock_copy_to_shared(&l->addr, addr, sizeof(*addr));
+		ivsock_st16(&l->port, port);
+		ivsock_st16(&l->reserved, (uint16_t)flags);
+		ivsock_st32(&l->vm_index, (uint32_t)vm);
 		/* Publish the fields with the state (release). */
-		if (ivsock_slot_move(&l->slot, g, IVSOCK_SLOT_INIT, IVSOCK_LISTENER_ACTIVE) < 0)
+		if (ivsock_slot_move(&l->slot, g, IVSOCK_SLOT_INIT, IVSOCK_LISTENER_ACTIVE) < 0) {
+			ivsock_slot_release(&l->slot, g);
 			return -EAGAIN;
+		}
 		*gen = g;
 		return (int)i;
 	}
@@ -71,9 +73,9 @@ int ivsock_listener_find(const struct ivsock_region *rg, uint32_t vm,
 		if (v.state != IVSOCK_LISTENER_ACTIVE || v.vm != vm)
 			continue;
 		/* Copy once, then check the slot did not change under us. */
-		memcpy(&a, &l->addr, sizeof(a));
-		p = l->port;
-		f = l->reserved;
+		ivsock_copy_from_shared(&a, &l->addr, sizeof(a));
+		p = ivsock_ld16(&l->port);
+		f = ivsock_ld16(&l->reserved);
 		if (ivsock_slot_get(&l->slot).gen != v.gen)
 			continue;
 		if (matches(l, &a, p, f, dst, port))

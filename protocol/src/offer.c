@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "ivsock/directory.h"
+#include "ivsock/listener.h"
 #include "ivsock/offer.h"
 
 bool ivsock_tuple_equal(const struct ivsock_tuple *a, const struct ivsock_tuple *b)
@@ -29,7 +31,7 @@ int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 
 		if (v.state != IVSOCK_OFFER_POSTED)
 			continue;
-		memcpy(&ot, &o->tuple, sizeof(ot));
+		ivsock_copy_from_shared(&ot, &o->tuple, sizeof(ot));
 		if (ivsock_tuple_equal(&ot, t) && ivsock_slot_get(&o->slot).gen == v.gen)
 			return -EEXIST;
 	}
@@ -40,19 +42,23 @@ int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 		g = ivsock_slot_claim(&o->slot, vm, client);
 		if (!g)
 			continue;
-		o->tuple = *t;
-		o->channel = chan;
-		o->channel_gen = chan_gen;
-		if (ivsock_slot_move(&o->slot, g, IVSOCK_SLOT_INIT, IVSOCK_OFFER_POSTED) < 0)
+		ivsock_copy_to_shared(&o->tuple, t, sizeof(*t));
+		ivsock_st32(&o->channel, chan);
+		ivsock_st32(&o->channel_gen, chan_gen);
+		if (ivsock_slot_move(&o->slot, g, IVSOCK_SLOT_INIT, IVSOCK_OFFER_POSTED) < 0) {
+			ivsock_slot_release(&o->slot, g);
 			return -EAGAIN;
+		}
 		*gen = g;
 		return (int)idx;
 	}
 	return -ENOSPC;
 }
 
-int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
-		      uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm)
+/* Take the offer for t; taker_vm >= 0: only one posted from taker_vm when
+ * loopback_only (a loopback destination stays inside its VM). */
+static int take(struct ivsock_region *rg, const struct ivsock_tuple *t, int taker_vm,
+		uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm)
 {
 	uint32_t mask = rg->offer_cap - 1, h = ivsock_tuple_hash(t), i;
 	uint32_t probe = rg->offer_cap < IVSOCK_OFFER_PROBE ? rg->offer_cap : IVSOCK_OFFER_PROBE;
@@ -65,9 +71,13 @@ int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
 
 		if (v.state != IVSOCK_OFFER_POSTED)
 			continue;
-		memcpy(&ot, &o->tuple, sizeof(ot));
-		c = o->channel;
-		cg = o->channel_gen;
+		if (taker_vm >= 0 && v.vm != (uint8_t)taker_vm)
+			continue;
+		/* One copy of each field; the release below re-checks that the
+		 * slot still holds the generation we copied them from. */
+		ivsock_copy_from_shared(&ot, &o->tuple, sizeof(ot));
+		c = ivsock_ld32(&o->channel);
+		cg = ivsock_ld32(&o->channel_gen);
 		if (!ivsock_tuple_equal(&ot, t))
 			continue;
 		/* Removing it is the claim: only one taker can win. */
@@ -80,6 +90,43 @@ int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
 		return 0;
 	}
 	return -ENOENT;
+}
+
+int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
+		      uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm)
+{
+	return take(rg, t, -1, chan, chan_gen, owner_vm);
+}
+
+/* Is address a one of VM vm's (directory snapshot)? */
+static bool vm_has_addr(const struct ivsock_region *rg, uint32_t vm, const struct ivsock_addr *a)
+{
+	struct ivsock_vm_info info;
+	uint32_t j;
+
+	if (ivsock_dir_read(rg, vm, &info) < 0 || info.state != IVSOCK_VM_ALIVE)
+		return false;
+	for (j = 0; j < info.naddrs; j++)
+		if (ivsock_addr_equal(&info.addrs[j], a))
+			return true;
+	return false;
+}
+
+int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
+			 uint8_t *owner_vm)
+{
+	bool lo = ivsock_addr_is_loopback(&t->dst);
+
+	if (taker_vm >= rg->vm_cap)
+		return -EINVAL;
+	/* The destination must be ours and a listener of ours must be there:
+	 * an offer for another VM's connection is left alone. */
+	if (!lo && !vm_has_addr(rg, taker_vm, &t->dst))
+		return -EACCES;
+	if (ivsock_listener_find(rg, taker_vm, &t->dst, t->dport) < 0)
+		return -EACCES;
+	return take(rg, t, lo ? taker_vm : -1, chan, chan_gen, owner_vm);
 }
 
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen)

@@ -305,7 +305,10 @@ static void test_hostile_peer(void **state)
 	h->tup.sport = 1000;
 	h->tup.dport = 80;
 	assert_int_equal(ivsock_dir_add(&h->t.rg, 1, 1, "victim", NULL), 0);
-	assert_int_equal(ivsock_dir_set_addrs(&h->t.rg, 0, &a4, 1), 0);
+	/* the destination belongs to the acceptor's VM (1): ivsock_chan_accept
+	 * refuses an acceptor of any other VM */
+	assert_int_equal(ivsock_dir_add(&h->t.rg, 2, 1, "acceptor", NULL), 1);
+	assert_int_equal(ivsock_dir_set_addrs(&h->t.rg, 1, &a4, 1), 0);
 	assert_true(ivsock_listener_add(&h->t.rg, 0, 1, &a4, 80, 0, &lg) >= 0);
 	assert_int_equal(ivsock_chan_open(&h->t.rg, &me0, &h->tup, &h->idx, &h->gen), 0);
 	assert_true(ivsock_offer_post(&h->t.rg, 0, 1, &h->tup, h->idx, h->gen, &og) >= 0);

@@ -3,11 +3,27 @@
  * Channels: two rings (connector->acceptor, acceptor->connector) allocated
  * from the connector's partition, plus one end record per side.
  *
- * State machine (slot state):
- *   FREE -> INIT -> OFFERED --accept--> CONNECTED --both ends closed--> FREE
- *                      |
- *                      +--abandon (connector falls back to TCP)--> ABANDONED -> FREE
- *   OFFERED/CONNECTED --ivsockd revokes--> REVOKED (ends drain, then close)
+ * State machine (slot state; every move is one CAS on the slot word):
+ *
+ *   FREE -> INIT -> OFFERED --acceptor wins--> ACCEPTING --> CONNECTED
+ *                     |                            |            |
+ *                     |   (acceptor died here:     |            | ivsockd: the
+ *                     |    its agent moves it) ----+            | connector's VM
+ *                     v                            v            v was reclaimed
+ *                  ABANDONED <---------------------+         REVOKED
+ *   (connector fell back to TCP)
+ *
+ * The generation never changes between INIT and FREE: (idx, gen) names one
+ * connection for its whole life, REVOKED included. Who frees: docs/layout.md
+ * ("who frees"). In short: the connector frees OFFERED/ABANDONED; in
+ * CONNECTED/REVOKED whoever closes last (each end marks itself CLOSED, a
+ * full fence, then looks at the other end); nobody frees ACCEPTING: the
+ * acceptor (or its agent, if it died there) moves it on and then the normal
+ * rule applies. Nothing waits for anything.
+ *
+ * Rings are freed before the slot, so a ring is never free while a live slot
+ * still names it; a ring reference is used only if it lies in the
+ * connector's partition and its ring slot has the expected generation.
  */
 #ifndef IVSOCK_CHANNEL_H
 #define IVSOCK_CHANNEL_H
@@ -25,7 +41,9 @@ struct ivsock_end_id {
 	uint32_t vector;
 };
 
-/* A process's validated view of its side of a channel. */
+/* A process's validated view of its side of a channel. Private memory: the
+ * ring references checked at accept (or at view_connector) are kept here and
+ * ivsock_chan_close_view() uses them, never the shared copy again. */
 struct ivsock_chan_view {
 	uint32_t idx, gen;
 	int side;
@@ -34,6 +52,11 @@ struct ivsock_chan_view {
 	struct ivsock_end_id peer;   /* where to ring the other side (validated
 				      * copy; acceptor's is read at attach) */
 	uint32_t peer_vm_gen;
+	uint32_t ring_vm;            /* partition both rings belong to */
+	uint32_t tx_idx, tx_gen;     /* validated ring references */
+	uint32_t rx_idx, rx_gen;
+	uint32_t expect_peer_vm;     /* 1 + VM index the other end must be in
+				      * (0: not known, e.g. a hand-built view) */
 };
 
 /*
@@ -45,10 +68,15 @@ int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 		     const struct ivsock_tuple *t, uint32_t *idx, uint32_t *gen);
 
 /*
- * Acceptor: validate the channel an offer pointed to (its rings must belong
- * to the connector's partition), write end[1], CAS OFFERED -> CONNECTED, and
- * fill view. @return 0, -ESTALE (gone or abandoned: use TCP), -EPROTO
- * (garbage from the connector).
+ * Acceptor in VM me->vm: validate the channel an offer pointed to, win it
+ * (OFFERED -> ACCEPTING), write end[1], publish CONNECTED, and fill view.
+ * Refused without touching the channel when: the slot owner is not
+ * expect_vm (the offer's poster), the connector recorded a destination VM
+ * that is not me->vm, the connector's end is not the slot owner, a ring
+ * reference is outside the connector's partition, names a free ring, or has
+ * another generation or owner. @return 0, -ESTALE (gone or abandoned: use
+ * TCP), -EACCES (the connection is meant for another VM), -EPROTO (garbage
+ * from the connector), -EINVAL.
  */
 int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       uint8_t expect_vm, const struct ivsock_end_id *me,
@@ -68,20 +96,51 @@ int ivsock_chan_learn_peer(struct ivsock_region *rg, struct ivsock_chan_view *vi
  * -ESTALE (the acceptor attached first: keep using the rings). */
 int ivsock_chan_abandon(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 
-/* Current state of (idx, gen), or 0 if the slot moved on. */
-uint8_t ivsock_chan_state(const struct ivsock_region *rg, uint32_t idx, uint32_t gen);
+/*
+ * State of channel (idx, gen), for a data path: ONE acquire load of the slot
+ * word, no write, no syscall, no lock (inline). Contract:
+ *   IVSOCK_CHAN_CONNECTED            the connection is good;
+ *   IVSOCK_CHAN_REVOKED              ivsockd withdrew it (the other end's VM
+ *                                    was reclaimed): report a reset; the rings
+ *                                    stay ours (not reused) until we close;
+ *   0                                the slot is free or holds another
+ *                                    generation: the channel is gone; report a
+ *                                    reset and touch neither ring again;
+ *   IVSOCK_CHAN_OFFERED/ACCEPTING    still connecting (connector only);
+ *   IVSOCK_CHAN_ABANDONED            the connector owns a TCP fallback.
+ * The acquire pairs with the release CAS of every state move, so what was
+ * written before a move (end[1] before CONNECTED) is visible once it is seen.
+ * The generation is stable from INIT to FREE (REVOKED keeps it), so a handle
+ * (idx, gen) matches for the connection's whole life and never afterwards.
+ */
+static inline uint8_t ivsock_chan_state(const struct ivsock_region *rg, uint32_t idx,
+					uint32_t gen)
+{
+	struct ivsock_slot_val v;
+
+	if (idx >= rg->channel_cap)
+		return 0;
+	v = ivsock_slot_get(&rg->channels[idx].slot);
+	return v.gen == gen ? v.state : 0;
+}
 
 /* Flags of the other end (IVSOCK_END_*), acquire. */
 uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivsock_chan_view *v);
 
 /*
  * Release our end: EOF (or reset) on our tx ring, RCLOSED on our rx ring,
- * CLOSED (| DEAD) in our end flags; whoever closes last frees the rings and
- * the slot. Safe to call on any state. @return 1 if we freed it, 0 if the
- * other end still holds it, -ESTALE.
+ * CLOSED in our end flags; whoever closes last frees the rings, then the
+ * slot. Never waits: a channel in ACCEPTING is left to the acceptor, which
+ * frees it when it closes. Safe to call on any state.
+ * ivsock_chan_close() re-reads the ring references from the channel and
+ * validates them (partition, generation); ivsock_chan_close_view() uses the
+ * ones validated at accept. @return 1 if we freed it, 0 if the other end
+ * still holds it (or it is in flux), -ESTALE, -EINVAL.
  */
 int ivsock_chan_close(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		      int side, bool reset);
+int ivsock_chan_close_view(struct ivsock_region *rg, const struct ivsock_chan_view *v,
+			   bool reset);
 
 /* Add to our end's byte counters (relaxed; audited by ivsockd). */
 void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *v,
@@ -92,7 +151,10 @@ typedef void (*ivsock_ring_fn)(void *arg, uint32_t peer_id, uint32_t vector);
 
 /*
  * A process died: close, with reset, every end owned by (vm, client) and ring
- * the surviving peers. Used by the VM's agent. @return ends closed.
+ * the surviving peers; free the channels it was opening (INIT), finish for
+ * it an accept it died in (ACCEPTING -> ABANDONED: the connector falls back
+ * without loss), and free the rings it owned that no channel references any
+ * more. Never waits. Used by the VM's agent. @return channels touched.
  */
 int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 			      ivsock_ring_fn ring, void *arg);
@@ -100,10 +162,14 @@ int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t cli
 int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);
 /*
- * Grace period over for dead VM vm: every channel whose rings live in vm's
- * partition (slot owner vm) is moved to REVOKED, the other end is rung if
- * it is still attached, and the slot is freed (ivsockd, before it frees the
- * partition with ivsock_ring_release_vm()). @return channels reclaimed.
+ * Dead VM vm is reclaimed (ivsockd, grace period over or nothing left):
+ * every end of vm is closed with reset (as ivsock_chan_release_vm), channels
+ * with no live end are freed (rings, then slot), and a channel whose rings
+ * are in vm's partition but whose other end is still open in another VM is
+ * moved to REVOKED (same generation), that end is rung, and its rings stay
+ * claimed until it closes (its close frees them): nothing is reused under a
+ * survivor. Call before ivsock_ring_release_vm(). @return channels freed or
+ * revoked.
  */
 int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);

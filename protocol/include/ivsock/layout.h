@@ -19,7 +19,7 @@
 #include "ivsock/ring.h"
 
 #define IVSOCK_MAGIC          0x3130524b434f5356ULL /* "VSOCKR01" little-endian */
-#define IVSOCK_LAYOUT_VERSION 2U
+#define IVSOCK_LAYOUT_VERSION 3U
 
 #define IVSOCK_NAME_MAX       64
 #define IVSOCK_VM_MAX_ADDRS   8
@@ -44,6 +44,38 @@ struct ivsock_tuple {
 	uint16_t sport;
 	uint16_t dport;
 };
+
+/*
+ * Explicit atomic access to the plain (non-_Atomic) words of the shared
+ * tables. Every read of a field another party may write goes through one of
+ * these, once, into a private copy that is validated before use: the
+ * compiler can neither re-load it (TOCTOU) nor tear it. The __atomic
+ * builtins take plain objects (gcc and clang).
+ */
+#define ivsock_ld32(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ivsock_st32(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ivsock_ld16(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ivsock_st16(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* Copy n bytes out of (into) shared memory with relaxed byte loads (stores).
+ * For small records (tuples, addresses, names) on control paths only. */
+static inline void ivsock_copy_from_shared(void *dst, const void *src, size_t n)
+{
+	const uint8_t *s = (const uint8_t *)src;
+	uint8_t *d = (uint8_t *)dst;
+
+	while (n--)
+		*d++ = __atomic_load_n(s++, __ATOMIC_RELAXED);
+}
+
+static inline void ivsock_copy_to_shared(void *dst, const void *src, size_t n)
+{
+	const uint8_t *s = (const uint8_t *)src;
+	uint8_t *d = (uint8_t *)dst;
+
+	while (n--)
+		__atomic_store_n(d++, *s++, __ATOMIC_RELAXED);
+}
 
 /* ---------------- superblock: written only by ivsockd ---------------- */
 
@@ -157,19 +189,26 @@ struct ivsock_chan_end {
 };
 
 struct ivsock_channel {
-	ivsock_a64 slot;           /* state IVSOCK_CHAN_*; owner = connector */
-	/* written by the connector before the offer is posted: */
+	ivsock_a64 slot;           /* state IVSOCK_CHAN_*; owner = connector, except
+				    * in ACCEPTING: owner = the acceptor that won
+				    * the offer (so that its death is found) */
+	/* written by the connector in INIT, before the offer is posted, and
+	 * never again; readers copy them once (ivsock_ld32) and validate: */
 	uint32_t ring_c2s;         /* ring index in the pool, connector -> acceptor */
 	uint32_t ring_c2s_gen;
 	uint32_t ring_s2c;         /* acceptor -> connector */
 	uint32_t ring_s2c_gen;
 	struct ivsock_tuple tuple;
+	uint32_t dst_vm;           /* VM owning tuple.dst (the listener's VM) as the
+				    * connector found it, IVSOCK_VM_NONE if unknown;
+				    * an acceptor of another VM is refused */
 	/* each end on its own cache line */
 	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
 };
 
 _Static_assert(sizeof(struct ivsock_chan_end) == IVSOCK_CACHELINE, "end is one line");
 _Static_assert(sizeof(struct ivsock_channel) % IVSOCK_CACHELINE == 0, "channel lines");
+_Static_assert(offsetof(struct ivsock_channel, end) == 2 * IVSOCK_CACHELINE, "end[] did not move");
 
 /* ------- control mailbox of a VM: agent <-> ivsockd requests ------- */
 
@@ -258,9 +297,14 @@ int ivsock_ring_alloc(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 		      uint32_t *idx, uint32_t *gen);
 /* @return 0 or -ESTALE (already freed / generation moved on). */
 int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
-/* Free every ring of vm's partition (ivsockd reclaiming a dead VM).
- * @return how many were claimed. */
+/* Free every ring of vm's partition (ivsockd reclaiming a dead VM), except
+ * the rings a channel still references (a survivor in a live VM still has
+ * its end open: they are freed by its close). @return how many were freed. */
 int ivsock_ring_release_vm(struct ivsock_region *rg, uint8_t vm);
+/* Free the rings of vm's partition owned by (vm, client) (client < 0: any)
+ * that no channel references: rings a killed process claimed and had not
+ * put in a channel yet, or whose channel is gone. @return how many. */
+int ivsock_ring_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client);
 /* Rings currently claimed in vm's partition. */
 uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm);
 
@@ -268,6 +312,8 @@ uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm);
 
 bool ivsock_addr_equal(const struct ivsock_addr *a, const struct ivsock_addr *b);
 bool ivsock_addr_is_any(const struct ivsock_addr *a);
+/* 127.0.0.0/8 or ::1: a connection inside one VM. */
+bool ivsock_addr_is_loopback(const struct ivsock_addr *a);
 /* Convert from/to struct sockaddr (AF_INET/AF_INET6); v4-mapped v6 -> v4.
  * @return 0 or -EAFNOSUPPORT. */
 struct sockaddr;

@@ -22,6 +22,16 @@ int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
  */
 int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
 		      uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm);
+/*
+ * The same for an acceptor in VM taker_vm: refuses (-EACCES) without
+ * touching any offer unless t's destination is one of taker_vm's addresses
+ * in the directory (or loopback, and then only offers posted from taker_vm
+ * match) and a listener of taker_vm is registered for (dst, dport).
+ * @return 0, -ENOENT, -EACCES, -EINVAL.
+ */
+int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
+			 uint8_t *owner_vm);
 /* Withdraw our own offer. @return 0 or -ESTALE (already taken). */
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 /* Free every offer posted by (vm, client). @return how many. */
