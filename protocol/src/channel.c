@@ -6,6 +6,8 @@
 
 #include "ivsock/channel.h"
 
+void (*ivsock_chan_accepting_hook)(uint32_t idx);
+
 static void end_write(struct ivsock_chan_end *e, const struct ivsock_end_id *id,
 		      uint32_t flags)
 {
@@ -134,6 +136,8 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 	 * been freed and reused meanwhile. */
 	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_OFFERED, IVSOCK_CHAN_ACCEPTING) < 0)
 		return -ESTALE;
+	if (__builtin_expect(ivsock_chan_accepting_hook != NULL, 0))
+		ivsock_chan_accepting_hook(idx);
 	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
 	/* Release: end[1] is visible to the connector once it sees CONNECTED. */
 	if (ivsock_slot_move(&c->slot, gen, IVSOCK_CHAN_ACCEPTING, IVSOCK_CHAN_CONNECTED) < 0)
