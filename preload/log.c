@@ -36,6 +36,12 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_FB_TIMEOUT] = "fallback_attach_timeout",
 	[IVS_C_FB_FDMAX] = "fallback_fd_too_large",
 	[IVS_C_FB_PORTS] = "fallback_port_reuse",
+	[IVS_C_FB_ABANDONED] = "fallback_acceptor_abandoned",
+	[IVS_C_FB_PEER_CLOSED] = "fallback_peer_closed",
+	[IVS_C_FB_CLOSED] = "fallback_closed_before_attach",
+	[IVS_C_FB_VANISHED] = "fallback_channel_vanished",
+	[IVS_C_RESET_REVOKED] = "reset_revoked",
+	[IVS_C_RESET_PEER_GONE] = "reset_peer_gone",
 	[IVS_C_TX_BYTES] = "ring_tx_bytes",
 	[IVS_C_RX_BYTES] = "ring_rx_bytes",
 	[IVS_C_FALLBACK_BYTES] = "taken_back_bytes",
@@ -117,6 +123,9 @@ void ivs_config_load(void)
 		ivs_cfg.spin_ns = 1000000;
 	ivs_cfg.spin_ns *= 1000;
 	ivs_cfg.attach_ns = env_u64("IVSOCK_ATTACH_MS", 1000) * 1000000ULL;
+	ivs_cfg.attach_max_ns = env_u64("IVSOCK_ATTACH_MAX_MS", 10000) * 1000000ULL;
+	if (ivs_cfg.attach_max_ns < ivs_cfg.attach_ns)
+		ivs_cfg.attach_max_ns = ivs_cfg.attach_ns;
 	ivs_cfg.agent = getenv("IVSOCK_AGENT");
 }
 

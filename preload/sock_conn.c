@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -262,6 +263,9 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 		ivs_fallback(IVS_C_FB_OFFER, fd, "offer", rc);
 		return NULL;
 	}
+	s->dst_vm = (uint8_t)vm;
+	s->dst = t.dst;
+	s->dport = t.dport;
 	atomic_store(&s->state, IVS_ST_OFFERED);
 	s->offered_ns = ivs_now_ns();
 	return s;
@@ -365,6 +369,15 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---------------- accept ---------------- */
 
+/* IVSOCK_TEST_PAUSE_ACCEPTING=1 (tests only): stop this process with
+ * SIGSTOP between the acceptor's two state changes, the window in which a
+ * paused acceptor must still win (docs/shim.md: the paused acceptor). */
+static void pause_accepting(uint32_t idx)
+{
+	(void)idx;
+	raise(SIGSTOP);
+}
+
 static void try_attach(int lfd, int nfd, int flags)
 {
 	struct sockaddr_storage l, p;
@@ -379,20 +392,33 @@ static void try_attach(int lfd, int nfd, int flags)
 
 	if (!ls || ls->kind != IVS_LISTENER)
 		return;
-	ag = ivs_agent_get();
-	if (!ag)
-		return;
 	memset(&t, 0, sizeof(t));
 	if (getsockname(nfd, (struct sockaddr *)&l, &ll) < 0 ||
 	    getpeername(nfd, (struct sockaddr *)&p, &pl) < 0 ||
 	    ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&l, ll) < 0 ||
 	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&p, pl) < 0)
 		return;
+	ag = ivs_agent_get();
+	if (!ag) {
+		/* We cannot attach (a forked worker that cannot reach the
+		 * agent): abandon the offer now, through the mapping the
+		 * listener was registered with (inherited across fork), so the
+		 * connector falls back at once instead of after its attach
+		 * timeout. */
+		struct ivsock_region *rg = ls->ag ? ls->ag->rg : NULL;
+
+		if (rg && ivsock_offer_take_as(rg, &t, ls->ag->me.vm, &chan, &cgen, &owner) >= 0)
+			ivsock_chan_abandon(rg, chan, cgen);
+		ivs_fallback(IVS_C_FB_NO_AGENT, nfd, "acceptor has no agent: offer abandoned", 0);
+		return;
+	}
 	rc = ivsock_offer_take_as(ag->rg, &t, ag->me.vm, &chan, &cgen, &owner);
 	if (rc < 0) {
 		ivs_fallback(IVS_C_FB_NO_OFFER, nfd, "no offer for this connection", 0);
 		return;
 	}
+	if (__builtin_expect(getenv("IVSOCK_TEST_PAUSE_ACCEPTING") != NULL, 0))
+		ivsock_chan_accepting_hook = pause_accepting;
 	rc = ivsock_chan_accept(ag->rg, chan, cgen, owner, &ag->me, &v);
 	if (rc < 0) {
 		/* Tell the connector at once rather than after its timeout. */
@@ -562,13 +588,29 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 			rc = 1; /* the acceptor attached first: rings it is */
 			goto out;
 		}
-		/* The channel is gone under us (freed or reused): nothing can
-		 * flow on it any more; the kernel socket tells what remains. */
+		/*
+		 * ACCEPTING: the acceptor won the offer (its first CAS) and is
+		 * writing its end; it may be paused right there (vCPU steal,
+		 * SIGSTOP, ptrace) but it will read our ring and answer into
+		 * its own. The rings are the stream: never fall back (no more
+		 * timeouts), unless its kernel socket hung up, which only its
+		 * death can do before accept() returned.
+		 */
+		if (ivsock_chan_state(rg, s->v.idx, s->v.gen) == IVSOCK_CHAN_ACCEPTING &&
+		    why != IVS_C_FB_PEER_CLOSED) {
+			if (!atomic_exchange(&s->acceptor_won, true))
+				ivs_debug("fd %d: acceptor is attaching: no fallback", fd);
+			rc = 2;
+			goto out;
+		}
+		/* The channel is gone under us (freed or reused), or its
+		 * acceptor died while attaching: nothing can flow on it any
+		 * more; the kernel socket tells what remains. */
 		ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
 		atomic_store(&s->closed, 1);
 		atomic_store(&s->state, IVS_ST_PLAIN);
 		atomic_fetch_add(&s->event_seq, 1);
-		ivs_fallback(why, fd, "channel vanished while offered", -ESTALE);
+		ivs_fallback(IVS_C_FB_VANISHED, fd, "channel vanished while offered", -ESTALE);
 		rc = -ESTALE;
 		goto out;
 	}
@@ -621,8 +663,13 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 		return;
 	ivs_sock_refresh(s);
 	if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) != 0) {
+		int rc;
+
 		atomic_store(&s->closed, 0);
-		if (ivs_conn_fallback(s, fd, IVS_C_FB_TIMEOUT) != 1)
+		/* 2: the acceptor is attaching; close our end of the rings as
+		 * a connected socket does (it reads what we wrote, then EOF) */
+		rc = ivs_conn_fallback(s, fd, IVS_C_FB_CLOSED);
+		if (rc != 1 && rc != 2)
 			return;
 		atomic_store(&s->closed, 1);
 	}
@@ -634,8 +681,9 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 		unadopt(s);
 	if (atomic_fetch_sub(&e->holders, 1) > 1)
 		return; /* another process still holds this end */
-	/* Closing with bytes unread is an abort in TCP (RST): same here. */
-	unread = ivsock_load_acquire(&s->v.rx.hdr->tail) - ivsock_load_relaxed(&s->v.rx.hdr->head);
+	/* Closing with bytes unread is an abort in TCP (RST): same here. Our
+	 * head from the private view; a corrupt tail counts as unread. */
+	unread = ivsock_ring_snap_readable(&s->v.rx) != 0;
 	if (ivsock_chan_close_view(s->ag->rg, &s->v, unread != 0) == 0)
 		ivs_ring_peer(s->ag, &s->v);
 }

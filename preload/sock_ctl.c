@@ -157,22 +157,16 @@ IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
 	if (!s)
 		return ivs_rc.ioctl(fd, req, arg);
 	switch (req) {
-	case FIONREAD: { /* == SIOCINQ */
-		uint32_t t = ivsock_load_acquire(&s->v.rx.hdr->tail);
-		uint32_t h = ivsock_load_relaxed(&s->v.rx.hdr->head);
-		uint32_t n = t - h;
+	case FIONREAD: { /* == SIOCINQ; our head from the private view */
+		long n = ivsock_ring_snap_readable(&s->v.rx);
 
-		if (n > s->v.rx.size)
-			n = 0;
-		*(int *)arg = (int)n;
+		*(int *)arg = n < 0 ? 0 : (int)n;
 		break;
 	}
-	case SIOCOUTQ: {
-		uint32_t t = ivsock_load_relaxed(&s->v.tx.hdr->tail);
-		uint32_t h = ivsock_load_acquire(&s->v.tx.hdr->head);
-		uint32_t n = t - h;
+	case SIOCOUTQ: { /* our tail from the private view */
+		long n = ivsock_ring_snap_unconsumed(&s->v.tx);
 
-		*(int *)arg = n > s->v.tx.size ? 0 : (int)n;
+		*(int *)arg = n < 0 ? 0 : (int)n;
 		break;
 	}
 	case FIONBIO:
@@ -203,8 +197,8 @@ IVS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len
 	/* A reset is pending (as with TCP's RST) when the peer aborted with
 	 * bytes of ours unread; reported once, like the kernel's sk_err. */
 	if (!err && atomic_load(&s->state) == IVS_ST_CONNECTED && !s->reset_told &&
-	    (ivsock_load_acquire(&s->v.rx.hdr->prod_flags) & IVSOCK_RING_RESET) &&
-	    ivsock_load_relaxed(&s->v.tx.hdr->tail) != ivsock_load_acquire(&s->v.tx.hdr->head) &&
+	    (ivsock_ring_peer_flags(&s->v.rx) & IVSOCK_RING_RESET) &&
+	    ivsock_ring_snap_unconsumed(&s->v.tx) != 0 &&
 	    !atomic_load(&s->closed)) {
 		s->reset_told = true;
 		err = ECONNRESET;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "ivsock/listener.h"
 #include "sock_int.h"
 
 #define SLEEP_MAX_MS 100
@@ -174,8 +175,9 @@ static bool peer_dead(struct ivs_sock *s)
  */
 static ssize_t reset_or_eof(struct ivs_sock *s)
 {
-	struct ivsock_ring_hdr *tx = s->v.tx.hdr;
-	uint32_t unread = ivsock_load_relaxed(&tx->tail) - ivsock_load_acquire(&tx->head);
+	/* Our tail from the private view; the peer's head validated (a
+	 * corrupt one counts as bytes unread). */
+	long unread = ivsock_ring_snap_unconsumed(&s->v.tx);
 
 	if (unread == 0 || s->reset_told)
 		return 0;
@@ -183,17 +185,106 @@ static ssize_t reset_or_eof(struct ivs_sock *s)
 	return -ECONNRESET;
 }
 
-static bool kernel_readable(int fd)
+bool ivs_chan_revoked(struct ivs_sock *s)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
-
-	return ivs_real.poll(&p, 1, 0) > 0 && p.revents;
+	if (__builtin_expect(atomic_load_explicit(&s->revoked, memory_order_relaxed), 0))
+		return true;
+	/* The one acquire load: forced reclaim moves the channel to REVOKED
+	 * (same generation); a freed or reused slot has another generation. */
+	if (__builtin_expect(ivsock_chan_state(s->ag->rg, s->v.idx, s->v.gen) ==
+			     IVSOCK_CHAN_CONNECTED, 1))
+		return false;
+	if (!atomic_exchange(&s->revoked, 1)) {
+		ivs_count(IVS_C_RESET_REVOKED, 1);
+		atomic_fetch_add(&s->event_seq, 1);
+		ivs_debug("channel %u revoked or gone: reset", s->v.idx);
+	}
+	return true;
 }
 
-/* Is the connector's wait for the acceptor over (timeout)? */
+/* What a kernel reset reports: ECONNRESET once, then end of stream (recv)
+ * or EPIPE (send). */
+static ssize_t revoked_rc(struct ivs_sock *s, bool send)
+{
+	if (!s->reset_told) {
+		s->reset_told = true;
+		return -ECONNRESET;
+	}
+	return send ? -EPIPE : 0;
+}
+
+/* The peer's kernel socket hung up (FIN/RST seen on ours) without a ring end
+ * of stream: every holder of the peer end is gone without closing the
+ * channel (killed while its agent could not clean up, or an image without
+ * the shim). A half-close (shutdown(SHUT_WR)) publishes the ring EOF first. */
+static bool peer_kernel_gone(struct ivs_sock *s)
+{
+	return atomic_load_explicit(&s->kfin, memory_order_relaxed) &&
+	       !(ivsock_ring_peer_flags(&s->v.rx) & IVSOCK_RING_EOF);
+}
+
+/* Kernel-socket events a connector waits for while OFFERED: anything from the
+ * server (it is not shimmed), or only its hang-up once the acceptor has won
+ * the offer (it is shimmed and merely paused between its two steps). */
+static short offer_kev(struct ivs_sock *s)
+{
+	return s->acceptor_won ? POLLRDHUP : POLLIN | POLLRDHUP;
+}
+
+/* Reason a kernel readiness `rev` of an OFFERED connector gives to fall back,
+ * or 0. */
+static int offer_kernel_reason(struct ivs_sock *s, short rev)
+{
+	if (rev & (POLLRDHUP | POLLHUP | POLLERR))
+		return IVS_C_FB_PEER_CLOSED;
+	if ((rev & POLLIN) && !s->acceptor_won)
+		return IVS_C_FB_PEER_TCP;
+	return 0;
+}
+
+static short kernel_now(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	return ivs_real.poll(&p, 1, 0) > 0 ? p.revents : 0;
+}
+
+/*
+ * Is the connector's wait for the acceptor over? After IVSOCK_ATTACH_MS,
+ * unless the shimmed listener the offer was made for is still registered
+ * (a live, merely busy server: its accept() comes late), then after
+ * IVSOCK_ATTACH_MAX_MS. Never once the acceptor won the offer.
+ */
 static bool attach_overdue(struct ivs_sock *s)
 {
-	return s->offered_ns && ivs_now_ns() - s->offered_ns > ivs_cfg.attach_ns;
+	uint64_t now, waited;
+
+	if (!s->offered_ns || s->acceptor_won)
+		return false;
+	now = ivs_now_ns();
+	waited = now - s->offered_ns;
+	if (waited <= ivs_cfg.attach_ns)
+		return false;
+	if (waited > ivs_cfg.attach_max_ns)
+		return true;
+	if (now - atomic_load_explicit(&s->lcheck_ns, memory_order_relaxed) >= 100000000ULL) {
+		atomic_store_explicit(&s->lalive,
+				      ivsock_listener_find(s->ag->rg, s->dst_vm, &s->dst, s->dport) >= 0,
+				      memory_order_relaxed);
+		atomic_store_explicit(&s->lcheck_ns, now, memory_order_relaxed);
+	}
+	return !atomic_load_explicit(&s->lalive, memory_order_relaxed);
+}
+
+/* OFFERED and not waiting: should the connector fall back now? @return the
+ * reason (counter) or 0. One poll of the kernel socket. */
+static int offer_trigger(struct ivs_sock *s, int fd)
+{
+	int why = offer_kernel_reason(s, kernel_now(fd, offer_kev(s)));
+
+	if (why)
+		return why;
+	return attach_overdue(s) ? IVS_C_FB_TIMEOUT : 0;
 }
 
 ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
@@ -231,9 +322,13 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		ivs_sock_refresh(s);
 		if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) == -ESTALE) {
 			pthread_mutex_unlock(&s->rx_lock);
-			ivs_conn_fallback(s, fd, IVS_C_FB_ACCEPT);
+			ivs_conn_fallback(s, fd, IVS_C_FB_ABANDONED);
 			pthread_mutex_lock(&s->rx_lock);
 			continue;
+		}
+		if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s)) {
+			rc = got ? (ssize_t)got : revoked_rc(s, false);
+			break;
 		}
 		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
 		if (n > 0) {
@@ -286,9 +381,11 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			}
 		}
 		if (dontwait) {
-			if (st == IVS_ST_OFFERED && (kernel_readable(fd) || attach_overdue(s))) {
+			int why = st == IVS_ST_OFFERED ? offer_trigger(s, fd) : 0;
+
+			if (why) {
 				pthread_mutex_unlock(&s->rx_lock);
-				ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+				ivs_conn_fallback(s, fd, (enum ivs_counter)why);
 				pthread_mutex_lock(&s->rx_lock);
 				continue;
 			}
@@ -332,7 +429,8 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			pthread_mutex_lock(&s->rx_lock);
 			continue;
 		}
-		n = ivs_sleep(fd, POLLIN | POLLRDHUP, deadline_ms(deadline, now), &rev);
+		n = ivs_sleep(fd, st == IVS_ST_OFFERED ? offer_kev(s) : POLLIN | POLLRDHUP,
+			      deadline_ms(deadline, now), &rev);
 		if (n == -EINTR) {
 			/* like the kernel: restart unless a timeout is set */
 			if (!got && !deadline && ivs_sig_restartable(&sm)) {
@@ -346,9 +444,13 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			continue;
 		if (st == IVS_ST_OFFERED) {
 			/* The server spoke TCP, hung up or refused: not shimmed. */
-			pthread_mutex_unlock(&s->rx_lock);
-			ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
-			pthread_mutex_lock(&s->rx_lock);
+			int why = offer_kernel_reason(s, rev);
+
+			if (why) {
+				pthread_mutex_unlock(&s->rx_lock);
+				ivs_conn_fallback(s, fd, (enum ivs_counter)why);
+				pthread_mutex_lock(&s->rx_lock);
+			}
 			continue;
 		}
 		/* CONNECTED and the kernel socket moved: the peer's kernel socket
@@ -432,9 +534,13 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		ivs_sock_refresh(s);
 		if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) == -ESTALE) {
 			pthread_mutex_unlock(&s->tx_lock);
-			ivs_conn_fallback(s, fd, IVS_C_FB_ACCEPT);
+			ivs_conn_fallback(s, fd, IVS_C_FB_ABANDONED);
 			pthread_mutex_lock(&s->tx_lock);
 			continue;
+		}
+		if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s)) {
+			rc = sent ? (ssize_t)sent : revoked_rc(s, true);
+			break;
 		}
 		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
 		if (n > 0) {
@@ -470,14 +576,18 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 		/* ring full */
-		if (st == IVS_ST_CONNECTED && peer_dead(s)) {
+		if (st == IVS_ST_CONNECTED && (peer_dead(s) || peer_kernel_gone(s))) {
+			if (!peer_dead(s))
+				ivs_count(IVS_C_RESET_PEER_GONE, 1);
 			rc = sent ? (ssize_t)sent : -ECONNRESET;
 			break;
 		}
 		if (dontwait) {
-			if (st == IVS_ST_OFFERED && (kernel_readable(fd) || attach_overdue(s))) {
+			int why = st == IVS_ST_OFFERED ? offer_trigger(s, fd) : 0;
+
+			if (why) {
 				pthread_mutex_unlock(&s->tx_lock);
-				ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
+				ivs_conn_fallback(s, fd, (enum ivs_counter)why);
 				pthread_mutex_lock(&s->tx_lock);
 				continue;
 			}
@@ -525,7 +635,11 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			pthread_mutex_lock(&s->tx_lock);
 			continue;
 		}
-		n = ivs_sleep(fd, st == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : 0,
+		/* Connected: the kernel socket's hang-up too (no wait may ignore
+		 * the liveness of the kernel connection), unless the peer shut
+		 * down its writing half (its FIN is then no news). */
+		n = ivs_sleep(fd, st == IVS_ST_OFFERED ? offer_kev(s) :
+			      (ivsock_ring_peer_flags(&s->v.rx) & IVSOCK_RING_EOF) ? 0 : POLLRDHUP,
 			      deadline_ms(deadline, now), &rev);
 		if (n == -EINTR) {
 			if (!sent && !deadline && ivs_sig_restartable(&sm)) {
@@ -536,10 +650,22 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 		if (rev && st == IVS_ST_OFFERED) {
-			pthread_mutex_unlock(&s->tx_lock);
-			ivs_conn_fallback(s, fd, IVS_C_FB_PEER_TCP);
-			pthread_mutex_lock(&s->tx_lock);
+			int why = offer_kernel_reason(s, rev);
+
+			if (why) {
+				pthread_mutex_unlock(&s->tx_lock);
+				ivs_conn_fallback(s, fd, (enum ivs_counter)why);
+				pthread_mutex_lock(&s->tx_lock);
+			}
 			continue;
+		}
+		if (rev & (POLLRDHUP | POLLHUP | POLLERR)) {
+			/* sticky: poll reports it too; the ring-full check above
+			 * answers ECONNRESET unless it was a half-close */
+			if (!atomic_exchange(&s->kfin, 1))
+				atomic_fetch_add(&s->event_seq, 1);
+			if (!(rev & (POLLHUP | POLLERR)))
+				continue;
 		}
 		if (rev & (POLLERR | POLLHUP)) {
 			rc = sent ? (ssize_t)sent : -ECONNRESET;
@@ -556,19 +682,22 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 
 unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 {
-	struct ivsock_ring_hdr *rx = s->v.rx.hdr, *tx = s->v.tx.hdr;
 	unsigned ev = 0;
-	uint32_t pf, cf, tail, head, used;
+	uint32_t pf, cf;
+	long rxn, txu;
 	int st = atomic_load(&s->state);
 
 	if (st == IVS_ST_OFFERED) {
-		ivs_conn_check_attached(s);
-		if (s->kfd >= 0 && (kernel_readable(s->kfd) || attach_overdue(s))) {
+		int why = ivs_conn_check_attached(s) == -ESTALE ? IVS_C_FB_ABANDONED : 0;
+
+		if (!why && s->kfd >= 0)
+			why = offer_trigger(s, s->kfd);
+		if (why) {
 			ivs_in_mux = 1;
-			ivs_conn_fallback(s, s->kfd, IVS_C_FB_PEER_TCP);
+			ivs_conn_fallback(s, s->kfd, (enum ivs_counter)why);
 			ivs_in_mux = 0;
-			st = atomic_load(&s->state);
 		}
+		st = atomic_load(&s->state);
 	}
 	if (st == IVS_ST_PLAIN) {
 		struct pollfd p = { .fd = s->kfd, .events = (short)events };
@@ -577,21 +706,25 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 			return (unsigned)p.revents;
 		return 0;
 	}
-	/* Shared words only: safe from any thread, no private view touched. */
-	tail = ivsock_load_acquire(&rx->tail);
-	head = ivsock_load_relaxed(&rx->head);
-	pf = ivsock_load_acquire(&rx->prod_flags);
-	if (tail != head || (pf & IVSOCK_RING_EOF) || s->shut_rd)
+	/* Revoked or reused under us: what a kernel reset reports. */
+	if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s))
+		return (POLLIN | POLLOUT | POLLERR | POLLHUP) & (events | POLLERR | POLLHUP);
+	/* Safe from any thread: our own indices come from the private views
+	 * (atomic mirrors), never read back from shared memory, where anyone
+	 * mapping the region may have scribbled; the peer's are validated (a
+	 * corrupt one makes the socket readable and writable: the call then
+	 * reports the reset). */
+	rxn = ivsock_ring_snap_readable(&s->v.rx);
+	pf = ivsock_ring_peer_flags(&s->v.rx);
+	if (rxn != 0 || (pf & IVSOCK_RING_EOF) || s->shut_rd)
 		ev |= POLLIN;
 	if (pf & IVSOCK_RING_EOF)
 		ev |= POLLRDHUP;
 	if (pf & IVSOCK_RING_RESET)
 		ev |= POLLIN | POLLERR | POLLHUP;
-	tail = ivsock_load_relaxed(&tx->tail);
-	head = ivsock_load_acquire(&tx->head);
-	cf = ivsock_load_acquire(&tx->cons_flags);
-	used = tail - head;
-	if (used < s->v.tx.size)
+	txu = ivsock_ring_snap_unconsumed(&s->v.tx);
+	cf = ivsock_ring_cons_flags(&s->v.tx);
+	if (txu < (long)s->v.tx.size)
 		ev |= POLLOUT;
 	/* A peer that closed is only a FIN to TCP (POLLIN|POLLRDHUP, and
 	 * writable: the write is what fails); POLLHUP needs our side shut
@@ -600,8 +733,12 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 		ev |= POLLOUT;
 	if (st == IVS_ST_CONNECTED && peer_dead(s))
 		ev |= POLLIN | POLLOUT | POLLERR | POLLHUP;
-	if (st == IVS_ST_CONNECTED && atomic_load(&s->kfin) && !(pf & IVSOCK_RING_EOF))
+	if (st == IVS_ST_CONNECTED && peer_kernel_gone(s)) {
 		ev |= POLLIN | POLLRDHUP; /* the peer's kernel socket is gone */
+		/* ... with bytes of ours unread: TCP would have reset */
+		if (txu != 0)
+			ev |= POLLOUT | POLLERR | POLLHUP;
+	}
 	if (s->shut_wr && (pf & IVSOCK_RING_EOF))
 		ev |= POLLHUP;
 	return ev & (events | POLLERR | POLLHUP);
@@ -617,12 +754,18 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 	 * kernel socket closed without a ring end of stream, or a process
 	 * without the shim wrote TCP): report readable, the read path sorts
 	 * it out (drains the ring, then reads the kernel socket). */
-	if (atomic_load(&s->state) == IVS_ST_CONNECTED && (events & (POLLIN | POLLRDHUP)) &&
-	    s->kfd >= 0) {
+	/* Every waiter, a writer waiting for space included: a peer gone
+	 * while our ring is full must wake it (finding: POLLOUT waiters never
+	 * noticed a vanished peer). */
+	if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	    (events & (POLLIN | POLLRDHUP | POLLOUT)) && s->kfd >= 0 &&
+	    !atomic_load_explicit(&s->kfin, memory_order_relaxed)) {
 		struct pollfd p = { .fd = s->kfd, .events = POLLIN | POLLRDHUP };
 
 		if (ivs_real.poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			atomic_store(&s->kfin, 1); /* sticky: ivs_sock_poll reports it too */
+			/* sticky: ivs_sock_poll reports it too */
+			if (!atomic_exchange(&s->kfin, 1))
+				atomic_fetch_add(&s->event_seq, 1);
 			return ivs_sock_poll(s, events);
 		}
 	}
@@ -641,10 +784,13 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 
 uint64_t ivs_sock_event_seq(struct ivs_sock *s)
 {
+	/* Only words the other side writes (its index and flags), each read
+	 * once; our own indices move only through our calls, which bump
+	 * event_seq themselves. */
 	uint64_t a = ivsock_load_acquire(&s->v.rx.hdr->tail);
 	uint64_t b = ivsock_load_acquire(&s->v.tx.hdr->head);
-	uint64_t f = ivsock_load_acquire(&s->v.rx.hdr->prod_flags) |
-		     (uint64_t)ivsock_load_acquire(&s->v.tx.hdr->cons_flags) << 4;
+	uint64_t f = ivsock_ring_peer_flags(&s->v.rx) |
+		     (uint64_t)ivsock_ring_cons_flags(&s->v.tx) << 4;
 
 	return (a << 32 | b) + (f << 60) + atomic_load(&s->event_seq) * 0x9e3779b97f4a7c15ULL;
 }
@@ -653,5 +799,5 @@ unsigned ivs_sock_kernel_events(struct ivs_sock *s)
 {
 	/* OFFERED: anything from the server means it is not shimmed.
 	 * CONNECTED: a FIN without a ring end of stream (see ivs_sock_arm). */
-	return atomic_load(&s->state) == IVS_ST_OFFERED ? POLLIN | POLLRDHUP : POLLRDHUP;
+	return atomic_load(&s->state) == IVS_ST_OFFERED ? (unsigned)offer_kev(s) : POLLRDHUP;
 }

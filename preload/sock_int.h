@@ -68,6 +68,8 @@ struct ivs_config {
 	bool stats;           /* IVSOCK_STATS=1 */
 	uint64_t spin_ns;     /* IVSOCK_SPIN_US */
 	uint64_t attach_ns;   /* IVSOCK_ATTACH_MS: connector gives up waiting for accept */
+	uint64_t attach_max_ns; /* IVSOCK_ATTACH_MAX_MS: same, while the shimmed
+				 * listener is still registered (a busy server) */
 	const char *agent;    /* IVSOCK_AGENT */
 };
 extern struct ivs_config ivs_cfg;
@@ -79,6 +81,8 @@ enum ivs_counter {
 	IVS_C_FB_BIND, IVS_C_FB_NO_RINGS, IVS_C_FB_OFFER, IVS_C_FB_CONNECT,
 	IVS_C_FB_NO_OFFER, IVS_C_FB_ACCEPT, IVS_C_FB_PEER_TCP, IVS_C_FB_TIMEOUT,
 	IVS_C_FB_FDMAX, IVS_C_FB_PORTS,
+	IVS_C_FB_ABANDONED, IVS_C_FB_PEER_CLOSED, IVS_C_FB_CLOSED, IVS_C_FB_VANISHED,
+	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
 	IVS_C_SLEEPS,
 	IVS_C_MAX
@@ -133,6 +137,14 @@ struct ivs_sock {
 	_Atomic int state;
 	uint32_t offer_idx, offer_gen;
 	uint64_t offered_ns;        /* when the offer was posted */
+	_Atomic bool acceptor_won;  /* seen ACCEPTING: the acceptor took the offer,
+				     * the rings are the stream (never fall back) */
+	uint8_t dst_vm;             /* the listener the offer was made for */
+	uint16_t dport;
+	struct ivsock_addr dst;
+	_Atomic uint64_t lcheck_ns; /* last check that the listener is registered */
+	_Atomic int lalive;         /* ... and its answer */
+	_Atomic int revoked;        /* channel revoked/stale: reported as a reset */
 	struct ivsock_chan_view v;
 	pthread_mutex_t rx_lock, tx_lock;
 	_Atomic int nonblock;       /* O_NONBLOCK as set through F_SETFL/FIONBIO */
@@ -169,12 +181,17 @@ void ivs_conn_release(struct ivs_sock *s, int fd);
 void ivs_sock_refresh(struct ivs_sock *s);
 /* Connector fallback while OFFERED: abandon, take back unconsumed bytes and
  * send them on fd. Called with tx_lock held. @return 0 (now PLAIN), 1 (the
- * acceptor attached: CONNECTED), -errno. */
+ * acceptor attached: CONNECTED), 2 (the acceptor won the offer and is
+ * attaching: stay OFFERED, acceptor_won set, never fall back), -errno. */
 int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why);
 /* OFFERED: has the acceptor attached? promote to CONNECTED. */
 int ivs_conn_check_attached(struct ivs_sock *s);
 void ivs_conn_flush_counts(struct ivs_sock *s, bool force);
 extern __thread int ivs_in_mux;
+
+/* CONNECTED: is the channel still ours (not revoked, not reused)? One
+ * acquire load of the slot word; sticky once false. sock_data.c */
+bool ivs_chan_revoked(struct ivs_sock *s);
 
 /* data path: sock_data.c; return count, -errno, or IVS_PASS (use the real call) */
 #define IVS_PASS (-100000)

@@ -265,10 +265,14 @@ static ssize_t ring_sendfile(struct ivs_sock *s, int out, int in, off_t *off, si
 			if (w < 0)
 				w = -errno;
 		}
-		if (w <= 0 && w != -EAGAIN) {
+		if (w <= 0 && (w != -EAGAIN || total == 0)) {
+			/* nothing of this chunk went out: the file position
+			 * stays where the caller's data ends. A full ring on a
+			 * non-blocking socket is EAGAIN, as the kernel's
+			 * sendfile says, never 0 (0 means end of file). */
 			if (!off)
 				lseek(in, -r, SEEK_CUR);
-			return total ? (ssize_t)total : w;
+			return total ? (ssize_t)total : (w == 0 ? -EAGAIN : w);
 		}
 		if (w == -EAGAIN)
 			w = 0;
@@ -377,9 +381,10 @@ IVS_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size
 		/* pipe -> socket: never take more from the pipe than we can
 		 * place (non-blocking: what the ring has room for) */
 		if (fl) {
-			uint32_t used = ivsock_load_relaxed(&so->v.tx.hdr->tail) -
-					ivsock_load_acquire(&so->v.tx.hdr->head);
-			size_t room = used < so->v.tx.size ? so->v.tx.size - used : 0;
+			/* our tail from the private view, the peer's head checked */
+			long used = ivsock_ring_snap_unconsumed(&so->v.tx);
+			size_t room = used >= 0 && used < (long)so->v.tx.size ?
+				      so->v.tx.size - (size_t)used : 0;
 
 			if (atomic_load(&so->state) == IVS_ST_CONNECTED && room == 0) {
 				r = -EAGAIN;

@@ -20,6 +20,8 @@ struct chan_refs {
 	bool valid;
 };
 
+void (*ivsock_chan_accepting_hook)(uint32_t idx);
+
 static void end_write(struct ivsock_chan_end *e, const struct ivsock_end_id *id,
 		      uint32_t flags)
 {
@@ -280,6 +282,8 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 	a.client = me->client;
 	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(a)))
 		return -ESTALE;
+	if (__builtin_expect(ivsock_chan_accepting_hook != NULL, 0))
+		ivsock_chan_accepting_hook(idx);
 	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
 	/* Release: end[1] is visible to the connector once it sees CONNECTED;
 	 * the owner is the connector again. */

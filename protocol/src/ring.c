@@ -48,18 +48,27 @@ int ivsock_ring_attach(struct ivsock_ring *r, void *mem, uint32_t data_size,
 	r->size = data_size;
 	r->mask = data_size - 1;
 	r->role = role;
-	/* Pairs with the release stores of both sides' indices. */
+	/* Pairs with the release stores of both sides' indices. Our own words
+	 * are read here once (attach after fork or hand-over) and from then on
+	 * only stored. */
 	head = ivsock_load_acquire(&h->head);
 	tail = ivsock_load_acquire(&h->tail);
 	if ((uint32_t)(tail - head) > data_size)
 		return -EPROTO;
 	if (role == IVSOCK_RING_PRODUCER) {
-		r->own = r->published = tail;
+		r->own = tail;
 		r->peer = head;
+		r->my_sleep = ivsock_load_relaxed(&h->prod_sleep);
+		r->my_seen = ivsock_load_relaxed(&h->cons_sleep_seen);
+		r->my_flags = ivsock_load_relaxed(&h->prod_flags);
 	} else {
-		r->own = r->published = head;
+		r->own = head;
 		r->peer = tail;
+		r->my_sleep = ivsock_load_relaxed(&h->cons_sleep);
+		r->my_seen = ivsock_load_relaxed(&h->prod_sleep_seen);
+		r->my_flags = ivsock_load_relaxed(&h->cons_flags);
 	}
+	ivsock_store_relaxed(&r->published, r->own);
 	return 0;
 }
 
@@ -71,14 +80,14 @@ int ivsock_ring_attach(struct ivsock_ring *r, void *mem, uint32_t data_size,
  */
 static int refresh_head(struct ivsock_ring *r)
 {
-	uint32_t head;
+	uint32_t head, pub = ivsock_load_relaxed(&r->published);
 
 	if (r->broken)
 		return r->broken;
 	/* Pairs with the release store of head in publish_head(): bytes the
 	 * consumer has released are no longer being read. */
 	head = ivsock_load_acquire(&r->hdr->head);
-	if ((uint32_t)(head - r->peer) > (uint32_t)(r->published - r->peer)) {
+	if ((uint32_t)(head - r->peer) > (uint32_t)(pub - r->peer)) {
 		r->broken = -EPROTO;
 		return -EPROTO;
 	}
@@ -109,12 +118,12 @@ static void copy_in(struct ivsock_ring *r, uint32_t pos, const void *src, size_t
 
 void ivsock_ring_publish(struct ivsock_ring *r)
 {
-	if (r->published == r->own)
+	if (ivsock_load_relaxed(&r->published) == r->own)
 		return;
 	/* Pairs with the acquire of tail in refresh_tail(): the bytes copied
 	 * in are visible before the new tail is. */
 	ivsock_store_release(&r->hdr->tail, r->own);
-	r->published = r->own;
+	ivsock_store_relaxed(&r->published, r->own);
 }
 
 static ssize_t write_prologue(struct ivsock_ring *r, size_t *space)
@@ -199,10 +208,11 @@ bool ivsock_ring_consumer_needs_wake(struct ivsock_ring *r)
 	/* Pairs with the fence in ivsock_ring_consumer_prepare_sleep(): either
 	 * the consumer sees our new tail or we see its cons_sleep bump. */
 	ivsock_smp_mb();
-	want = ivsock_load_relaxed(&r->hdr->cons_sleep);
-	seen = ivsock_load_relaxed(&r->hdr->cons_sleep_seen);
+	want = ivsock_load_relaxed(&r->hdr->cons_sleep); /* once; any value is fine */
+	seen = r->my_seen;
 	if (want == seen)
 		return false;
+	r->my_seen = want;
 	ivsock_store_relaxed(&r->hdr->cons_sleep_seen, want);
 	return true;
 }
@@ -215,8 +225,8 @@ int ivsock_ring_producer_prepare_sleep(struct ivsock_ring *r)
 	if (r->broken)
 		return r->broken;
 	ivsock_ring_publish(r);
-	seq = ivsock_load_relaxed(&r->hdr->prod_sleep);
-	ivsock_store_relaxed(&r->hdr->prod_sleep, seq + 1);
+	seq = ++r->my_sleep;
+	ivsock_store_relaxed(&r->hdr->prod_sleep, seq);
 	/* Pairs with the fence in ivsock_ring_producer_needs_wake(). */
 	ivsock_smp_mb();
 	if (ivsock_load_relaxed(&r->hdr->cons_flags) & IVSOCK_RING_RCLOSED)
@@ -232,8 +242,7 @@ void ivsock_ring_close_write(struct ivsock_ring *r, bool reset)
 	uint32_t f;
 
 	ivsock_ring_publish(r);
-	f = ivsock_load_relaxed(&r->hdr->prod_flags);
-	f |= IVSOCK_RING_EOF | (reset ? IVSOCK_RING_RESET : 0);
+	f = r->my_flags |= IVSOCK_RING_EOF | (reset ? IVSOCK_RING_RESET : 0);
 	/* Pairs with the acquire in ivsock_ring_peer_flags(): all data is
 	 * published before EOF is. */
 	ivsock_store_release(&r->hdr->prod_flags, f);
@@ -258,7 +267,7 @@ ssize_t ivsock_ring_take_back(struct ivsock_ring *r, void *buf, size_t len)
 		memcpy((uint8_t *)buf + first, r->data, n - first);
 	r->own = r->peer;
 	ivsock_store_release(&r->hdr->tail, r->own);
-	r->published = r->own;
+	ivsock_store_relaxed(&r->published, r->own);
 	return n;
 }
 
@@ -326,7 +335,7 @@ static void publish_head(struct ivsock_ring *r)
 	/* Pairs with the acquire of head in refresh_head(): we are done
 	 * reading the bytes before the producer may overwrite them. */
 	ivsock_store_release(&r->hdr->head, r->own);
-	r->published = r->own;
+	ivsock_store_relaxed(&r->published, r->own);
 }
 
 static void copy_out(struct ivsock_ring *r, uint32_t pos, void *dst, size_t n)
@@ -450,10 +459,11 @@ bool ivsock_ring_producer_needs_wake(struct ivsock_ring *r)
 
 	/* Pairs with the fence in ivsock_ring_producer_prepare_sleep(). */
 	ivsock_smp_mb();
-	want = ivsock_load_relaxed(&r->hdr->prod_sleep);
-	seen = ivsock_load_relaxed(&r->hdr->prod_sleep_seen);
+	want = ivsock_load_relaxed(&r->hdr->prod_sleep); /* once; any value is fine */
+	seen = r->my_seen;
 	if (want == seen)
 		return false;
+	r->my_seen = want;
 	ivsock_store_relaxed(&r->hdr->prod_sleep_seen, want);
 	return true;
 }
@@ -465,8 +475,8 @@ int ivsock_ring_consumer_prepare_sleep(struct ivsock_ring *r)
 
 	if (r->broken)
 		return r->broken;
-	seq = ivsock_load_relaxed(&r->hdr->cons_sleep);
-	ivsock_store_relaxed(&r->hdr->cons_sleep, seq + 1);
+	seq = ++r->my_sleep;
+	ivsock_store_relaxed(&r->hdr->cons_sleep, seq);
 	/* Pairs with the fence in ivsock_ring_consumer_needs_wake(). */
 	ivsock_smp_mb();
 	n = ivsock_ring_readable(r);
@@ -481,7 +491,30 @@ int ivsock_ring_consumer_prepare_sleep(struct ivsock_ring *r)
 
 void ivsock_ring_close_read(struct ivsock_ring *r)
 {
-	uint32_t f = ivsock_load_relaxed(&r->hdr->cons_flags);
+	uint32_t f = r->my_flags |= IVSOCK_RING_RCLOSED;
 
-	ivsock_store_release(&r->hdr->cons_flags, f | IVSOCK_RING_RCLOSED);
+	ivsock_store_release(&r->hdr->cons_flags, f);
+}
+
+long ivsock_ring_snap_readable(const struct ivsock_ring *r)
+{
+	/* Pairs with the release store of tail in ivsock_ring_publish(). */
+	uint32_t tail = ivsock_load_acquire(&r->hdr->tail);
+	uint32_t n = tail - ivsock_load_relaxed(&r->published);
+
+	return n > r->size ? -EPROTO : (long)n;
+}
+
+long ivsock_ring_snap_unconsumed(const struct ivsock_ring *r)
+{
+	/* Pairs with the release store of head in publish_head(). */
+	uint32_t head = ivsock_load_acquire(&r->hdr->head);
+	uint32_t n = ivsock_load_relaxed(&r->published) - head;
+
+	return n > r->size ? -EPROTO : (long)n;
+}
+
+uint32_t ivsock_ring_cons_flags(const struct ivsock_ring *r)
+{
+	return ivsock_load_acquire(&r->hdr->cons_flags);
 }

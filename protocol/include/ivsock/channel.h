@@ -82,6 +82,11 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       uint8_t expect_vm, const struct ivsock_end_id *me,
 		       struct ivsock_chan_view *view);
 
+/* Test hook: when set, called by ivsock_chan_accept() between its two state
+ * changes (OFFERED -> ACCEPTING -> CONNECTED), e.g. to stop the acceptor in
+ * exactly that window. NULL in production. */
+extern void (*ivsock_chan_accepting_hook)(uint32_t idx);
+
 /* Connector: attach the rings of our own channel into view. */
 int ivsock_chan_view_connector(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 			       struct ivsock_chan_view *view);

@@ -74,10 +74,20 @@ struct ivsock_ring {
 	uint32_t size;      /* power of two, trusted (from our own configuration) */
 	uint32_t mask;
 	uint32_t own;       /* our index (tail for producer, head for consumer) */
-	uint32_t published; /* value of own last published to shared memory */
+	/* Value of own last published to shared memory. Atomic (relaxed) so
+	 * that readiness checks of other threads (poll, FIONREAD) can read our
+	 * own index here instead of reading it back from shared memory, where
+	 * anyone mapping the region could have overwritten it. */
+	ivsock_a32 published;
 	uint32_t peer;      /* cached, validated index of the other side */
 	int role;
 	int broken;         /* sticky -EPROTO once the peer wrote garbage */
+	/* Our own words of the shared header, kept here and only ever stored
+	 * to shared memory (never read back after attach): our sleep sequence
+	 * (prod_sleep / cons_sleep), the other side's sleep sequence we last
+	 * answered (cons_sleep_seen / prod_sleep_seen), our flags (prod_flags
+	 * / cons_flags). */
+	uint32_t my_sleep, my_seen, my_flags;
 };
 
 /* Is n a power of two between 64 bytes and 1 GiB? */
@@ -177,5 +187,27 @@ void ivsock_ring_close_read(struct ivsock_ring *r);
 
 /* Producer's flags (EOF/RESET) as seen by the consumer, acquire. */
 uint32_t ivsock_ring_peer_flags(const struct ivsock_ring *r);
+
+/* ---- lock-free snapshots for readiness checks (any thread) ----
+ * Our own index comes from the private view (r->published), never from
+ * shared memory; the other side's is loaded once and validated, without
+ * touching the view's cache. */
+
+/* Our own published index (relaxed). */
+static inline uint32_t ivsock_ring_own_index(const struct ivsock_ring *r)
+{
+	return ivsock_load_relaxed(&r->published);
+}
+
+/* Consumer: bytes the producer published that we have not consumed, or
+ * -EPROTO if its tail is out of range. */
+long ivsock_ring_snap_readable(const struct ivsock_ring *r);
+
+/* Producer: bytes we published that the consumer has not consumed, or
+ * -EPROTO if its head is out of range. */
+long ivsock_ring_snap_unconsumed(const struct ivsock_ring *r);
+
+/* Consumer's flags (RCLOSED) as seen by the producer, acquire. */
+uint32_t ivsock_ring_cons_flags(const struct ivsock_ring *r);
 
 #endif

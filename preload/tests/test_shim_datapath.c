@@ -1,0 +1,986 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Data-path hardening of libivsock.so, end to end on loopback (private
+ * ivsockd + ivsock-agent, children of this program re-exec'd under
+ * LD_PRELOAD): the paused acceptor (stopped between its two state changes)
+ * still wins and nothing is lost; a writer blocked on a full ring whose peer
+ * vanished (agent unable to clean up) gets ECONNRESET/EPIPE, blocking, in
+ * poll(POLLOUT) and in epoll(EPOLLOUT); a scribbler overwriting the
+ * victim's own shared index words makes no poll() report readable; a
+ * revoked channel reads as a reset; non-blocking sendfile() of a large file
+ * to a slow reader in an epoll loop; pre-forked workers that cannot reach
+ * the agent abandon each offer at once (counted as
+ * fallback_acceptor_abandoned, not as a timeout); a server slow to accept()
+ * keeps all of 20 concurrent connections on the rings. Every byte checked;
+ * the shim's counters, not timings, prove the path.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "ivsock/agent_client.h"
+#include "ivsock/channel.h"
+#include "ivsock/slot.h"
+
+extern char **environ;
+
+static char top[PATH_MAX], self[PATH_MAX];
+static char dir[64];
+static char agent_name[64];
+static pid_t daemon_pid = -1, agent_pid = -1;
+
+/* ---------------- children (run under the shim) ---------------- */
+
+static uint8_t pat(uint64_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 12) + 7);
+}
+
+static void fill(uint8_t *b, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = pat(off + i);
+}
+
+static bool check(const uint8_t *b, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != pat(off + i))
+			return false;
+	return true;
+}
+
+static int listen_any(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 128) < 0)
+		exit(90);
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	printf("listening %u\n", ntohs(a.sin_port));
+	fflush(stdout);
+	return fd;
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		exit(91);
+	return fd;
+}
+
+/* Blocking exact I/O of pattern bytes starting at stream offset off. */
+static int send_pat(int fd, size_t n, uint64_t off)
+{
+	uint8_t b[16384];
+
+	while (n) {
+		size_t k = n < sizeof(b) ? n : sizeof(b);
+		ssize_t w;
+
+		fill(b, k, off);
+		w = send(fd, b, k, MSG_NOSIGNAL);
+		if (w <= 0) {
+			if (w < 0 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int recv_pat(int fd, size_t n, uint64_t off)
+{
+	uint8_t b[16384];
+
+	while (n) {
+		ssize_t r = recv(fd, b, n < sizeof(b) ? n : sizeof(b), 0);
+
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (!check(b, (size_t)r, off))
+			return -2;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* server: accept one, read n, answer n, close */
+static int c_echo_srv(size_t n)
+{
+	int l = listen_any(), fd = accept(l, NULL, NULL);
+
+	if (fd < 0)
+		return 10;
+	if (recv_pat(fd, n, 0) < 0)
+		return 11;
+	if (send_pat(fd, n, 1000) < 0)
+		return 12;
+	close(fd);
+	return 0;
+}
+
+static int c_echo_cli(int port, size_t n)
+{
+	int fd = dial(port);
+
+	if (send_pat(fd, n, 0) < 0)
+		return 20;
+	if (recv_pat(fd, n, 1000) < 0)
+		return 21;
+	close(fd);
+	return 0;
+}
+
+/* server that accepts one connection and never reads (waits to be killed) */
+static int c_stall_srv(void)
+{
+	int l = listen_any(), fd = accept(l, NULL, NULL);
+
+	(void)fd;
+	for (;;)
+		pause();
+	return 0;
+}
+
+/* writer until the peer is found gone: mode 0 blocking, 1 poll, 2 epoll */
+static int c_writer(int port, int mode)
+{
+	int fd = dial(port), ep = -1;
+	uint8_t b[65536];
+	long spins = 0;
+
+	memset(b, 'w', sizeof(b));
+	signal(SIGPIPE, SIG_IGN);
+	if (mode) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		if (mode == 2) {
+			struct epoll_event ev = { .events = EPOLLOUT, .data.fd = fd };
+
+			ep = epoll_create1(0);
+			epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		}
+	}
+	for (;;) {
+		ssize_t w = send(fd, b, sizeof(b), 0);
+
+		if (w > 0)
+			continue;
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			printf("writer: %s\n", strerror(errno));
+			return 0;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (!(w < 0 && errno == EAGAIN) || mode == 0)
+			return 30;
+		if (++spins > 200000)
+			return 31; /* readiness said writable forever: a spin */
+		if (mode == 1) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			poll(&p, 1, -1);
+		} else {
+			struct epoll_event ev;
+
+			epoll_wait(ep, &ev, 1, -1);
+		}
+	}
+}
+
+/* victim of the scribbler: poll for POLLIN, count readiness that no byte
+ * backs, then read n bytes exactly */
+static int c_victim(int port, size_t n)
+{
+	int fd = dial(port);
+	long spurious = 0, polls = 0;
+	uint8_t c;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, 200);
+
+		polls++;
+		if (r <= 0)
+			continue;
+		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+			break;
+		if (++spurious > 1000)
+			break;
+	}
+	printf("victim: spurious=%ld polls=%ld\n", spurious, polls);
+	fflush(stdout);
+	if (recv_pat(fd, n, 0) < 0)
+		return 40;
+	return 0;
+}
+
+/* server: accept one, wait for file go, send n bytes, close */
+static int c_late_srv(const char *go, size_t n)
+{
+	int l = listen_any(), fd = accept(l, NULL, NULL);
+
+	while (access(go, F_OK))
+		usleep(10000);
+	if (send_pat(fd, n, 0) < 0)
+		return 41;
+	close(fd);
+	return 0;
+}
+
+/* revocation: both ends exchange a byte, then wait for the reset */
+static int c_revoke_end(int fd, bool first)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c = 'x';
+
+	signal(SIGPIPE, SIG_IGN);
+	if (first ? send(fd, &c, 1, 0) != 1 || recv(fd, &c, 1, 0) != 1
+		  : recv(fd, &c, 1, 0) != 1 || send(fd, &c, 1, 0) != 1)
+		return 50;
+	printf("exchanged\n");
+	fflush(stdout);
+	if (poll(&p, 1, 20000) != 1 || !(p.revents & POLLERR) || !(p.revents & POLLHUP))
+		return 51;
+	if (recv(fd, &c, 1, 0) != -1 || errno != ECONNRESET)
+		return 52;
+	if (send(fd, &c, 1, 0) != -1 || errno != EPIPE)
+		return 53;
+	return 0;
+}
+
+/* sendfile server: non-blocking socket, epoll for EPOLLOUT */
+static int c_sendfile_srv(const char *file, size_t n)
+{
+	int l = listen_any(), fd = accept(l, NULL, NULL), in = open(file, O_RDONLY);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLOUT, .data.fd = fd };
+	off_t off = 0;
+
+	if (fd < 0 || in < 0 || ep < 0)
+		return 60;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	while ((size_t)off < n) {
+		off_t before = off;
+		ssize_t w = sendfile(fd, in, &off, n - (size_t)off);
+
+		if (w < 0 && errno == EAGAIN) {
+			if (off != before)
+				return 61; /* offset moved without bytes sent */
+			epoll_wait(ep, &ev, 1, 10000);
+			continue;
+		}
+		if (w <= 0) {
+			fprintf(stderr, "sendfile returned %zd at %lld: file truncated?\n", w,
+				(long long)off);
+			return 62;
+		}
+		if (off - before != w)
+			return 63;
+	}
+	close(fd);
+	return 0;
+}
+
+static int c_slow_sink(int port, size_t n)
+{
+	int fd = dial(port);
+	uint8_t b[4096];
+	uint64_t off = 0;
+
+	while (off < n) {
+		ssize_t r = recv(fd, b, sizeof(b), 0);
+
+		if (r <= 0)
+			return 70;
+		if (!check(b, (size_t)r, off))
+			return 71;
+		off += (uint64_t)r;
+		if ((off & 0xfffff) < 4096)
+			usleep(20000); /* slow reader: the ring fills */
+	}
+	return recv(fd, b, 1, 0) == 0 ? 0 : 72;
+}
+
+/* pre-forked server: workers that cannot reach the agent (no fd left for
+ * the agent socket after accept) answer each request over TCP */
+static int c_prefork_srv(size_t n)
+{
+	int l = listen_any();
+
+	for (int w = 0; w < 2; w++) {
+		if (fork() == 0) {
+			struct rlimit rl;
+			int lo = dup(0);
+
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(lo);
+			getrlimit(RLIMIT_NOFILE, &rl);
+			rl.rlim_cur = (rlim_t)lo + 1; /* accept gets lo; nothing after */
+			setrlimit(RLIMIT_NOFILE, &rl);
+			for (;;) {
+				int fd = accept(l, NULL, NULL);
+
+				if (fd < 0)
+					continue;
+				if (recv_pat(fd, 100, 0) == 0)
+					send_pat(fd, n, 500);
+				close(fd);
+			}
+		}
+	}
+	for (;;)
+		pause();
+	return 0;
+}
+
+static int c_requests(int port, int count, size_t n)
+{
+	for (int i = 0; i < count; i++) {
+		int fd = dial(port);
+
+		if (send_pat(fd, 100, 0) < 0 || recv_pat(fd, n, 500) < 0)
+			return 80 + i;
+		close(fd);
+	}
+	return 0;
+}
+
+/* slow acceptor: sleeps before each accept(), a thread per connection
+ * answering `rounds` keep-alive requests */
+static size_t g_n;
+static int g_rounds, g_port;
+
+static void *serve_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	for (int r = 0; r < g_rounds; r++)
+		if (recv_pat(fd, 1024, 0) < 0 || send_pat(fd, g_n, 77) < 0)
+			break;
+	close(fd);
+	return NULL;
+}
+
+static int c_slow_accept_srv(int conns, int delay_ms)
+{
+	int l = listen_any();
+	pthread_t t[64];
+
+	for (int i = 0; i < conns && i < 64; i++) {
+		int fd;
+
+		usleep((useconds_t)delay_ms * 1000);
+		fd = accept(l, NULL, NULL);
+		if (fd < 0)
+			return 100;
+		pthread_create(&t[i], NULL, serve_conn, (void *)(intptr_t)fd);
+	}
+	for (int i = 0; i < conns && i < 64; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static _Atomic int g_fail;
+
+static void *client_conn(void *arg)
+{
+	int fd = dial(g_port);
+
+	(void)arg;
+	for (int r = 0; r < g_rounds; r++)
+		if (send_pat(fd, 1024, 0) < 0 || recv_pat(fd, g_n, 77) < 0) {
+			g_fail = 1;
+			break;
+		}
+	close(fd);
+	return NULL;
+}
+
+static int c_concurrent(int port, int conns)
+{
+	pthread_t t[64];
+
+	g_port = port;
+	for (int i = 0; i < conns && i < 64; i++)
+		pthread_create(&t[i], NULL, client_conn, NULL);
+	for (int i = 0; i < conns && i < 64; i++)
+		pthread_join(t[i], NULL);
+	return g_fail ? 101 : 0;
+}
+
+static int child_main(int argc, char **argv)
+{
+	const char *r = argv[2];
+	long a = argc > 3 ? atol(argv[3]) : 0, b = argc > 4 ? atol(argv[4]) : 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(r, "echo-srv"))
+		return c_echo_srv((size_t)a);
+	if (!strcmp(r, "echo-cli"))
+		return c_echo_cli((int)a, (size_t)b);
+	if (!strcmp(r, "stall-srv"))
+		return c_stall_srv();
+	if (!strcmp(r, "writer"))
+		return c_writer((int)a, (int)b);
+	if (!strcmp(r, "victim"))
+		return c_victim((int)a, (size_t)b);
+	if (!strcmp(r, "late-srv"))
+		return c_late_srv(argv[3], (size_t)b);
+	if (!strcmp(r, "revoke-srv")) {
+		int l = listen_any();
+
+		return c_revoke_end(accept(l, NULL, NULL), false);
+	}
+	if (!strcmp(r, "revoke-cli"))
+		return c_revoke_end(dial((int)a), true);
+	if (!strcmp(r, "sendfile-srv"))
+		return c_sendfile_srv(argv[3], (size_t)b);
+	if (!strcmp(r, "slow-sink"))
+		return c_slow_sink((int)a, (size_t)b);
+	if (!strcmp(r, "prefork-srv"))
+		return c_prefork_srv((size_t)a);
+	if (!strcmp(r, "requests"))
+		return c_requests((int)a, (int)b, (size_t)atol(argv[5]));
+	if (!strcmp(r, "slow-accept-srv")) {
+		g_n = (size_t)atol(argv[6]);
+		g_rounds = atoi(argv[7]);
+		return c_slow_accept_srv((int)a, (int)b);
+	}
+	if (!strcmp(r, "concurrent")) {
+		g_n = (size_t)atol(argv[6]);
+		g_rounds = atoi(argv[7]);
+		return c_concurrent((int)a, (int)b);
+	}
+	return 2;
+}
+
+/* ---------------- the test driver ---------------- */
+
+static pid_t spawn(char *const argv[], char *const envp[], const char *out_file)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+
+	posix_spawn_file_actions_init(&fa);
+	if (out_file) {
+		posix_spawn_file_actions_addopen(&fa, 1, out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	}
+	if (posix_spawn(&pid, argv[0], &fa, NULL, argv, envp) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+static int reap(pid_t pid, int secs)
+{
+	int st;
+
+	for (int i = 0; i < secs * 100; i++) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static bool file_has(const char *file, const char *needle)
+{
+	char buf[16384];
+	FILE *f = fopen(file, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+/* Counter name in the last stats line of file (-1: absent). */
+static long stat_of(const char *file, const char *name)
+{
+	char buf[65536], key[80], *p, *last = NULL;
+	FILE *f = fopen(file, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	snprintf(key, sizeof(key), " %s=", name);
+	for (p = strstr(buf, key); p; p = strstr(p + 1, key))
+		last = p;
+	return last ? strtol(last + strlen(key), NULL, 10) : -1;
+}
+
+static char **env_with(const char *extra1, const char *extra2)
+{
+	static char *env[256];
+	static char pre[PATH_MAX + 16], ag[96];
+	int n = 0;
+
+	for (char **e = environ; *e && n < 240; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "IVSOCK_", 7))
+			env[n++] = *e;
+	if ((size_t)snprintf(pre, sizeof(pre), "LD_PRELOAD=%s/preload/libivsock.so", top) >=
+	    sizeof(pre))
+		abort();
+	snprintf(ag, sizeof(ag), "IVSOCK_AGENT=%s", agent_name);
+	env[n++] = pre;
+	env[n++] = ag;
+	env[n++] = "IVSOCK_STATS=1";
+	if (extra1)
+		env[n++] = (char *)extra1;
+	if (extra2)
+		env[n++] = (char *)extra2;
+	env[n] = NULL;
+	return env;
+}
+
+/* Start a shimmed child of this program; output into dir/tag. */
+static pid_t child(const char *tag, char **env, const char *a1, const char *a2,
+		   const char *a3, const char *a4, const char *a5)
+{
+	char out[160];
+	char *argv[] = { self, "--child", (char *)tag, (char *)a1, (char *)a2, (char *)a3,
+			 (char *)a4, (char *)a5, NULL };
+	char *t = strdup(tag);
+
+	snprintf(out, sizeof(out), "%s/%s.out", dir, tag);
+	argv[2] = t;
+	for (char *p = strchr(t, '#'); p; p = NULL)
+		*p = '\0'; /* "role#n": several children of one role */
+	return spawn(argv, env, out);
+}
+
+static void out_of(char *buf, size_t n, const char *tag)
+{
+	snprintf(buf, n, "%s/%s.out", dir, tag);
+}
+
+/* Port a listening child printed. */
+static int port_of(const char *tag)
+{
+	char f[160], line[256];
+	unsigned p = 0;
+
+	out_of(f, sizeof(f), tag);
+	for (int i = 0; i < 500 && !file_has(f, "listening "); i++)
+		usleep(10000);
+	FILE *fp = fopen(f, "r");
+
+	while (fp && fgets(line, sizeof(line), fp))
+		if (sscanf(line, "listening %u", &p) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	assert_true(p > 0);
+	return (int)p;
+}
+
+static char *num(long v)
+{
+	static char b[8][24];
+	static int i;
+	char *r = b[i++ & 7];
+
+	snprintf(r, 24, "%ld", v);
+	return r;
+}
+
+static char proc_state(pid_t pid)
+{
+	char f[64], buf[512], *p;
+	FILE *fp;
+	size_t n;
+
+	snprintf(f, sizeof(f), "/proc/%d/stat", (int)pid);
+	fp = fopen(f, "r");
+	if (!fp)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] && p[2] ? p[2] : 0;
+}
+
+#define NEED_AGENT() do { if (agent_pid <= 0) skip(); } while (0)
+
+/* Finding 8: the acceptor stops between OFFERED->ACCEPTING and CONNECTED for
+ * longer than the connector's attach timeout; it must still win, and every
+ * byte arrives once, over the rings. */
+static void paused_acceptor(void **state)
+{
+	char f[160];
+	pid_t s, c;
+	int port, i;
+
+	(void)state;
+	NEED_AGENT();
+	s = child("echo-srv", env_with("IVSOCK_TEST_PAUSE_ACCEPTING=1", NULL),
+		  num(4 << 20), NULL, NULL, NULL, NULL);
+	port = port_of("echo-srv");
+	c = child("echo-cli", env_with("IVSOCK_ATTACH_MS=100", "IVSOCK_ATTACH_MAX_MS=200"),
+		  num(port), num(4 << 20), NULL, NULL, NULL);
+	for (i = 0; i < 1000 && proc_state(s) != 'T'; i++)
+		usleep(10000);
+	assert_int_equal(proc_state(s), 'T'); /* stopped in the window */
+	usleep(1500000); /* several attach timeouts of the connector */
+	kill(s, SIGCONT);
+	assert_int_equal(reap(c, 60), 0);
+	assert_int_equal(reap(s, 10), 0);
+	out_of(f, sizeof(f), "echo-cli");
+	assert_int_equal(stat_of(f, "accelerated_connect"), 1);
+	assert_int_equal(stat_of(f, "taken_back_bytes"), 0);
+	assert_int_equal(stat_of(f, "fallback_attach_timeout"), 0);
+	assert_int_equal(stat_of(f, "fallback_channel_vanished"), 0);
+	assert_int_equal(stat_of(f, "ring_rx_bytes"), 4 << 20);
+	out_of(f, sizeof(f), "echo-srv");
+	assert_int_equal(stat_of(f, "accelerated_accept"), 1);
+}
+
+/* Finding 9: a writer blocked on a full ring; its peer is killed while the
+ * agent cannot clean up (stopped): the kernel connection's FIN must end the
+ * wait with EPIPE/ECONNRESET. */
+static void writer_peer_vanished(int mode)
+{
+	char f[160], tag[32], stag[32];
+	pid_t s, c;
+	int port;
+
+	snprintf(stag, sizeof(stag), "stall-srv#%d", mode);
+	snprintf(tag, sizeof(tag), "writer#%d", mode);
+	s = child(stag, env_with(NULL, NULL), NULL, NULL, NULL, NULL, NULL);
+	port = port_of(stag);
+	c = child(tag, env_with(NULL, NULL), num(port), num(mode), NULL, NULL, NULL);
+	usleep(1000000); /* the writer fills the ring and waits */
+	kill(agent_pid, SIGSTOP);
+	kill(s, SIGKILL);
+	reap(s, 5);
+	/* the answer must come while the agent is still stopped (it could
+	 * have cleaned up otherwise); exit may need the agent again */
+	out_of(f, sizeof(f), tag);
+	for (int i = 0; i < 1500 && !file_has(f, "writer: "); i++)
+		usleep(10000);
+	bool told = file_has(f, "writer: ");
+
+	kill(agent_pid, SIGCONT);
+	assert_true(told);
+	assert_int_equal(reap(c, 15), 0);
+	assert_int_equal(stat_of(f, "accelerated_connect"), 1);
+}
+
+static void writer_blocking(void **state) { (void)state; NEED_AGENT(); writer_peer_vanished(0); }
+static void writer_poll(void **state) { (void)state; NEED_AGENT(); writer_peer_vanished(1); }
+static void writer_epoll(void **state) { (void)state; NEED_AGENT(); writer_peer_vanished(2); }
+
+/* Find the CONNECTED channel whose tuple has destination port dport. */
+static int find_chan(struct ivsock_region *rg, int dport, uint32_t *gen)
+{
+	for (int k = 0; k < 500; k++) {
+		for (uint32_t i = 0; i < rg->channel_cap; i++) {
+			struct ivsock_slot_val v = ivsock_slot_get(&rg->channels[i].slot);
+
+			if (v.state == IVSOCK_CHAN_CONNECTED && rg->channels[i].tuple.dport == dport) {
+				*gen = v.gen;
+				return (int)i;
+			}
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* Finding 11: a third party scribbles the victim's own index words (the
+ * head of the ring it reads, the tail of the ring it writes); its poll()
+ * must not report readable, then the real data arrives exactly. */
+static void scribbled_own_index(void **state)
+{
+	struct ivsock_agent_conn ac;
+	char f[160], go[160];
+	uint32_t gen, h0, t0;
+	struct ivsock_ring_hdr *rx, *tx;
+	pid_t s, c;
+	int port, ci;
+
+	(void)state;
+	NEED_AGENT();
+	memset(&ac, 0, sizeof(ac));
+	if (ivsock_agent_connect(agent_name, &ac) < 0)
+		skip();
+	snprintf(go, sizeof(go), "%s/go", dir);
+	unlink(go);
+	s = child("late-srv", env_with(NULL, NULL), go, num(1 << 20), NULL, NULL, NULL);
+	port = port_of("late-srv");
+	c = child("victim", env_with(NULL, NULL), num(port), num(1 << 20), NULL, NULL, NULL);
+	ci = find_chan(&ac.region, port, &gen);
+	assert_true(ci >= 0);
+	/* the victim is the connector: it reads s2c, writes c2s */
+	rx = ivsock_region_ring_mem(&ac.region, ac.region.channels[ci].ring_s2c);
+	tx = ivsock_region_ring_mem(&ac.region, ac.region.channels[ci].ring_c2s);
+	assert_non_null(rx);
+	assert_non_null(tx);
+	h0 = ivsock_load_relaxed(&rx->head);
+	t0 = ivsock_load_relaxed(&tx->tail);
+	srandom(1);
+	for (uint64_t end = (uint64_t)time(NULL) + 2; (uint64_t)time(NULL) < end;) {
+		ivsock_store_relaxed(&rx->head, (uint32_t)random());
+		ivsock_store_relaxed(&tx->tail, (uint32_t)random());
+		usleep(50);
+	}
+	ivsock_store_relaxed(&rx->head, h0);
+	ivsock_store_relaxed(&tx->tail, t0);
+	close(open(go, O_CREAT | O_WRONLY, 0644));
+	assert_int_equal(reap(c, 30), 0);
+	assert_int_equal(reap(s, 10), 0);
+	out_of(f, sizeof(f), "victim");
+	assert_true(file_has(f, "victim: spurious=0 "));
+	assert_int_equal(stat_of(f, "ring_rx_bytes"), 1 << 20);
+	ivsock_agent_close(&ac);
+}
+
+/* Finding 3 (shim part): a channel moved to REVOKED under both ends reads as
+ * a kernel reset: POLLERR|POLLHUP, ECONNRESET, then EPIPE. */
+static void revoked_channel(void **state)
+{
+	struct ivsock_agent_conn ac;
+	char f[160];
+	uint32_t gen;
+	pid_t s, c;
+	int port, ci;
+
+	(void)state;
+	NEED_AGENT();
+	memset(&ac, 0, sizeof(ac));
+	if (ivsock_agent_connect(agent_name, &ac) < 0)
+		skip();
+	s = child("revoke-srv", env_with(NULL, NULL), NULL, NULL, NULL, NULL, NULL);
+	port = port_of("revoke-srv");
+	c = child("revoke-cli", env_with(NULL, NULL), num(port), NULL, NULL, NULL, NULL);
+	out_of(f, sizeof(f), "revoke-cli");
+	for (int i = 0; i < 500 && !file_has(f, "exchanged"); i++)
+		usleep(10000);
+	ci = find_chan(&ac.region, port, &gen);
+	assert_true(ci >= 0);
+	usleep(200000); /* both ends wait in poll() */
+	assert_int_equal(ivsock_slot_move(&ac.region.channels[ci].slot, gen,
+					  IVSOCK_CHAN_CONNECTED, IVSOCK_CHAN_REVOKED), 0);
+	assert_int_equal(reap(c, 30), 0);
+	assert_int_equal(reap(s, 10), 0);
+	assert_int_equal(stat_of(f, "reset_revoked"), 1);
+	ivsock_agent_close(&ac);
+}
+
+/* Non-blocking sendfile() of a 24 MiB file in an epoll loop, slow reader. */
+static void sendfile_nonblocking(void **state)
+{
+	char file[160], f[160];
+	size_t n = 24 << 20;
+	uint8_t *b = malloc(n);
+	pid_t s, c;
+	int fd, port;
+
+	(void)state;
+	NEED_AGENT();
+	snprintf(file, sizeof(file), "%s/big", dir);
+	fill(b, n, 0);
+	fd = open(file, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	close(fd);
+	free(b);
+	s = child("sendfile-srv", env_with(NULL, NULL), file, num((long)n), NULL, NULL, NULL);
+	port = port_of("sendfile-srv");
+	c = child("slow-sink", env_with(NULL, NULL), num(port), num((long)n), NULL, NULL, NULL);
+	assert_int_equal(reap(c, 120), 0);
+	assert_int_equal(reap(s, 10), 0);
+	out_of(f, sizeof(f), "slow-sink");
+	assert_int_equal(stat_of(f, "accelerated_connect"), 1);
+	assert_int_equal(stat_of(f, "ring_rx_bytes"), (long)n);
+}
+
+/* Pre-forked workers that cannot reach the agent: each of 10 sequential
+ * requests falls back because the acceptor abandoned the offer, none by a
+ * timeout. */
+static void prefork_no_agent(void **state)
+{
+	char f[160];
+	pid_t s, c;
+	int port;
+
+	(void)state;
+	NEED_AGENT();
+	s = child("prefork-srv", env_with(NULL, NULL), num(300000), NULL, NULL, NULL, NULL);
+	port = port_of("prefork-srv");
+	/* a long attach timeout: only an abandon can end the wait early */
+	c = child("requests", env_with("IVSOCK_ATTACH_MS=30000", "IVSOCK_ATTACH_MAX_MS=30000"),
+		  num(port), num(10), num(300000), NULL, NULL);
+	assert_int_equal(reap(c, 120), 0);
+	kill(s, SIGKILL);
+	reap(s, 5);
+	out_of(f, sizeof(f), "requests");
+	assert_int_equal(stat_of(f, "fallback_acceptor_abandoned"), 10);
+	assert_int_equal(stat_of(f, "fallback_attach_timeout"), 0);
+	assert_int_equal(stat_of(f, "fallback_peer_spoke_tcp"), 0);
+}
+
+/* A shimmed server that sleeps before each accept(), 20 concurrent
+ * keep-alive clients with a short attach timeout: all stay on the rings. */
+static void slow_accept(void **state)
+{
+	char f[160];
+	pid_t s, c;
+	int port;
+
+	(void)state;
+	NEED_AGENT();
+	s = child("slow-accept-srv", env_with(NULL, NULL), num(20), num(60), "-",
+		  num(65536), num(3));
+	port = port_of("slow-accept-srv");
+	c = child("concurrent", env_with("IVSOCK_ATTACH_MS=200", NULL), num(port), num(20), "-",
+		  num(65536), num(3));
+	assert_int_equal(reap(c, 120), 0);
+	assert_int_equal(reap(s, 20), 0);
+	out_of(f, sizeof(f), "concurrent");
+	assert_int_equal(stat_of(f, "accelerated_connect"), 20);
+	assert_int_equal(stat_of(f, "fallback_attach_timeout"), 0);
+	assert_int_equal(stat_of(f, "taken_back_bytes"), 0);
+	assert_int_equal(stat_of(f, "ring_rx_bytes"), 20L * 3 * 65536);
+	out_of(f, sizeof(f), "slow-accept-srv");
+	assert_int_equal(stat_of(f, "accelerated_accept"), 20);
+}
+
+static int setup(void **state)
+{
+	char d[PATH_MAX], ctl[128], dom[128], spec[200], bin[PATH_MAX], abin[PATH_MAX];
+	char log1[128], log2[128];
+	ssize_t n;
+
+	(void)state;
+	n = readlink("/proc/self/exe", d, sizeof(d) - 1);
+	if (n < 0)
+		return -1;
+	d[n] = '\0';
+	snprintf(self, sizeof(self), "%s", d);
+	*strrchr(d, '/') = '\0';
+	if ((size_t)snprintf(top, sizeof(top), "%s/../..", d) >= sizeof(top))
+		return -1;
+	if ((size_t)snprintf(bin, sizeof(bin), "%s/hostd/ivsockd", top) >= sizeof(bin) ||
+	    (size_t)snprintf(abin, sizeof(abin), "%s/guestdrv/agent/ivsock-agent", top) >=
+		    sizeof(abin))
+		return -1;
+	if (access(bin, X_OK) || access(abin, X_OK)) {
+		fprintf(stderr, "ivsockd/ivsock-agent not built: skipping\n");
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/ivsock-shim-dp.XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(ctl, sizeof(ctl), "%s/ctl.sock", dir);
+	snprintf(dom, sizeof(dom), "%s/domain.sock", dir);
+	/* 64 KiB rings: 20 concurrent connections fit the quota */
+	snprintf(spec, sizeof(spec), "unit=%s,size=64M,vectors=4,ring_size=64K", dom);
+	snprintf(log1, sizeof(log1), "%s/ivsockd.log", dir);
+	snprintf(log2, sizeof(log2), "%s/agent.log", dir);
+	snprintf(agent_name, sizeof(agent_name), "@ivsock-dp-%d", (int)getpid());
+	{
+		char *argv[] = { bin, "--foreground", "--domain", spec, "--control", ctl, NULL };
+
+		daemon_pid = spawn(argv, environ, log1);
+	}
+	for (int i = 0; i < 300 && access(dom, F_OK); i++)
+		usleep(10000);
+	{
+		char *argv[] = { abin, "--backend", "server", "--server", dom, "--listen",
+				 agent_name, "--hostname", "unit", "--foreground", NULL };
+
+		agent_pid = spawn(argv, environ, log2);
+	}
+	for (int i = 0; i < 300 && !file_has(log2, "registered"); i++)
+		usleep(10000);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	if (agent_pid > 0)
+		kill(agent_pid, SIGCONT), kill(agent_pid, SIGTERM), reap(agent_pid, 5);
+	if (daemon_pid > 0)
+		kill(daemon_pid, SIGTERM), reap(daemon_pid, 5);
+	if (dir[0] && !getenv("IVSOCK_TEST_KEEP")) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			return 0;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 2 && !strcmp(argv[1], "--child"))
+		return child_main(argc, argv);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(paused_acceptor),
+		cmocka_unit_test(writer_blocking),
+		cmocka_unit_test(writer_poll),
+		cmocka_unit_test(writer_epoll),
+		cmocka_unit_test(scribbled_own_index),
+		cmocka_unit_test(revoked_channel),
+		cmocka_unit_test(sendfile_nonblocking),
+		cmocka_unit_test(prefork_no_agent),
+		cmocka_unit_test(slow_accept),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
