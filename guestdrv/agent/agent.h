@@ -43,6 +43,9 @@ struct agent_client {
 				    * decided once, there (a process that
 				    * connected as root keeps it after setuid) */
 	uid_t uid;
+	bool allowed;              /* always true for accepted clients (refused
+				    * ones are closed at accept); kept as a
+				    * second line of defence */
 	bool hello;                /* a client id and vector were assigned */
 	uint32_t id;
 	uint32_t vector;

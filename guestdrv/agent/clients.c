@@ -174,6 +174,7 @@ static void admit(struct agent *a, int fd)
 	c->fd = fd;
 	c->pid = cr.pid;
 	c->uid = cr.uid;
+	c->allowed = true;
 	ev.data.ptr = c;
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		refuse(fd, -ENOMEM);
@@ -424,6 +425,13 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 			break;
 		}
 		memcpy(&h, buf, sizeof(h));
+		if (!c->allowed) {
+			/* Requests have odd types, replies the next even one;
+			 * never answer with type 0 (invalid). */
+			reply(c, (h.type & 1) && h.type < 0xffff ? h.type + 1 : h.type,
+			      h.seq, -EACCES, NULL, 0, NULL, 0);
+			break;
+		}
 		switch (h.type) {
 		case IVSOCK_AG_HELLO:
 			if (ivsock_msg_check(buf, (size_t)n, IVSOCK_AG_HELLO,
