@@ -47,6 +47,9 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_FALLBACK_BYTES] = "taken_back_bytes",
 	[IVS_C_WAKES_SENT] = "doorbells_rung",
 	[IVS_C_SLEEPS] = "sleeps",
+	[IVS_C_AGENT_UNTRUSTED] = "agent_untrusted",
+	[IVS_C_AGENT_TIMEOUT] = "agent_timeout",
+	[IVS_C_AGENT_BAD_FD] = "agent_bad_fd",
 };
 
 static uint64_t env_u64(const char *name, uint64_t def)

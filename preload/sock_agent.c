@@ -20,20 +20,48 @@ static pthread_mutex_t agent_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ivs_agent *_Atomic g_agent;
 static unsigned g_agent_gen;
 static struct ivs_agent *g_stale;     /* parent's agent, seen in a child */
-static uint64_t g_fail_ns;            /* last failed attempt (retry after 1 s) */
+static uint64_t g_fail_ns;            /* end of the last failed attempt */
+static uint64_t g_retry_ns;           /* wait this long after it */
 static int g_fail_rc;
+
+#define RETRY_NS       1000000000ULL   /* no agent (yet): try again after 1 s */
+#define RETRY_SLOW_NS 10000000000ULL   /* untrusted, silent or bad agent: 10 s */
 
 static struct ivs_agent *agent_connect(void)
 {
 	struct ivs_agent *ag = calloc(1, sizeof(*ag));
+	struct ivsock_agent_opts o;
 	int rc, fl;
 
 	if (!ag)
 		return NULL;
-	rc = ivsock_agent_connect(ivs_cfg.agent, &ag->conn);
+	if (ivsock_agent_opts_from_env(&o) < 0)
+		ivs_log(IVS_LOG_WARN, "IVSOCK_AGENT_UID or IVSOCK_AGENT_TIMEOUT_MS malformed: "
+			"ignored");
+	/* Every step has a deadline (o.timeout_ms): we hold agent_lock. */
+	rc = ivsock_agent_connect_opts(ivs_cfg.agent, &o, &ag->conn);
 	if (rc < 0) {
+		const char *where = ivs_cfg.agent ? ivs_cfg.agent : "@ivsock-agent";
+
+		g_retry_ns = RETRY_NS;
+		if (rc == -EPERM) {
+			/* Not root, not IVSOCK_AGENT_UID: a squatter on the
+			 * name. Nothing was sent to it. */
+			ivs_count(IVS_C_AGENT_UNTRUSTED, 1);
+			g_retry_ns = RETRY_SLOW_NS;
+		} else if (rc == -ETIMEDOUT) {
+			ivs_count(IVS_C_AGENT_TIMEOUT, 1);
+			g_retry_ns = RETRY_SLOW_NS;
+		} else if (rc == -EBADFD) {
+			ivs_count(IVS_C_AGENT_BAD_FD, 1);
+			g_retry_ns = RETRY_SLOW_NS;
+		}
 		if (rc != g_fail_rc)
-			ivs_debug("no agent at %s: %s", ivs_cfg.agent ? ivs_cfg.agent : "@ivsock-agent",
+			ivs_debug("no agent at %s: %s", where,
+				  rc == -EPERM ? "listener is not a trusted uid (root or "
+						 "IVSOCK_AGENT_UID)" :
+				  rc == -EBADFD ? "it handed over an fd that failed its check" :
+				  rc == -ETIMEDOUT ? "no answer in time (IVSOCK_AGENT_TIMEOUT_MS)" :
 				  strerror(-rc));
 		g_fail_rc = rc;
 		free(ag);
@@ -77,13 +105,16 @@ struct ivs_agent *ivs_agent_get(void)
 	}
 	if (!ag) {
 		now = ivs_now_ns();
-		if (!g_fail_ns || now - g_fail_ns > 1000000000ULL) {
+		if (!g_fail_ns || now - g_fail_ns > g_retry_ns) {
 			ag = agent_connect();
 			if (ag) {
 				g_agent_gen = gen;
 				atomic_store_explicit(&g_agent, ag, memory_order_release);
 				g_fail_ns = 0;
 			} else {
+				/* from the end of the attempt: a slow failure
+				 * must not make every caller wait for it */
+				now = ivs_now_ns();
 				g_fail_ns = now ? now : 1;
 			}
 		}

@@ -22,6 +22,8 @@ struct agent_opts {
 	const char *listen;       /* NULL: abstract "\0ivsock-agent"; "@x": abstract; path */
 	const char *group;        /* extra group allowed to connect */
 	const char *hostname;     /* NULL: gethostname() */
+	long max_per_uid;         /* connections per non-root uid; -1: default
+				   * (1/8 of the fd limit, 8..1024), 0: no cap */
 	bool foreground;
 	int verbose;
 };
@@ -37,9 +39,13 @@ struct agent_client {
 	struct agent_ev ev;        /* EV_CLIENT */
 	struct agent_client *next;
 	int fd;
-	pid_t pid;                 /* SO_PEERCRED at connect */
+	pid_t pid;                 /* SO_PEERCRED at connect: admission is
+				    * decided once, there (a process that
+				    * connected as root keeps it after setuid) */
 	uid_t uid;
-	bool allowed;
+	bool allowed;              /* always true for accepted clients (refused
+				    * ones are closed at accept); kept as a
+				    * second line of defence */
 	bool hello;                /* a client id and vector were assigned */
 	uint32_t id;
 	uint32_t vector;
@@ -56,6 +62,12 @@ struct agent {
 	gid_t group;
 	uid_t euid;
 	struct agent_client *clients;
+	unsigned long nclients;
+	unsigned long max_per_uid;      /* effective cap, 0: none */
+	int reserve_fd;                 /* spent to accept-and-close at EMFILE */
+	bool listen_paused;             /* out of fds: listening fd off epoll */
+	uint64_t listen_resume_ms;
+	unsigned long refused, capped, shed;  /* connections closed at accept */
 	struct agent_ids ids;
 	/* registration with ivsockd */
 	struct agent_mb mb;
@@ -73,10 +85,14 @@ struct agent {
 /* clients.c */
 int agent_listen_open(struct agent *a);
 void agent_accept(struct agent *a);
+/* Tick: put the listening fd back on epoll after an fd-exhaustion pause. */
+void agent_listen_tick(struct agent *a, uint64_t now_ms);
 void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events);
 void agent_clients_close_all(struct agent *a);
 
-/* status.c: STATUS JSON (malloc'd, NUL-terminated) or NULL. */
-char *agent_status_json(struct agent *a);
+/* status.c: STATUS JSON (malloc'd, NUL-terminated) or NULL. The clients
+ * list shows every client (pid, uid) only to a viewer that connected as
+ * root (all); others see only the clients of their own uid. */
+char *agent_status_json(struct agent *a, bool all, uid_t uid);
 
 #endif

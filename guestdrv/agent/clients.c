@@ -3,6 +3,7 @@
  * checks, HELLO / PEER_FD / STATUS, and releasing a client's slots when its
  * connection closes (process exit or kill -9). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,10 @@
 #include "ivsock/offer.h"
 #include "agent.h"
 #include "log.h"
+#include "util.h"
+
+#define AGENT_ACCEPT_BATCH    64
+#define AGENT_LISTEN_PAUSE_MS 200
 
 int agent_listen_open(struct agent *a)
 {
@@ -32,7 +37,7 @@ int agent_listen_open(struct agent *a)
 		return -errno;
 	if (sa.sun_path[0])
 		unlink(sa.sun_path); /* a stale socket of a previous agent */
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 64) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, SOMAXCONN) < 0) {
 		rc = -errno;
 		log_err("cannot listen on %s%s: %s", sa.sun_path[0] ? "" : "@",
 			sa.sun_path[0] ? sa.sun_path : sa.sun_path + 1, strerror(-rc));
@@ -68,43 +73,152 @@ static bool peer_allowed(struct agent *a, int fd, struct ucred *cr)
 	return false;
 }
 
+/* Tell a connection why it is closed, without waiting (the shim reads it
+ * as the answer to its first request). */
+static void refuse(int fd, int32_t status)
+{
+	struct ivsock_msg_hdr h;
+	ssize_t n;
+
+	ivsock_msg_init(&h, IVSOCK_AG_REFUSED, 0, 0);
+	h.status = status;
+	do
+		n = send(fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+}
+
+static unsigned long clients_of(struct agent *a, uid_t uid)
+{
+	unsigned long n = 0;
+
+	for (struct agent_client *c = a->clients; c; c = c->next)
+		n += c->uid == uid;
+	return n;
+}
+
+/* Stop listening for a while (the tick resumes): level-triggered epoll
+ * would otherwise report the pending connection again at once, forever. */
+static void pause_listen(struct agent *a)
+{
+	struct epoll_event ev = { .events = 0, .data.ptr = &a->ev_listen };
+
+	if (a->listen_paused)
+		return;
+	if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->lfd, &ev) == 0) {
+		a->listen_paused = true;
+		a->listen_resume_ms = agent_now_ms() + AGENT_LISTEN_PAUSE_MS;
+	}
+}
+
+void agent_listen_tick(struct agent *a, uint64_t now_ms)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &a->ev_listen };
+
+	if (a->listen_paused && now_ms >= a->listen_resume_ms &&
+	    epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->lfd, &ev) == 0)
+		a->listen_paused = false;
+	if (a->reserve_fd < 0)
+		a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of fds: spend the reserve fd to take the oldest pending connection
+ * off the queue and close it with a reason. @return true if that worked
+ * (or nothing was pending), false if the reserve is gone too. */
+static bool shed_one(struct agent *a)
+{
+	int fd;
+
+	if (a->reserve_fd < 0)
+		return false;
+	close(a->reserve_fd);
+	a->reserve_fd = -1;
+	fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		a->shed++;
+		refuse(fd, -EMFILE);
+	}
+	a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return a->reserve_fd >= 0 && (fd >= 0 || errno == EAGAIN);
+}
+
+/* Credentials are checked here, once: refused connections never reach
+ * the epoll set and never hold an fd beyond this call. */
+static void admit(struct agent *a, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	struct agent_client *c;
+	struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+
+	if (!peer_allowed(a, fd, &cr)) {
+		a->refused++;
+		log_rl(LOG_WARNING, "refusing pid %d uid %u: not root, not uid %u%s", (int)cr.pid,
+		       (unsigned)cr.uid, (unsigned)a->euid,
+		       a->have_group ? ", not in the group" : "");
+		refuse(fd, -EACCES);
+		return;
+	}
+	if (cr.uid != 0 && a->max_per_uid && clients_of(a, cr.uid) >= a->max_per_uid) {
+		a->capped++;
+		log_rl(LOG_WARNING, "refusing pid %d uid %u: it already has %lu connections "
+		       "(--max-clients-per-uid)", (int)cr.pid, (unsigned)cr.uid, a->max_per_uid);
+		refuse(fd, -EUSERS);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		refuse(fd, -ENOMEM);
+		return;
+	}
+	c->ev.kind = EV_CLIENT;
+	c->fd = fd;
+	c->pid = cr.pid;
+	c->uid = cr.uid;
+	c->allowed = true;
+	ev.data.ptr = c;
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		refuse(fd, -ENOMEM);
+		free(c);
+		return;
+	}
+	c->next = a->clients;
+	a->clients = c;
+	a->nclients++;
+}
+
 void agent_accept(struct agent *a)
 {
-	for (;;) {
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
-		struct agent_client *c;
-		struct ucred cr = { 0 };
+	/* A batch per wake-up: the rest of the loop (doorbells, mailbox)
+	 * is not starved by a connection flood. */
+	for (int i = 0; i < AGENT_ACCEPT_BATCH; i++) {
 		int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				log_warn("accept: %s", strerror(errno));
-			if (errno == EINTR)
-				continue;
+		if (fd >= 0) {
+			admit(a, fd);
+			continue;
+		}
+		switch (errno) {
+		case EINTR:
+		case ECONNABORTED:
+			continue;
+		case EAGAIN:
+			return;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			log_rl(LOG_WARNING, "accept: %s: closing new connections at once "
+			       "until fds are free", strerror(errno));
+			if (!shed_one(a)) {
+				pause_listen(a);
+				return;
+			}
+			continue;
+		default:
+			log_rl(LOG_WARNING, "accept: %s", strerror(errno));
+			pause_listen(a);
 			return;
 		}
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->ev.kind = EV_CLIENT;
-		c->fd = fd;
-		c->allowed = peer_allowed(a, fd, &cr);
-		c->pid = cr.pid;
-		c->uid = cr.uid;
-		if (!c->allowed)
-			log_warn("refusing pid %d uid %u: not root, not uid %u%s", (int)cr.pid,
-				 (unsigned)cr.uid, (unsigned)a->euid,
-				 a->have_group ? ", not in the group" : "");
-		ev.data.ptr = c;
-		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		c->next = a->clients;
-		a->clients = c;
 	}
 }
 
@@ -159,7 +273,8 @@ static void do_hello(struct agent *a, struct agent_client *c, uint32_t seq)
 	vector = agent_vector_alloc(&a->ids);
 	rc = a->be.ops->client_fds(&a->be, vector, fds);
 	if (rc < 0) {
-		log_warn("pid %d: no fds for vector %u: %s", (int)c->pid, vector, strerror(-rc));
+		log_rl(LOG_WARNING, "pid %d: no fds for vector %u: %s", (int)c->pid, vector,
+		       strerror(-rc));
 		agent_vector_free(&a->ids, vector);
 		agent_id_free(&a->ids, (uint32_t)id);
 		reply(c, IVSOCK_AG_HELLO_REPLY, seq, rc, NULL, 0, NULL, 0);
@@ -208,7 +323,7 @@ static void do_peer_fd(struct agent *a, struct agent_client *c, uint32_t seq,
 
 static void do_status(struct agent *a, struct agent_client *c, uint32_t seq)
 {
-	char *json = agent_status_json(a);
+	char *json = agent_status_json(a, c->uid == 0, c->uid);
 	size_t len = json ? strlen(json) : 0;
 
 	if (!json || len > IVSOCK_MSG_MAX - sizeof(struct ivsock_msg_hdr))
@@ -232,6 +347,7 @@ static void client_drop(struct agent *a, struct agent_client *c, bool release)
 	}
 	epoll_ctl(a->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	a->nclients--;
 	if (c->hello && release) {
 		struct ivsock_region *rg = &a->be.rg;
 		uint8_t vm = (uint8_t)a->be.vm_index;
@@ -242,8 +358,16 @@ static void client_drop(struct agent *a, struct agent_client *c, bool release)
 		nli = ivsock_listener_release_owner(rg, vm, id);
 		nch = ivsock_chan_release_owner(rg, vm, id, agent_backend_ring, &a->be);
 		if (nch || nof || nli)
-			log_info("client %u (pid %d) gone: released %d channels, %d offers, "
-				 "%d listeners", c->id, (int)c->pid, nch, nof, nli);
+		{
+			/* a non-root client must not be able to flood the log */
+			if (c->uid == 0)
+				log_info("client %u (pid %d) gone: released %d channels, "
+					 "%d offers, %d listeners", c->id, (int)c->pid, nch, nof, nli);
+			else
+				log_rl(LOG_INFO, "client %u (pid %d uid %u) gone: released %d "
+				       "channels, %d offers, %d listeners", c->id, (int)c->pid,
+				       (unsigned)c->uid, nch, nof, nli);
+		}
 		else
 			log_debug("client %u (pid %d) gone", c->id, (int)c->pid);
 		agent_vector_free(&a->ids, c->vector);
@@ -296,8 +420,8 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 		rc = (msg.msg_flags & MSG_TRUNC) ? -EMSGSIZE
 						  : ivsock_msg_check(buf, (size_t)n, 0, 0);
 		if (rc < 0) {
-			log_warn("pid %d sent a malformed request (%s): disconnecting",
-				 (int)c->pid, strerror(-rc));
+			log_rl(LOG_WARNING, "pid %d sent a malformed request (%s): "
+			       "disconnecting", (int)c->pid, strerror(-rc));
 			break;
 		}
 		memcpy(&h, buf, sizeof(h));
@@ -333,8 +457,8 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 		}
 		continue;
 bad:
-		log_warn("pid %d sent a short type-%u request: disconnecting", (int)c->pid,
-			 h.type);
+		log_rl(LOG_WARNING, "pid %d sent a short type-%u request: disconnecting",
+		       (int)c->pid, h.type);
 		break;
 	}
 	client_drop(a, c, true);

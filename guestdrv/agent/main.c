@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
@@ -41,6 +43,8 @@ static void usage(FILE *f)
 "                            \"@" IVSOCK_AGENT_SOCK_ABSTRACT "\", one per network namespace)\n"
 "  -g, --group NAME          also accept members of this group (besides root\n"
 "                            and the agent's own user)\n"
+"      --max-clients-per-uid N  connections one non-root uid may hold (default:\n"
+"                            1/8 of the fd limit, 8..1024; 0: no cap)\n"
 "  -H, --hostname NAME       name to register (default: gethostname())\n"
 "  -f, --foreground          log to stderr instead of syslog\n"
 "  -v, --verbose             debug logging\n"
@@ -94,6 +98,7 @@ static void tick(struct agent *a)
 	int rc;
 
 	agent_mb_heartbeat(&a->mb);
+	agent_listen_tick(a, now);
 
 	/* Our identity in the region must still hold: a re-format (another
 	 * format_id) or a directory entry that is no longer ours means every
@@ -178,6 +183,36 @@ static void on_sigbus(int sig)
 		/* nothing more we can do */
 	}
 	_exit(1);
+}
+
+/* As many fds as we may have, one kept in reserve for accept-and-close at
+ * EMFILE, and the per-uid cap derived from the limit. */
+static void limits(struct agent *a)
+{
+	struct rlimit rl;
+	unsigned long nofile = 1024;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (rl.rlim_cur != RLIM_INFINITY)
+			nofile = (unsigned long)rl.rlim_cur;
+		else
+			nofile = 1UL << 20;
+	}
+	if (a->opt.max_per_uid >= 0) {
+		a->max_per_uid = (unsigned long)a->opt.max_per_uid;
+	} else {
+		a->max_per_uid = nofile / 8;
+		if (a->max_per_uid < 8)
+			a->max_per_uid = 8;
+		if (a->max_per_uid > 1024)
+			a->max_per_uid = 1024;
+	}
+	a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 static int setup(struct agent *a)
@@ -342,6 +377,8 @@ static void teardown(struct agent *a)
 	agent_clients_close_all(a);
 	if (a->lfd >= 0)
 		close(a->lfd);
+	if (a->reserve_fd >= 0)
+		close(a->reserve_fd);
 	if (a->be.ops)
 		a->be.ops->close(&a->be);
 	if (a->nlfd >= 0)
@@ -378,6 +415,7 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "hostname", required_argument, NULL, 'H' },
+		{ "max-clients-per-uid", required_argument, NULL, 'M' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "status", no_argument, NULL, 'S' },
@@ -389,7 +427,8 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	memset(&a, 0, sizeof(a));
-	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = -1;
+	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = a.reserve_fd = -1;
+	a.opt.max_per_uid = -1;
 	a.be.ctl_fd = -1;
 	a.opt.device = "/dev/ivsock0";
 	while ((c = getopt_long(argc, argv, "b:s:d:l:g:H:fvh", opts, NULL)) != -1) {
@@ -400,6 +439,18 @@ int main(int argc, char **argv)
 		case 'l': a.opt.listen = optarg; break;
 		case 'g': a.opt.group = optarg; break;
 		case 'H': a.opt.hostname = optarg; break;
+		case 'M': {
+			char *end;
+
+			errno = 0;
+			a.opt.max_per_uid = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || a.opt.max_per_uid < 0) {
+				fprintf(stderr, "ivsock-agent: bad --max-clients-per-uid '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'f': a.opt.foreground = true; break;
 		case 'v': a.opt.verbose++; break;
 		case 'S': status = true; break;
@@ -432,6 +483,7 @@ int main(int argc, char **argv)
 		}
 		a.have_group = true;
 	}
+	limits(&a);
 	rc = setup(&a);
 	if (rc == 0) {
 		log_info("serving on %s%s", a.opt.listen ? "" : "@",

@@ -9,6 +9,7 @@
 #include "ivsock/channel.h"
 #include "ivsock/directory.h"
 #include "agent.h"
+#include "log.h"
 
 static const char *chan_state(uint8_t s)
 {
@@ -74,7 +75,7 @@ static json_t *channels_json(struct agent *a)
 	return arr;
 }
 
-char *agent_status_json(struct agent *a)
+char *agent_status_json(struct agent *a, bool all, uid_t uid)
 {
 	json_t *root, *clients, *addrs, *agent;
 	char fmt[32], *out;
@@ -101,17 +102,27 @@ char *agent_status_json(struct agent *a)
 		"addrs", addrs);
 	clients = json_array();
 	for (struct agent_client *c = a->clients; c; c = c->next) {
-		if (!c->hello)
+		/* Who runs what is not everyone's business. */
+		if (!c->hello || (!all && c->uid != uid))
 			continue;
 		json_array_append_new(clients, json_pack("{s:I,s:I,s:I,s:I}",
 			"pid", (json_int_t)c->pid, "uid", (json_int_t)c->uid,
 			"client_id", (json_int_t)c->id, "vector", (json_int_t)c->vector));
 	}
-	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I}}", "agent", agent, "clients", clients,
+	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:b,s:I}}",
+			 "agent", agent, "clients", clients,
 			 "channels", channels_json(a), "ring_pool",
 			 "used", (json_int_t)ivsock_ring_pool_used(&a->be.rg,
 								  (uint8_t)a->be.vm_index),
-			 "quota", (json_int_t)a->be.rg.rings_per_vm);
+			 "quota", (json_int_t)a->be.rg.rings_per_vm,
+			 "admission",
+			 "connections", (json_int_t)a->nclients,
+			 "max_per_uid", (json_int_t)a->max_per_uid,
+			 "refused", (json_int_t)a->refused,
+			 "capped", (json_int_t)a->capped,
+			 "shed", (json_int_t)a->shed,
+			 "paused", a->listen_paused,
+			 "log_suppressed", (json_int_t)agent_log_suppressed());
 	if (!root)
 		return NULL;
 	out = json_dumps(root, JSON_INDENT(2));

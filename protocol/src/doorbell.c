@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 
@@ -48,17 +49,32 @@ int ivsock_eventfd_signal(int fd)
 
 struct evdb_entry {
 	uint32_t peer, vector;
-	int fd;
+	int fd;            /* -1: a remembered failure (err, until) */
+	int err;
+	uint64_t tag;      /* lazy: who the peer was at resolve time */
+	uint64_t until_ns; /* failure: ask again after */
+	uint64_t used;     /* LRU tick */
 };
 
 struct evdb {
 	struct ivsock_doorbell db;
-	ivsock_evdb_resolve_fn resolve;
+	ivsock_evdb_resolve_fn resolve;   /* plain resolver (ivsock_evdb_new) */
+	struct ivsock_evdb_lazy lazy;     /* lazy.resolve set: bounded cache */
 	void *arg;
 	struct evdb_entry *v;
 	size_t n, cap;
 	size_t last; /* index of the last hit: most traffic has one peer */
+	uint64_t tick;
+	struct ivsock_evdb_stats st;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 static struct evdb_entry *evdb_find(struct evdb *e, uint32_t peer, uint32_t vector)
 {
@@ -75,6 +91,43 @@ static struct evdb_entry *evdb_find(struct evdb *e, uint32_t peer, uint32_t vect
 	return NULL;
 }
 
+static void evdb_drop(struct evdb *e, size_t i, bool close_fd)
+{
+	if (close_fd && e->v[i].fd >= 0)
+		close(e->v[i].fd);
+	e->v[i] = e->v[--e->n];
+	e->last = 0;
+}
+
+/* A free entry for (peer, vector), evicting the least recently used one
+ * when the lazy cache is full. NULL: out of memory. */
+static struct evdb_entry *evdb_slot(struct evdb *e, uint32_t peer, uint32_t vector)
+{
+	struct evdb_entry *x;
+
+	if (e->lazy.resolve && e->n >= e->lazy.cap && e->n > 0) {
+		size_t lru = 0;
+
+		for (size_t i = 1; i < e->n; i++)
+			if (e->v[i].used < e->v[lru].used)
+				lru = i;
+		evdb_drop(e, lru, true);
+		e->st.evicted++;
+	}
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 16;
+		struct evdb_entry *nv = realloc(e->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return NULL;
+		e->v = nv;
+		e->cap = cap;
+	}
+	x = &e->v[e->n++];
+	*x = (struct evdb_entry){ .peer = peer, .vector = vector, .fd = -1 };
+	return x;
+}
+
 int ivsock_evdb_set(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector, int fd)
 {
 	struct evdb *e = (struct evdb *)db;
@@ -83,24 +136,17 @@ int ivsock_evdb_set(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector, 
 	if (fd < 0)
 		return -EBADF;
 	if (x) {
-		if (x->fd != fd)
+		if (x->fd >= 0 && x->fd != fd)
 			close(x->fd);
-		x->fd = fd;
-		return 0;
-	}
-	if (e->n == e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 16;
-		struct evdb_entry *nv = realloc(e->v, cap * sizeof(*nv));
-
-		if (!nv)
+	} else {
+		x = evdb_slot(e, peer, vector);
+		if (!x)
 			return -ENOMEM;
-		e->v = nv;
-		e->cap = cap;
 	}
-	e->v[e->n].peer = peer;
-	e->v[e->n].vector = vector;
-	e->v[e->n].fd = fd;
-	e->n++;
+	x->fd = fd;
+	x->err = 0;
+	x->tag = 0;
+	x->used = ++e->tick;
 	return 0;
 }
 
@@ -108,7 +154,7 @@ int ivsock_evdb_get(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector)
 {
 	struct evdb_entry *x = evdb_find((struct evdb *)db, peer, vector);
 
-	return x ? x->fd : -ENOENT;
+	return x && x->fd >= 0 ? x->fd : -ENOENT;
 }
 
 void ivsock_evdb_forget_peer(struct ivsock_doorbell *db, uint32_t peer)
@@ -117,23 +163,96 @@ void ivsock_evdb_forget_peer(struct ivsock_doorbell *db, uint32_t peer)
 	size_t i = 0;
 
 	while (i < e->n) {
-		if (e->v[i].peer == peer) {
-			close(e->v[i].fd);
-			e->v[i] = e->v[--e->n];
-		} else {
+		if (e->v[i].peer == peer)
+			evdb_drop(e, i, true);
+		else
 			i++;
-		}
 	}
 	e->last = 0;
+}
+
+void ivsock_evdb_get_stats(struct ivsock_doorbell *db, struct ivsock_evdb_stats *st)
+{
+	struct evdb *e = (struct evdb *)db;
+
+	*st = e->st;
+	st->entries = e->n;
+}
+
+/* Lazy cache: the entry for (peer, vector), resolved or re-resolved as
+ * needed; NULL with *rc set when there is no fd to signal. */
+static struct evdb_entry *lazy_lookup(struct evdb *e, uint32_t peer, uint32_t vector, int *rc)
+{
+	struct evdb_entry *x = evdb_find(e, peer, vector);
+	uint64_t tag = 0;
+	int fd;
+
+	if (x && x->fd >= 0) {
+		if (!x->tag || !e->lazy.same || e->lazy.same(e->arg, peer, x->tag))
+			return x;
+		/* The peer ID now names someone else (or nobody): its old
+		 * eventfd would wake no one. */
+		e->st.stale++;
+		evdb_drop(e, (size_t)(x - e->v), true);
+		x = NULL;
+	} else if (x) {
+		if (mono_ns() < x->until_ns) {
+			e->st.neg_hits++;
+			x->used = ++e->tick;
+			*rc = x->err;
+			return NULL;
+		}
+		evdb_drop(e, (size_t)(x - e->v), false);
+		x = NULL;
+	}
+	e->st.resolves++;
+	fd = e->lazy.resolve(e->arg, peer, vector, &tag);
+	if (fd < 0 && !e->lazy.neg_ms) {
+		*rc = fd;
+		return NULL;
+	}
+	x = evdb_slot(e, peer, vector);
+	if (!x) {
+		if (fd >= 0)
+			close(fd);
+		*rc = fd < 0 ? fd : -ENOMEM;
+		return NULL;
+	}
+	x->fd = fd >= 0 ? fd : -1;
+	x->err = fd < 0 ? fd : 0;
+	x->tag = tag;
+	x->used = ++e->tick;
+	if (fd < 0) {
+		x->until_ns = mono_ns() + (uint64_t)e->lazy.neg_ms * 1000000ULL;
+		*rc = fd;
+		return NULL;
+	}
+	e->last = (size_t)(x - e->v);
+	return x;
 }
 
 static int evdb_notify(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector)
 {
 	struct evdb *e = (struct evdb *)db;
-	struct evdb_entry *x = evdb_find(e, peer, vector);
-	int fd, rc;
+	struct evdb_entry *x;
+	int fd, rc = 0;
 
-	if (!x) {
+	if (e->lazy.resolve) {
+		x = lazy_lookup(e, peer, vector, &rc);
+		if (!x)
+			return rc;
+		x->used = ++e->tick;
+		rc = ivsock_eventfd_signal(x->fd);
+		if (rc < 0) {
+			/* Not an eventfd of ours any more (closed or replaced
+			 * under us): forget it, never close a number that may
+			 * now belong to someone else. */
+			evdb_drop(e, (size_t)(x - e->v), false);
+		}
+		return rc;
+	}
+	x = evdb_find(e, peer, vector);
+	if (!x || x->fd < 0) {
 		if (!e->resolve)
 			return -ENOENT;
 		fd = e->resolve(e->arg, peer, vector);
@@ -155,7 +274,8 @@ static void evdb_free(struct ivsock_doorbell *db)
 	size_t i;
 
 	for (i = 0; i < e->n; i++)
-		close(e->v[i].fd);
+		if (e->v[i].fd >= 0)
+			close(e->v[i].fd);
 	free(e->v);
 	if (db->wait_fd >= 0)
 		close(db->wait_fd);
@@ -178,6 +298,24 @@ struct ivsock_doorbell *ivsock_evdb_new(int wait_fd, ivsock_evdb_resolve_fn reso
 	e->db.wait_fd = wait_fd;
 	e->resolve = resolve;
 	e->arg = arg;
+	return &e->db;
+}
+
+struct ivsock_doorbell *ivsock_evdb_new_lazy(int wait_fd, const struct ivsock_evdb_lazy *p)
+{
+	struct evdb *e;
+
+	if (!p || !p->resolve)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->db.ops = &evdb_ops;
+	e->db.wait_fd = wait_fd;
+	e->lazy = *p;
+	if (!e->lazy.cap)
+		e->lazy.cap = 64;
+	e->arg = p->arg;
 	return &e->db;
 }
 

@@ -5,6 +5,7 @@
  * must fail cleanly without leaking fds. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,8 +125,10 @@ static struct fake *fake_start(enum mode mode)
 
 	f->mode = mode;
 	snprintf(f->name, sizeof(f->name), "@ivsock-test-client-%d-%d", getpid(), (int)mode);
-	f->memfd = memfd_create("agent-client-test", MFD_CLOEXEC);
+	f->memfd = memfd_create("agent-client-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	assert_int_equal(ftruncate(f->memfd, REGION), 0);
+	/* as ivsockd makes it: the shim refuses a region that can shrink */
+	assert_int_equal(fcntl(f->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
 	m = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
 	assert_ptr_not_equal(m, MAP_FAILED);
 	ivsock_region_params_default(&p);
@@ -230,6 +233,12 @@ static void test_no_agent(void **state)
 
 int main(void)
 {
+	char uid[16];
+
+	/* the fake agent is us: trust our uid when not root */
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	if (getuid() != 0)
+		setenv("IVSOCK_AGENT_UID", uid, 1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_hello_peer_fd_status),
 		cmocka_unit_test(test_bad_replies),

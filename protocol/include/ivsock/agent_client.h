@@ -11,12 +11,44 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "ivsock/doorbell.h"
 #include "ivsock/layout.h"
 #include "ivsock/msg.h"
+
+/* Timeout of every request to the agent (IVSOCK_AGENT_TIMEOUT_MS). */
+#define IVSOCK_AGENT_TIMEOUT_MS_DEFAULT 1000
+#define IVSOCK_AGENT_TRUSTED_MAX 4
+/* The shim's doorbell cache: entries (LRU beyond) and how long a failed
+ * lookup is remembered before the agent is asked again. */
+#define IVSOCK_AGENT_DB_CAP_DEFAULT 64
+#define IVSOCK_AGENT_DB_NEG_MS_DEFAULT 100
+
+/*
+ * Who may be the agent and how long we wait for it. The agent is trusted
+ * only if the listening socket's owner (SO_PEERCRED, checked after connect()
+ * and before any byte is sent) is uid 0 or one of trusted[].
+ */
+struct ivsock_agent_opts {
+	int timeout_ms;                       /* per request; <= 0: default */
+	uint32_t ntrusted;                    /* uids trusted besides 0 */
+	uid_t trusted[IVSOCK_AGENT_TRUSTED_MAX];
+	uint32_t db_cap;                      /* 0: IVSOCK_AGENT_DB_CAP_DEFAULT */
+	uint32_t db_neg_ms;                   /* 0: IVSOCK_AGENT_DB_NEG_MS_DEFAULT */
+};
+
+/* Defaults: trust uid 0 only, 1 s timeout. */
+void ivsock_agent_opts_default(struct ivsock_agent_opts *o);
+/*
+ * Defaults, then the environment: IVSOCK_AGENT_UID (comma-separated numeric
+ * uids also trusted as the agent; ignored in set-uid/AT_SECURE processes)
+ * and IVSOCK_AGENT_TIMEOUT_MS. @return 0, or -EINVAL if a variable was
+ * malformed (that variable is ignored, the rest applies).
+ */
+int ivsock_agent_opts_from_env(struct ivsock_agent_opts *o);
 
 /*
  * One live connection to the agent == one agent client. The agent keeps the
@@ -25,7 +57,9 @@
  * the agent releases the client's channels, offers and listeners.
  */
 struct ivsock_agent_conn {
-	int sock;                            /* SOCK_SEQPACKET to the agent; CLOEXEC */
+	int sock;                            /* SOCK_SEQPACKET to the agent; CLOEXEC,
+					      * non-blocking (every call polls
+					      * with a deadline) */
 	struct ivsock_ag_hello_reply info;   /* validated HELLO_REPLY */
 	void *map;                           /* region mapping (MAP_SHARED) */
 	size_t map_size;
@@ -38,6 +72,8 @@ struct ivsock_agent_conn {
 	pthread_mutex_t lock;                /* serialises requests on sock */
 	uint32_t seq;
 	void *regs;                          /* pci: mapped doorbell page, or NULL */
+	struct ivsock_agent_opts opts;
+	uint64_t quiet_until_ns;             /* a request timed out: fail fast until */
 };
 
 /*
@@ -48,47 +84,95 @@ struct ivsock_agent_conn {
  */
 int ivsock_agent_sockaddr(const char *path, struct sockaddr_un *sa, socklen_t *len);
 
-/* Connect a SOCK_SEQPACKET|SOCK_CLOEXEC socket to the agent (no HELLO).
- * @return the fd or -errno (-ECONNREFUSED/-ENOENT: no agent there). */
+/*
+ * Connect a SOCK_SEQPACKET|SOCK_CLOEXEC|SOCK_NONBLOCK socket to the agent
+ * (no HELLO) and check who listens there (ivsock_agent_check_peer) before
+ * anything is sent. o NULL: ivsock_agent_opts_from_env().
+ * @return the fd or -errno (-ECONNREFUSED/-ENOENT: no agent there; -EPERM:
+ *         the listener is not a trusted uid; -ETIMEDOUT: its backlog stayed
+ *         full for the whole timeout).
+ */
 int ivsock_agent_dial(const char *path);
+int ivsock_agent_dial_opts(const char *path, const struct ivsock_agent_opts *o);
+
+/* Is the listener behind a connected socket a trusted agent (uid 0 or one of
+ * o->trusted)? @return 0, -EPERM, or -errno of getsockopt. */
+int ivsock_agent_check_peer(int sock, const struct ivsock_agent_opts *o);
+
+/*
+ * Checks of fds received from the agent, before any use:
+ * region: server backend: a memfd (F_GET_SEALS works) sealed at least with
+ *         F_SEAL_SHRINK (nobody can shrink it under our mapping: no SIGBUS),
+ *         a regular file of at least size bytes; pci backend: a character
+ *         device answering IVSOCK_IOC_INFO with our API version and a region
+ *         of at least size bytes.
+ * eventfd: /proc/self/fd/N reads "anon_inode:[eventfd]"; without /proc: an
+ *         anonymous-inode file (same inode as a fresh eventfd) that accepts
+ *         an 8-byte write of 0 (a no-op on an eventfd).
+ * @return 0 or -EBADFD.
+ */
+int ivsock_agent_check_region_fd(int fd, uint32_t backend, uint64_t size);
+int ivsock_agent_check_eventfd(int fd);
 
 /*
  * One request/reply on a dialled socket: send header+payload, receive the
  * reply of type reply_type (checked with ivsock_msg_check) into reply
- * (header included), taking at most max_fds fds (CLOEXEC) into fds.
+ * (header included), taking at most max_fds fds (CLOEXEC) into fds. Waits
+ * (poll, never a blocking send/recv) at most timeout_ms in all
+ * (ivsock_agent_call: IVSOCK_AGENT_TIMEOUT_MS_DEFAULT). A late reply to an
+ * earlier request (lower seq) is dropped with its fds.
  * Not locked: callers holding an ivsock_agent_conn use ivsock_agent_peer_fd()
  * or ivsock_agent_status(), which lock.
  * @return reply bytes (>= sizeof(struct ivsock_msg_hdr)) with *nfds set, or
  *         -errno (-EPROTO/-EBADMSG/-EMSGSIZE for a malformed reply,
- *         -ECONNRESET if the agent closed, -EBADE on a seq mismatch).
+ *         -ECONNRESET if the agent closed, -EBADE on a seq mismatch,
+ *         -ETIMEDOUT, or the status of an IVSOCK_AG_REFUSED notice).
  *         The reply's own status is left to the caller.
  */
 ssize_t ivsock_agent_call(int sock, uint16_t type, uint32_t seq,
 			  const void *payload, uint32_t len, uint16_t reply_type,
 			  void *reply, size_t reply_cap, int *fds, int max_fds, int *nfds);
+ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
+				  const void *payload, uint32_t len, uint16_t reply_type,
+				  void *reply, size_t reply_cap, int *fds, int max_fds,
+				  int *nfds, int timeout_ms);
 
 /*
- * Connect to the agent at path (see ivsock_agent_sockaddr), send HELLO, check
- * the reply, mmap fd[0] MAP_SHARED, ivsock_region_attach() it (and check its
+ * Connect to the agent at path (see ivsock_agent_sockaddr) and check it is
+ * trusted (ivsock_agent_dial_opts), send HELLO, check the reply and its fds
+ * (ivsock_agent_check_region_fd/_eventfd), mmap fd[0] MAP_SHARED, ivsock_region_attach() it (and check its
  * format_id), and build out->db:
  *   server backend: an eventfd doorbell whose wait_fd is fd[1] and whose
- *                   missing peers are resolved with ivsock_agent_peer_fd();
+ *                   missing peers are resolved with ivsock_agent_peer_fd()
+ *                   into a bounded cache (opts db_cap, LRU) keyed also by
+ *                   the directory slot word of the peer's VM entry: a peer
+ *                   ID reused by another VM, or a VM that died, is resolved
+ *                   afresh; failed lookups are remembered db_neg_ms;
  *   pci backend:    a device doorbell on fd[0] with wait_fd fd[1] (already
  *                   bound to info.vector by the agent); it rings with one
  *                   store to the mapped doorbell register when the driver
  *                   offers it (IVSOCK_DEV_F_REGS_MAP), else IVSOCK_IOC_RING.
  * The doorbell refers back to *out: do not move or copy *out afterwards.
  * On failure nothing is left open and *out is unusable.
- * @return 0, -ECONNREFUSED/-ENOENT (no agent), -EACCES (agent refused us),
- *         region errors of ivsock_region_attach() (ivsock_region_strerror()),
- *         -ESTALE (format_id mismatch), -EPROTO, -errno.
+ * @return 0, -ECONNREFUSED/-ENOENT (no agent), -EPERM (untrusted listener:
+ *         nothing was sent to it), -ETIMEDOUT (no answer in time), -EBADFD
+ *         (an fd failed its check), -EACCES/-EUSERS/-EMFILE (agent refused
+ *         us), region errors of ivsock_region_attach()
+ *         (ivsock_region_strerror()), -ESTALE (format_id mismatch), -EPROTO,
+ *         -errno.
+ * ivsock_agent_connect(): opts from ivsock_agent_opts_from_env().
  */
 int ivsock_agent_connect(const char *path, struct ivsock_agent_conn *out);
+int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *o,
+			      struct ivsock_agent_conn *out);
 
 /*
- * Ask the agent for the eventfd of (peer, vector) (server backend only).
+ * Ask the agent for the eventfd of (peer, vector) (server backend only); the
+ * fd is checked with ivsock_agent_check_eventfd(). After a request timed out,
+ * requests fail with -ETIMEDOUT at once for 5 s (a wedged agent must not
+ * cost every doorbell a timeout).
  * @return a new CLOEXEC fd owned by the caller, or -errno (-EOPNOTSUPP on the
- *         pci backend, -ENOENT unknown peer/vector).
+ *         pci backend, -ENOENT unknown peer/vector, -EBADFD, -ETIMEDOUT).
  */
 int ivsock_agent_peer_fd(struct ivsock_agent_conn *c, uint32_t peer, uint32_t vector);
 

@@ -8,6 +8,8 @@
 #ifndef IVSOCK_DOORBELL_H
 #define IVSOCK_DOORBELL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct ivsock_doorbell;
@@ -49,9 +51,41 @@ int ivsock_eventfd_signal(int fd);
  * to the doorbell) or -errno. */
 typedef int (*ivsock_evdb_resolve_fn)(void *arg, uint32_t peer, uint32_t vector);
 
-/* wait_fd becomes owned by the doorbell. resolve may be NULL. */
+/* wait_fd becomes owned by the doorbell. resolve may be NULL. Unbounded,
+ * nothing forgotten unless told (ivsock_evdb_forget_peer): the agent's
+ * table of every peer's eventfds. */
 struct ivsock_doorbell *ivsock_evdb_new(int wait_fd, ivsock_evdb_resolve_fn resolve,
 					void *arg);
+
+/*
+ * A lazy, bounded cache of peers' eventfds (the shim's): an fd is fetched
+ * with resolve() on first use, kept with the peer's identity tag, checked
+ * with same() at every use (forgotten and fetched again once the peer is no
+ * longer the same: its ID was reused, it died), evicted least recently used
+ * beyond cap (its fd closed), forgotten when signalling it fails, and a
+ * failed lookup is remembered neg_ms before resolve() is asked again.
+ */
+struct ivsock_evdb_lazy {
+	/* A new fd for (peer, vector), or -errno. *tag (also set on failure):
+	 * who the peer is now, 0 if unknown (then never checked). */
+	int (*resolve)(void *arg, uint32_t peer, uint32_t vector, uint64_t *tag);
+	/* Is peer still the one that had tag (tag != 0)? On every notify:
+	 * keep it to a load or two. NULL: always. */
+	bool (*same)(void *arg, uint32_t peer, uint64_t tag);
+	void *arg;
+	uint32_t cap;     /* entries, failed lookups included; 0: 64 */
+	uint32_t neg_ms;  /* 0: failed lookups are not remembered */
+};
+struct ivsock_doorbell *ivsock_evdb_new_lazy(int wait_fd, const struct ivsock_evdb_lazy *p);
+
+struct ivsock_evdb_stats {
+	size_t entries;      /* cached (peer, vector) pairs, failures included */
+	uint64_t resolves;   /* resolve() calls */
+	uint64_t evicted;    /* LRU evictions */
+	uint64_t stale;      /* forgotten because same() said no */
+	uint64_t neg_hits;   /* notifies answered from a remembered failure */
+};
+void ivsock_evdb_get_stats(struct ivsock_doorbell *db, struct ivsock_evdb_stats *st);
 /* Install the fd of (peer, vector) (owned from now on; replaces). */
 int ivsock_evdb_set(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector, int fd);
 /* Forget (and close) every fd of a peer that went away. */

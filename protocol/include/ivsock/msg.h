@@ -56,6 +56,16 @@ struct ivsock_mb_register {
 
 /* ------------- shim <-> agent (UNIX SOCK_SEQPACKET) ------------- */
 
+/*
+ * Trust, both ways, decided at connect time (SO_PEERCRED): the shim sends
+ * nothing to a listener that is not root (or a uid it was told to trust,
+ * IVSOCK_AGENT_UID) and checks every fd it receives (agent_client.h); the
+ * agent admits root, its own uid and its --group, closes everyone else at
+ * once with IVSOCK_AG_REFUSED, and caps connections per uid. Admission
+ * sticks to the connection: a process that connected as root keeps it
+ * after setuid().
+ */
+
 #define IVSOCK_AGENT_SOCK_ABSTRACT "ivsock-agent" /* "\0ivsock-agent" */
 
 enum {
@@ -67,7 +77,12 @@ enum {
 	IVSOCK_AG_PEER_FD      = 3, /* shim -> agent: struct ivsock_ag_peer */
 	IVSOCK_AG_PEER_FD_REPLY = 4, /* status; fd: the eventfd of (peer, vector) */
 	IVSOCK_AG_STATUS       = 5, /* -> agent: no payload */
-	IVSOCK_AG_STATUS_REPLY = 6, /* JSON text payload */
+	IVSOCK_AG_STATUS_REPLY = 6, /* JSON text payload (a non-root client
+				     * sees only its own uid's clients) */
+	IVSOCK_AG_REFUSED      = 7, /* agent -> shim, unsolicited, seq 0, no
+				     * payload: status -EACCES (not admitted),
+				     * -EUSERS (per-uid cap), -EMFILE (agent out
+				     * of fds); the agent closes right after */
 };
 
 enum { IVSOCK_BACKEND_SERVER = 1, IVSOCK_BACKEND_PCI = 2 };
