@@ -175,8 +175,11 @@ stop_daemon
 echo "== emfile: tiny descriptor limit, clients that never read"
 start_daemon "$T/daemon2.log" --domain e="$T/e.sock",size=16M,vectors=2,max_vms=16 --control "$T/ctl.sock"
 prlimit --pid $DPID --nofile=40:40
+for i in $(seq 1 6); do "$F" -H 600 "$T/e.sock" >/dev/null 2>&1 & pids+=($!); done
+# Every cycle is announced to the holders (two eventfds and a disconnect
+# each): their socket buffers fill, then queued descriptors pile up.
+for i in $(seq 1 40); do "$F" -v 2 -q -c 20 "$T/e.sock" >/dev/null 2>&1 || true; done
 for i in $(seq 1 30); do "$F" -H 600 "$T/e.sock" >/dev/null 2>&1 & pids+=($!); done
-for i in $(seq 1 20); do "$F" -v 2 -q -c 1 "$T/e.sock" >/dev/null 2>&1 || true; done
 sleep 1
 kill -0 $DPID || fail "ivsockd died at EMFILE"
 lines=$(wc -l <"$LOG")
