@@ -58,3 +58,6 @@ install-hostd: $(IVSOCKD) $(IVSOCKCTL)
 	else \
 		install -D -m 0644 hostd/ivsockd.conf $(DESTDIR)/etc/ivsock/ivsockd.conf; \
 	fi
+
+# The hardening test reads the shipped hostd/ivsockd.conf.
+$(O)/hostd/tests/test_hostd_hardening.o: CFLAGS += -DSRCDIR=\"$(CURDIR)\"
