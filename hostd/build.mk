@@ -60,4 +60,4 @@ install-hostd: $(IVSOCKD) $(IVSOCKCTL)
 	fi
 
 # The hardening test reads the shipped hostd/ivsockd.conf.
-$(O)/hostd/tests/test_hostd_hardening.o: CFLAGS += -DSRCDIR=\"$(CURDIR)\"
+$(O)/hostd/tests/test_hostd_hardening.o: BASE_CFLAGS += -DSRCDIR=\"$(CURDIR)\"

@@ -20,6 +20,10 @@
 #include "../fdstore.h"
 #include "../ivsockd.h"
 
+#ifndef SRCDIR
+#define SRCDIR "."   /* tests/run-tests.sh runs from the top of the tree */
+#endif
+
 static const char *san(const char *in, size_t len)
 {
 	static char out[256];

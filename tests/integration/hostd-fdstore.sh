@@ -120,6 +120,7 @@ grep -q "3 clients resumed" "$T/daemon.log" || fail "resume not logged"
 echo "== clean restart (SIGTERM)"
 kill -USR1 $HPID
 check_resumed 2
+grep -q "^exited rc=0" "$T/h.out" || fail "ivsockd did not exit 0 on SIGTERM (sanitizer report?)"
 
 echo "== a client leaving after the restarts"
 kill $X; wait $X 2>/dev/null || true
@@ -133,4 +134,5 @@ ctl vm list --json | jq -e ".vms[] | select(.peer_id==$PX and .state==\"alive\")
 	fail "X still alive"
 kill -TERM $HPID; wait $HPID || true
 HPID=""
+[ "$(grep -c "^exited rc=0" "$T/h.out")" = 2 ] || fail "ivsockd did not exit 0 at the end"
 echo "PASS"

@@ -54,7 +54,7 @@ start_daemon() { # LOG ARGS...
 	DPID=$!
 	wait_for "$LOG" "ready:"
 }
-stop_daemon() { kill -TERM $DPID; wait $DPID || true; DPID=""; }
+stop_daemon() { kill -TERM $DPID; local rc=0; wait $DPID || rc=$?; DPID=""; [ $rc = 0 ] || fail "ivsockd exit status $rc on SIGTERM"; }
 field() { sed -n "s/.*$2=\\([^ ]*\\).*/\\1/p" "$1" | head -1; }
 
 cat >"$T/conf" <<CONF
