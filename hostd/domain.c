@@ -635,7 +635,7 @@ void domain_tick(struct domain *d, uint64_t now)
 	if (!d->conf.register_ms)
 		return;
 	for (c = d->clients; c; c = c->next) {
-		if (c->doomed || c->qemu || c->registered)
+		if (c->doomed || c->qemu || c->registered || c->introduced)
 			continue;
 		if (now - c->connected_ms >= d->conf.register_ms) {
 			log_warn("domain %s: peer %u (pid %d) did not register within %u ms: "

@@ -45,7 +45,8 @@ struct client {
 	uid_t uid;                /* SO_PEERCRED at admission */
 	gid_t gid;
 	bool qemu;                /* /proc/PID/cmdline names QEMU (a name, not a credential) */
-	bool registered;          /* REGISTER seen */
+	bool registered;          /* REGISTER accepted */
+	bool introduced;          /* a well-formed REGISTER arrived (accepted or not) */
 	bool stored;              /* its descriptors are in systemd's fd store */
 	bool restored;            /* taken back from the fd store at start */
 	struct peer_fds fds;      /* our eventfds for this peer */

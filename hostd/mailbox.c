@@ -175,6 +175,11 @@ static void serve(struct domain *d, int vm, uint32_t seq)
 	switch (h.type) {
 	case IVSOCK_MB_REGISTER:
 		status = do_register(d, vm, buf + sizeof(h), h.len);
+		/* It speaks the agent protocol: refused addresses do not make
+		 * it a silent client (register_timeout); a refused name dooms
+		 * it anyway. */
+		if (d->slots[vm].c && h.len >= sizeof(struct ivsock_mb_register))
+			d->slots[vm].c->introduced = true;
 		break;
 	case IVSOCK_MB_UNREGISTER:
 		ivsock_dir_set_addrs(&d->rg, (uint32_t)vm, NULL, 0);
