@@ -31,6 +31,7 @@ struct ctl_client {
 static unsigned int nctl;
 static struct ctl_client *ctl_list;
 static uint64_t ctl_queued;       /* reply bytes not yet sent, all clients */
+static bool ctl_paused;           /* listener off after EMFILE, until a tick */
 
 static void ctl_close(struct ctl_client *cc)
 {
@@ -205,6 +206,10 @@ static void ctl_accept(struct evsrc *src, uint32_t events)
 		unsigned int same = 0;
 		int s = accept_or_shed(src->fd, ctl_accept_err, NULL);
 
+		if (s == -EMFILE) {
+			ev_del(src);
+			ctl_paused = true;
+		}
 		if (s < 0)
 			return;
 		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &sl) < 0) {
@@ -246,6 +251,11 @@ void control_tick(struct daemon *dm, uint64_t now)
 {
 	struct ctl_client *cc, *next;
 
+	if (ctl_paused && dm->ctl_ev.fd >= 0) {
+		fd_reserve_init();
+		if (ev_add(&dm->ctl_ev, EPOLLIN) == 0)
+			ctl_paused = false;
+	}
 	for (cc = ctl_list; cc; cc = next) {
 		next = cc->next;
 		if (now - cc->active_ms >= dm->conf.ctl_idle_ms) {

@@ -604,8 +604,14 @@ int accept_or_shed(int lfd, void (*on_err)(void *, int), void *arg)
 				return -EAGAIN;
 			continue;
 		}
-		on_err(arg, errno);
-		return -EAGAIN;
+		{
+			int e = errno;
+
+			on_err(arg, e);
+			/* No spare to shed with: the caller pauses the
+			 * listener until the next tick rather than spin. */
+			return e == EMFILE || e == ENFILE ? -EMFILE : -EAGAIN;
+		}
 	}
 }
 
@@ -622,6 +628,10 @@ static void listen_event(struct evsrc *src, uint32_t events)
 	for (;;) {
 		int s = accept_or_shed(src->fd, listen_err, d);
 
+		if (s == -EMFILE) {
+			ev_del(&d->listen_ev);
+			d->listen_paused = true;
+		}
 		if (s < 0)
 			return;
 		admit(d, s);
@@ -631,6 +641,12 @@ static void listen_event(struct evsrc *src, uint32_t events)
 void domain_tick(struct domain *d, uint64_t now)
 {
 	struct client *c;
+
+	if (d->listen_paused) {
+		fd_reserve_init();
+		if (ev_add(&d->listen_ev, EPOLLIN) == 0)
+			d->listen_paused = false;
+	}
 
 	if (!d->conf.register_ms)
 		return;

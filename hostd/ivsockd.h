@@ -87,6 +87,7 @@ struct domain {
 	struct ivsock_region rg;
 	bool adopted;             /* region re-attached after a restart */
 	bool stored;              /* region and listener are in the fd store */
+	bool listen_paused;       /* EMFILE without a spare: until the next tick */
 	struct peer_ids ids;
 	uint32_t self_id;         /* daemon's peer ID */
 	struct client *clients;
@@ -148,7 +149,8 @@ void domain_tick(struct domain *d, uint64_t now);
 void fd_reserve_init(void);
 /* accept4 (non-blocking, cloexec) that sheds connections at EMFILE/ENFILE
  * using the reserve descriptor; on_err(arg, errno) is told of failures.
- * @return a socket or -EAGAIN (nothing more to accept now). */
+ * @return a socket, -EAGAIN (nothing more to accept now) or -EMFILE (no
+ * spare descriptor: pause the listener until the next tick). */
 int accept_or_shed(int lfd, void (*on_err)(void *, int), void *arg);
 
 /* mailbox.c */
