@@ -4,7 +4,7 @@
 
 HOSTD_DAEMON_SRCS := hostd/main.c hostd/log.c hostd/config.c hostd/region.c \
 	hostd/peers.c hostd/identify.c hostd/domain.c hostd/mailbox.c \
-	hostd/lifecycle.c hostd/control.c hostd/ctl_json.c hostd/evloop.c
+	hostd/lifecycle.c hostd/fdstore.c hostd/control.c hostd/ctl_json.c hostd/evloop.c
 HOSTD_DAEMON_OBJS := $(HOSTD_DAEMON_SRCS:%.c=$(O)/%.o)
 HOSTD_LIBS        := $(shell pkg-config --libs inih jansson libsystemd 2>/dev/null || echo -linih -ljansson -lsystemd)
 
@@ -58,3 +58,6 @@ install-hostd: $(IVSOCKD) $(IVSOCKCTL)
 	else \
 		install -D -m 0644 hostd/ivsockd.conf $(DESTDIR)/etc/ivsock/ivsockd.conf; \
 	fi
+
+# The hardening test reads the shipped hostd/ivsockd.conf.
+$(O)/hostd/tests/test_hostd_hardening.o: BASE_CFLAGS += -DSRCDIR=\"$(CURDIR)\"

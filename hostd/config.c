@@ -2,7 +2,9 @@
 /* ivsockd configuration: ini file through inih, the --domain quick syntax,
  * size/duration parsing and validation. */
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,87 @@ void conf_defaults(struct daemon_conf *c)
 	snprintf(c->control, sizeof(c->control), "%s", CONF_DEFAULT_CONTROL);
 	c->log_level = LOG_INFO;
 	c->heartbeat_ms = 100;
+	c->ctl_idle_ms = 30000;
+	c->ctl_clients_max = 64;
+	c->ctl_clients_per_uid = 8;
+	c->ctl_reply_max = 4U << 20;
+	c->ctl_queued_max = 16ULL << 20;
+}
+
+/* Names separated by commas, '+' or blanks; "*" = anyone; numbers are ids.
+ * Unknown names are skipped with a warning. */
+static int parse_ids(const char *s, bool users, struct dom_conf *d)
+{
+	char buf[2048], *save = NULL, *tok;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	if (users) {
+		d->nusers = 0;
+		d->any_user = false;
+	} else {
+		d->ngroups = 0;
+	}
+	for (tok = strtok_r(buf, ", \t+", &save); tok; tok = strtok_r(NULL, ", \t+", &save)) {
+		char *end;
+		unsigned long v;
+		bool num;
+
+		if (users && !strcmp(tok, "*")) {
+			d->any_user = true;
+			continue;
+		}
+		errno = 0;
+		v = strtoul(tok, &end, 10);
+		num = !errno && end != tok && !*end && v < 0xffffffffUL;
+		if (!num) {
+			if (users) {
+				struct passwd *pw = getpwnam(tok);
+
+				if (!pw) {
+					log_info("domain %s: user '%s' does not exist, skipped",
+						 d->name, tok);
+					continue;
+				}
+				v = pw->pw_uid;
+			} else {
+				struct group *gr = getgrnam(tok);
+
+				if (!gr) {
+					log_info("domain %s: group '%s' does not exist, skipped",
+						 d->name, tok);
+					continue;
+				}
+				v = gr->gr_gid;
+			}
+		}
+		if (users) {
+			if (d->nusers == CONF_IDS_MAX)
+				return -EINVAL;
+			d->users[d->nusers++] = (uid_t)v;
+		} else {
+			if (d->ngroups == CONF_IDS_MAX)
+				return -EINVAL;
+			d->groups[d->ngroups++] = (gid_t)v;
+		}
+	}
+	return 0;
+}
+
+bool conf_admits(const struct dom_conf *d, uid_t uid, gid_t gid)
+{
+	unsigned int i;
+
+	if (d->any_user)
+		return true;
+	for (i = 0; i < d->nusers; i++)
+		if (d->users[i] == uid)
+			return true;
+	for (i = 0; i < d->ngroups; i++)
+		if (d->groups[i] == gid)
+			return true;
+	return false;
 }
 
 void dom_conf_defaults(struct dom_conf *d, const char *name)
@@ -31,6 +114,10 @@ void dom_conf_defaults(struct dom_conf *d, const char *name)
 	d->max_vms = 16;
 	d->grace_ms = 10000;
 	d->socket_mode = 0660;
+	d->register_ms = 30000;
+	/* Default admission: root and the users QEMU runs as under libvirt
+	 * (Debian: libvirt-qemu) or as a distribution service (qemu). */
+	parse_ids("root libvirt-qemu qemu", true, d);
 }
 
 int conf_parse_size(const char *s, uint64_t *out)
@@ -190,6 +277,12 @@ static int dom_set(struct dom_conf *d, const char *key, const char *val)
 		return conf_parse_duration(val, &d->grace_ms);
 	if (!strcmp(key, "allow"))
 		return parse_allow(d, val);
+	if (!strcmp(key, "allow_users") || !strcmp(key, "users"))
+		return parse_ids(val, true, d);
+	if (!strcmp(key, "allow_groups") || !strcmp(key, "groups"))
+		return parse_ids(val, false, d);
+	if (!strcmp(key, "register_timeout"))
+		return conf_parse_duration(val, &d->register_ms);
 	if (!strcmp(key, "shared_addresses"))
 		return parse_bool(val, &d->shared_addrs);
 	if (!strcmp(key, "socket_mode")) {
@@ -224,6 +317,23 @@ static int conf_ini_handler(void *user, const char *section, const char *name,
 		else if (!strcmp(name, "heartbeat"))
 			rc = conf_parse_duration(value, &c->heartbeat_ms) < 0 ||
 			     c->heartbeat_ms < 10 ? -EINVAL : 0;
+		else if (!strcmp(name, "control_idle_timeout"))
+			rc = conf_parse_duration(value, &c->ctl_idle_ms) < 0 ||
+			     c->ctl_idle_ms < 100 ? -EINVAL : 0;
+		else if (!strcmp(name, "control_clients_max"))
+			rc = parse_u32(value, 1, 4096, &c->ctl_clients_max);
+		else if (!strcmp(name, "control_clients_per_uid"))
+			rc = parse_u32(value, 1, 4096, &c->ctl_clients_per_uid);
+		else if (!strcmp(name, "control_reply_max")) {
+			uint64_t sz;
+
+			rc = conf_parse_size(value, &sz) < 0 || sz < 4096 ||
+			     sz > (16U << 20) ? -EINVAL : 0;
+			if (!rc)
+				c->ctl_reply_max = (uint32_t)sz;
+		} else if (!strcmp(name, "control_queued_max"))
+			rc = conf_parse_size(value, &c->ctl_queued_max) < 0 ||
+			     c->ctl_queued_max < 4096 ? -EINVAL : 0;
 		else
 			rc = -ENOENT;
 	} else if (!strncmp(section, "domain ", 7)) {
@@ -337,6 +447,15 @@ int conf_validate(const struct daemon_conf *c, char *err, size_t errlen)
 			snprintf(err, errlen, "domain %s: region_size %llu is not a power of "
 				 "two of at least 1M (QEMU's BAR2 must be a power of two)",
 				 d->name, (unsigned long long)d->region_size);
+			return -EINVAL;
+		}
+		if (strcmp(d->backing, "memfd") && strcmp(d->backing, "hugetlb")) {
+			snprintf(err, errlen, "domain %s: backing %s: only backing=memfd or "
+				 "backing=hugetlb is supported (a file on /dev/shm or hugetlbfs "
+				 "cannot be sealed: any client could truncate it and crash "
+				 "ivsockd, QEMU and the agents); a restart keeps the region "
+				 "through systemd's file descriptor store, see ivsockd(8)",
+				 d->name, d->backing);
 			return -EINVAL;
 		}
 		if (d->ring_size < 4096 || (d->ring_size & (d->ring_size - 1))) {

@@ -6,12 +6,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #define CONF_NAME_MAX   64
 #define CONF_PATH_MAX   sizeof(((struct sockaddr_un *)0)->sun_path)
 #define CONF_ALLOW_MAX  64
 #define CONF_DOMAINS_MAX 32
+#define CONF_IDS_MAX    32
 
 #define CONF_DEFAULT_FILE    "/etc/ivsock/ivsockd.conf"
 #define CONF_DEFAULT_CONTROL "/run/ivsock/control.sock"
@@ -29,12 +31,26 @@ struct dom_conf {
 	unsigned int socket_mode;
 	unsigned int nallow;      /* 0 = any VM name */
 	char allow[CONF_ALLOW_MAX][CONF_NAME_MAX];
+	/* Admission (SO_PEERCRED of the connecting process): admitted if its
+	 * uid is in users or its gid in groups. any_user: "*" given. Unknown
+	 * names are skipped (with a warning at load). */
+	bool any_user;
+	unsigned int nusers, ngroups;
+	uid_t users[CONF_IDS_MAX];
+	gid_t groups[CONF_IDS_MAX];
+	uint32_t register_ms;     /* non-QEMU client must REGISTER in this; 0 = no limit */
 };
 
 struct daemon_conf {
 	char control[CONF_PATH_MAX];
 	int log_level;            /* LOG_* */
 	uint32_t heartbeat_ms;
+	/* Control socket limits. */
+	uint32_t ctl_idle_ms;          /* no request / no progress: dropped */
+	uint32_t ctl_clients_max;      /* connections in all */
+	uint32_t ctl_clients_per_uid;  /* connections of one uid */
+	uint32_t ctl_reply_max;        /* bytes of one reply (else -EMSGSIZE) */
+	uint64_t ctl_queued_max;       /* bytes queued for all clients (else -EBUSY) */
 	unsigned int ndomains;
 	struct dom_conf domains[CONF_DOMAINS_MAX];
 };
@@ -65,6 +81,8 @@ int conf_parse_size(const char *s, uint64_t *out);
 int conf_parse_duration(const char *s, uint32_t *ms);
 /* Is name allowed in domain d (empty list: any)? */
 bool conf_allowed(const struct dom_conf *d, const char *name);
+/* May a process with these credentials connect to domain d? */
+bool conf_admits(const struct dom_conf *d, uid_t uid, gid_t gid);
 
 const struct dom_conf *conf_find_domain(const struct daemon_conf *c, const char *name);
 

@@ -17,10 +17,10 @@
 #include "ivsockd.h"
 #include "log.h"
 
-#define CTL_CLIENTS_MAX 64
-
 struct ctl_client {
 	struct evsrc ev;
+	uid_t uid;
+	uint64_t active_ms;       /* last request byte in or reply byte out */
 	uint8_t in[sizeof(struct ivsock_msg_hdr) + IVSOCK_CTL_REQ_MAX + 1];
 	size_t inlen;
 	char *out;
@@ -30,6 +30,8 @@ struct ctl_client {
 
 static unsigned int nctl;
 static struct ctl_client *ctl_list;
+static uint64_t ctl_queued;       /* reply bytes not yet sent, all clients */
+static bool ctl_paused;           /* listener off after EMFILE, until a tick */
 
 static void ctl_close(struct ctl_client *cc)
 {
@@ -42,6 +44,7 @@ static void ctl_close(struct ctl_client *cc)
 		}
 	ev_del(&cc->ev);
 	close(cc->ev.fd);
+	ctl_queued -= cc->outlen - cc->outoff;
 	free(cc->out);
 	free(cc);
 	nctl--;
@@ -74,9 +77,14 @@ static void ctl_answer(struct ctl_client *cc, const struct ivsock_msg_hdr *req,
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	n = text ? strlen(text) : 0;
-	if (n > IVSOCK_CTL_REPLY_MAX) {
+	if (n > g_daemon->conf.ctl_reply_max || n > IVSOCK_CTL_REPLY_MAX) {
 		n = 0;
 		status = -EMSGSIZE;
+	} else if (ctl_queued + n > g_daemon->conf.ctl_queued_max) {
+		/* Others have not read their replies yet: ask to come back
+		 * rather than let unread replies take the daemon's memory. */
+		n = 0;
+		status = -EBUSY;
 	}
 	ivsock_msg_init(&h, req->type, (uint32_t)n, req->seq);
 	h.status = status;
@@ -93,6 +101,7 @@ static void ctl_answer(struct ctl_client *cc, const struct ivsock_msg_hdr *req,
 	free(text);
 	cc->outlen = sizeof(h) + n;
 	cc->outoff = 0;
+	ctl_queued += cc->outlen;
 }
 
 /* Write what we can. @return 1 done, 0 pending, -1 drop. */
@@ -108,6 +117,8 @@ static int ctl_flush(struct ctl_client *cc)
 			return errno == EAGAIN ? 0 : -1;
 		}
 		cc->outoff += (size_t)n;
+		ctl_queued -= (size_t)n;
+		cc->active_ms = now_ms();
 	}
 	free(cc->out);
 	cc->out = NULL;
@@ -167,27 +178,64 @@ static void ctl_event(struct evsrc *src, uint32_t events)
 			return;
 		}
 		cc->inlen += (size_t)n;
+		cc->active_ms = now_ms();
+	}
+}
+
+static void ctl_accept_err(void *arg, int e)
+{
+	static uint64_t last_ms;
+	uint64_t now = now_ms();
+
+	(void)arg;
+	if (now - last_ms >= 1000) {
+		log_warn("control: accept: %s", strerror(e));
+		last_ms = now;
 	}
 }
 
 static void ctl_accept(struct evsrc *src, uint32_t events)
 {
+	struct daemon_conf *conf = &g_daemon->conf;
+
 	(void)events;
 	for (;;) {
-		struct ctl_client *cc;
-		int s = accept4(src->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ctl_client *cc, *o;
+		struct ucred cr = { 0, 0, 0 };
+		socklen_t sl = sizeof(cr);
+		unsigned int same = 0;
+		int s = accept_or_shed(src->fd, ctl_accept_err, NULL);
 
-		if (s < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return;
+		if (s == -EMFILE) {
+			ev_del(src);
+			ctl_paused = true;
 		}
-		if (nctl >= CTL_CLIENTS_MAX || !(cc = calloc(1, sizeof(*cc)))) {
+		if (s < 0)
+			return;
+		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &sl) < 0) {
+			close(s);
+			continue;
+		}
+		for (o = ctl_list; o; o = o->next)
+			same += o->uid == cr.uid;
+		/* One uid cannot take every slot; the idle timeout frees
+		 * slots held by clients that do nothing. */
+		if (nctl >= conf->ctl_clients_max || same >= conf->ctl_clients_per_uid ||
+		    !(cc = calloc(1, sizeof(*cc)))) {
+			static uint64_t last_ms;
+
+			if (now_ms() - last_ms >= 1000) {
+				log_warn("control: refusing a connection of uid %u (%u open, %u "
+					 "of that uid)", (unsigned int)cr.uid, nctl, same);
+				last_ms = now_ms();
+			}
 			close(s);
 			continue;
 		}
 		cc->ev.fd = s;
 		cc->ev.fn = ctl_event;
+		cc->uid = cr.uid;
+		cc->active_ms = now_ms();
 		if (ev_add(&cc->ev, EPOLLIN) < 0) {
 			close(s);
 			free(cc);
@@ -196,6 +244,26 @@ static void ctl_accept(struct evsrc *src, uint32_t events)
 		cc->next = ctl_list;
 		ctl_list = cc;
 		nctl++;
+	}
+}
+
+void control_tick(struct daemon *dm, uint64_t now)
+{
+	struct ctl_client *cc, *next;
+
+	if (ctl_paused && dm->ctl_ev.fd >= 0) {
+		fd_reserve_init();
+		if (ev_add(&dm->ctl_ev, EPOLLIN) == 0)
+			ctl_paused = false;
+	}
+	for (cc = ctl_list; cc; cc = next) {
+		next = cc->next;
+		if (now - cc->active_ms >= dm->conf.ctl_idle_ms) {
+			log_info("control: client uid %u idle for %u ms%s: closing",
+				 (unsigned int)cc->uid, dm->conf.ctl_idle_ms,
+				 cc->out ? " with an unread reply" : "");
+			ctl_close(cc);
+		}
 	}
 }
 

@@ -14,6 +14,72 @@
 #include "identify.h"
 #include "ivsockd.h"
 
+/*
+ * Names come from shared memory (a VM can write any bytes into its own
+ * directory entry): jansson refuses invalid UTF-8 (json_string() gives NULL
+ * and the whole object would vanish), so every byte that does not start a
+ * well-formed UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing
+ * above U+10FFFF, no truncated sequence) is replaced by U+FFFD, one per
+ * byte. The rest is kept as is; jansson escapes control characters.
+ */
+size_t ctl_utf8_sanitize(const char *in, size_t len, char *out, size_t outlen)
+{
+	const uint8_t *s = (const uint8_t *)in;
+	size_t i = 0, o = 0;
+
+	while (i < len && s[i]) {
+		uint8_t b = s[i];
+		size_t n = 0, k;
+		uint32_t cp = 0, min = 0;
+
+		if (b < 0x80) {
+			n = 1;
+		} else if (b >= 0xc2 && b <= 0xdf) {
+			n = 2; cp = b & 0x1f; min = 0x80;
+		} else if (b >= 0xe0 && b <= 0xef) {
+			n = 3; cp = b & 0x0f; min = 0x800;
+		} else if (b >= 0xf0 && b <= 0xf4) {
+			n = 4; cp = b & 0x07; min = 0x10000;
+		}
+		for (k = 1; n > 1 && k < n; k++) {
+			if (i + k >= len || (s[i + k] & 0xc0) != 0x80) {
+				n = 0;
+				break;
+			}
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (n > 1 && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
+			n = 0;
+		if (n == 0) {
+			if (o + 3 >= outlen)
+				break;
+			memcpy(out + o, "\xef\xbf\xbd", 3);  /* U+FFFD */
+			o += 3;
+			i++;
+			continue;
+		}
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, s + i, n);
+		o += n;
+		i += n;
+	}
+	if (outlen)
+		out[o] = '\0';
+	return o;
+}
+
+/* A JSON string for untrusted bytes: never NULL for a non-NULL input. */
+static json_t *jstr_safe(const char *s)
+{
+	char buf[IVSOCK_NAME_MAX * 3 + 1];
+	json_t *j;
+
+	ctl_utf8_sanitize(s, strnlen(s, IVSOCK_NAME_MAX), buf, sizeof(buf));
+	j = json_string(buf);
+	return j ? j : json_string("?");
+}
+
 static const char *slot_state_name(enum vmslot_state s)
 {
 	switch (s) {
@@ -88,8 +154,8 @@ static json_t *vm_json(struct domain *d, const struct ivsock_vm_info *info, bool
 	for (i = 0; i < info->naddrs; i++)
 		json_array_append_new(addrs, addr_json(&info->addrs[i]));
 	ident_format_uuid(info->uuid, uuid);
-	o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:o, s:i}",
-		      "domain", d->conf.name, "name", info->name, "uuid", uuid,
+	o = json_pack("{s:s, s:o, s:s, s:i, s:i, s:i, s:s, s:o, s:i}",
+		      "domain", d->conf.name, "name", jstr_safe(info->name), "uuid", uuid,
 		      "peer_id", (int)info->peer_id, "index", (int)info->index,
 		      "gen", (int)info->gen,
 		      "state", info->state == IVSOCK_VM_ALIVE ? "alive" : "dead",
@@ -148,7 +214,13 @@ json_t *ctl_json_vm_show(const char *name, int *status)
 		for (i = 0; i < d->rg.vm_cap; i++) {
 			struct ivsock_vm_info info;
 
-			if (ivsock_dir_read(&d->rg, i, &info) == 0 && !strcmp(info.name, name)) {
+			char safe[IVSOCK_NAME_MAX * 3 + 1];
+
+			if (ivsock_dir_read(&d->rg, i, &info) < 0)
+				continue;
+			/* The raw bytes, or the name as the JSON shows it. */
+			ctl_utf8_sanitize(info.name, sizeof(info.name), safe, sizeof(safe));
+			if (!strcmp(info.name, name) || !strcmp(safe, name)) {
 				*status = 0;
 				return json_pack("{s:o}", "vm", vm_json(d, &info, true));
 			}
@@ -186,9 +258,9 @@ static json_t *end_json(struct domain *d, const struct ivsock_chan_end *e, int s
 		json_array_append_new(flags, json_string("closed"));
 	if (f & IVSOCK_END_DEAD)
 		json_array_append_new(flags, json_string("dead"));
-	return json_pack("{s:s, s:i, s:s, s:i, s:i, s:i, s:o, s:s, s:I, s:I}",
+	return json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:I, s:I}",
 			 "side", side ? "acceptor" : "connector",
-			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", vname,
+			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", jstr_safe(vname),
 			 "peer_id", (int)peer, "vector", (int)vector, "client", (int)client,
 			 "flags", flags,
 			 "state", !(f & IVSOCK_END_ATTACHED) ? "unattached" :

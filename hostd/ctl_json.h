@@ -4,6 +4,7 @@
 #ifndef IVSOCKD_CTL_JSON_H
 #define IVSOCKD_CTL_JSON_H
 
+#include <stddef.h>
 #include <jansson.h>
 
 json_t *ctl_json_domains(void);
@@ -11,5 +12,10 @@ json_t *ctl_json_vms(void);
 /* NULL with *status = -ENOENT if no VM has that name. */
 json_t *ctl_json_vm_show(const char *name, int *status);
 json_t *ctl_json_channels(void);
+
+/* Copy up to len bytes of in (stops at NUL) to out as valid UTF-8: each byte
+ * that does not begin a well-formed sequence becomes U+FFFD. out is always
+ * NUL-terminated (outlen >= 3 * len + 1 never truncates). @return bytes. */
+size_t ctl_utf8_sanitize(const char *in, size_t len, char *out, size_t outlen);
 
 #endif

@@ -7,6 +7,7 @@
  * stalls the others.
  */
 #include <endian.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -22,6 +23,7 @@
 #include "ivsock/directory.h"
 #include "ivsock/doorbell.h"
 #include "ivsock/ivshmem_proto.h"
+#include "fdstore.h"
 #include "identify.h"
 #include "ivsockd.h"
 #include "log.h"
@@ -74,6 +76,70 @@ static void client_arm_out(struct client *c, bool on)
 	ev_mod(&c->ev, EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0));
 }
 
+static void fdname(char *buf, size_t n, const struct domain *d, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void fdname(char *buf, size_t n, const struct domain *d, const char *fmt, ...)
+{
+	va_list ap;
+	int k = snprintf(buf, n, "%s.", d->conf.name);
+
+	va_start(ap, fmt);
+	if (k > 0 && (size_t)k < n)
+		vsnprintf(buf + k, n - (size_t)k, fmt, ap);
+	va_end(ap);
+}
+
+/* Hand a client's descriptors to the fd store (once its greeting is out:
+ * a successor cannot resume a half-sent greeting). */
+static void client_store(struct client *c)
+{
+	struct domain *d = c->dom;
+	char name[256];
+	uint32_t v;
+
+	if (c->stored || !d->stored || c->doomed)
+		return;
+	c->stored = true;
+	fdname(name, sizeof(name), d, "c%u.sock", c->peer_id);
+	fdstore_put(name, c->ev.fd);
+	for (v = 0; v < c->fds.n; v++) {
+		fdname(name, sizeof(name), d, "c%u.v%u", c->peer_id, v);
+		fdstore_put(name, c->fds.fd[v]);
+	}
+	for (v = 0; v < c->dfds.n; v++) {
+		fdname(name, sizeof(name), d, "c%u.d%u", c->peer_id, v);
+		fdstore_put(name, c->dfds.fd[v]);
+	}
+}
+
+static void client_unstore(struct domain *d, uint32_t peer, uint32_t vectors)
+{
+	char name[256];
+	uint32_t v;
+
+	fdname(name, sizeof(name), d, "c%u.sock", peer);
+	fdstore_remove(name);
+	for (v = 0; v < vectors; v++) {
+		fdname(name, sizeof(name), d, "c%u.v%u", peer, v);
+		fdstore_remove(name);
+		fdname(name, sizeof(name), d, "c%u.d%u", peer, v);
+		fdstore_remove(name);
+	}
+}
+
+/* The client of all domains holding the most queued descriptors. */
+static struct client *greediest(void)
+{
+	struct client *best = NULL, *c;
+	struct domain *d;
+
+	for (d = g_daemon->domains; d; d = d->next)
+		for (c = d->clients; c; c = c->next)
+			if (!c->doomed && (!best || c->qfds > best->qfds))
+				best = c;
+	return best;
+}
+
 void client_send(struct client *c, int64_t value, int fd)
 {
 	struct outmsg *m;
@@ -93,6 +159,27 @@ void client_send(struct client *c, int64_t value, int fd)
 	if (c->qlen == CLIENT_QUEUE_MAX) {
 		client_doom(c, "not reading its socket: queue full");
 		return;
+	}
+	if (fd >= 0) {
+		/* Every queued descriptor is a dup we hold: bounded per client
+		 * and in all, so clients that do not read cannot take ivsockd
+		 * to EMFILE. Over the global budget the client holding most
+		 * goes first. */
+		if (c->qfds >= CLIENT_QFDS_MAX) {
+			client_doom(c, "not reading its socket: queue full");
+			return;
+		}
+		while (g_daemon->queued_fds >= g_daemon->queued_fds_max) {
+			struct client *g = greediest();
+
+			if (!g)
+				break;
+			client_doom(g, "not reading its socket: descriptor budget");
+			g_daemon->queued_fds -= g->qfds;   /* freed at reap */
+			g->qfds = 0;
+			if (g == c)
+				return;
+		}
 	}
 	if (c->qlen == c->qcap) {
 		uint32_t ncap = c->qcap ? c->qcap * 2 : 64, i;
@@ -118,9 +205,23 @@ void client_send(struct client *c, int64_t value, int fd)
 			client_doom(c, "cannot duplicate an eventfd");
 			return;
 		}
+		c->qfds++;
+		g_daemon->queued_fds++;
 	}
 	c->qlen++;
 	client_arm_out(c, true);
+}
+
+static void drop_queued(struct client *c, struct outmsg *m)
+{
+	if (m->fd < 0)
+		return;
+	close(m->fd);
+	m->fd = -1;
+	if (c->qfds) {
+		c->qfds--;
+		g_daemon->queued_fds--;
+	}
 }
 
 static void client_flush(struct client *c)
@@ -135,27 +236,33 @@ static void client_flush(struct client *c)
 			client_doom(c, rc == -EPIPE || rc == -ECONNRESET ? "disconnected" : "send error");
 			return;
 		}
-		if (m->fd >= 0)
-			close(m->fd);
+		drop_queued(c, m);
 		c->qhead = (c->qhead + 1) % c->qcap;
 		c->qlen--;
 	}
-	if (!c->qlen)
+	if (!c->qlen) {
 		client_arm_out(c, false);
+		client_store(c);
+	}
 }
 
 void client_free(struct client *c)
 {
 	while (c->qlen) {
-		if (c->q[c->qhead].fd >= 0)
-			close(c->q[c->qhead].fd);
+		drop_queued(c, &c->q[c->qhead]);
 		c->qhead = (c->qhead + 1) % c->qcap;
 		c->qlen--;
 	}
 	free(c->q);
+	/* Gone for good (not a daemon restart): out of the store too. */
+	if (c->stored && !g_daemon->exiting)
+		client_unstore(c->dom, c->peer_id, c->fds.n);
+	if (c->bell_ev.fd >= 0)
+		ev_del(&c->bell_ev);
 	ev_del(&c->ev);
 	close(c->ev.fd);
 	peer_fds_close(&c->fds);
+	peer_fds_close(&c->dfds);
 	free(c);
 }
 
@@ -219,13 +326,40 @@ void domain_ring_cb(void *arg, uint32_t peer_id, uint32_t vector)
 
 static void refuse(struct domain *d, int sock, const struct client_ident *id, const char *why)
 {
-	log_warn("domain %s: refusing client pid %d (%s): %s", d->conf.name,
-		 (int)id->pid, id->name, why);
+	log_warn("domain %s: refusing client pid %d uid %u (%s): %s", d->conf.name,
+		 (int)id->pid, (unsigned int)id->uid, id->name, why);
 	d->refused++;
 	close(sock);
 }
 
-/* Admit one accepted socket: identify, directory entry, greeting, peers. */
+static void client_bell_event(struct evsrc *src, uint32_t events)
+{
+	struct client *c = (struct client *)((char *)src - offsetof(struct client, bell_ev));
+
+	(void)events;
+	ivsock_eventfd_drain(src->fd);
+	if (!c->doomed)
+		mailbox_serve_client(c);
+}
+
+/* Link a client in: epoll on its socket and on its private doorbell. */
+static int client_attach(struct client *c)
+{
+	c->ev.fn = client_event;
+	c->bell_ev.fd = c->dfds.fd[0];
+	c->bell_ev.fn = client_bell_event;
+	if (ev_add(&c->ev, EPOLLIN | EPOLLRDHUP) < 0)
+		return -errno;
+	if (ev_add(&c->bell_ev, EPOLLIN) < 0) {
+		int e = -errno;
+
+		ev_del(&c->ev);
+		return e;
+	}
+	return 0;
+}
+
+/* Admit one accepted socket: credentials, directory entry, greeting, peers. */
 static void admit(struct domain *d, int sock)
 {
 	struct client_ident id;
@@ -233,19 +367,28 @@ static void admit(struct domain *d, int sock)
 	uint32_t v;
 	int rc;
 
-	if (ident_client(&id, sock) < 0) {
+	if (ident_creds(&id, sock) < 0) {
 		memset(&id, 0, sizeof(id));
 		snprintf(id.name, sizeof(id.name), "unknown");
+		return refuse(d, sock, &id, "no peer credentials");
 	}
+	/* Admission is by credentials only (the socket's permissions let the
+	 * process connect, SO_PEERCRED says who it is). The command line is
+	 * read afterwards, for the VM's name, and grants nothing. */
+	if (!conf_admits(&d->conf, id.uid, id.gid))
+		return refuse(d, sock, &id, "uid/gid not in the domain's allow_users/allow_groups");
+	ident_cmdline(&id);
 	if (id.qemu && !conf_allowed(&d->conf, id.name))
 		return refuse(d, sock, &id, "name not in the domain's allow list");
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return refuse(d, sock, &id, "out of memory");
 	c->ev.fd = sock;
-	c->ev.fn = client_event;
+	c->bell_ev.fd = -1;
 	c->dom = d;
 	c->pid = id.pid;
+	c->uid = id.uid;
+	c->gid = id.gid;
 	c->qemu = id.qemu;
 	c->connected_ms = now_ms();
 	rc = peer_id_alloc(&d->ids);
@@ -255,6 +398,11 @@ static void admit(struct domain *d, int sock)
 	}
 	c->peer_id = (uint32_t)rc;
 	rc = peer_fds_open(&c->fds, d->conf.vectors);
+	if (rc == 0) {
+		rc = peer_fds_open(&c->dfds, d->conf.vectors);
+		if (rc < 0)
+			peer_fds_close(&c->fds);
+	}
 	if (rc < 0) {
 		peer_id_free(&d->ids, c->peer_id);
 		free(c);
@@ -266,6 +414,7 @@ static void admit(struct domain *d, int sock)
 			    id.has_uuid ? id.uuid : NULL);
 	if (rc < 0) {
 		peer_fds_close(&c->fds);
+		peer_fds_close(&c->dfds);
 		peer_id_free(&d->ids, c->peer_id);
 		free(c);
 		return refuse(d, sock, &id, rc == -ENOSPC ? "directory full (max_vms)"
@@ -277,13 +426,13 @@ static void admit(struct domain *d, int sock)
 	d->slots[c->vm].state = VMSLOT_LIVE;
 	d->slots[c->vm].c = c;
 	d->slots[c->vm].peer_id = c->peer_id;
-	if (ev_add(&c->ev, EPOLLIN | EPOLLRDHUP) < 0) {
+	if (client_attach(c) < 0) {
 		ivsock_dir_remove(&d->rg, (uint32_t)c->vm);
 		d->slots[c->vm].state = VMSLOT_FREE;
 		d->slots[c->vm].c = NULL;
 		peer_id_free(&d->ids, c->peer_id);
-		c->ev.fd = -1;
 		peer_fds_close(&c->fds);
+		peer_fds_close(&c->dfds);
 		free(c);
 		return refuse(d, sock, &id, "epoll");
 	}
@@ -291,8 +440,9 @@ static void admit(struct domain *d, int sock)
 	client_send(c, IVSOCK_IVSHMEM_PROTOCOL_VERSION, -1);
 	client_send(c, c->peer_id, -1);
 	client_send(c, -1, d->shm_fd);
-	for (v = 0; v < d->self_fds.n; v++)
-		client_send(c, d->self_id, d->self_fds.fd[v]);
+	/* The daemon's peer, as this client alone sees it. */
+	for (v = 0; v < c->dfds.n; v++)
+		client_send(c, d->self_id, c->dfds.fd[v]);
 	for (o = d->clients; o; o = o->next) {
 		if (o->doomed)
 			continue;
@@ -307,9 +457,167 @@ static void admit(struct domain *d, int sock)
 	d->clients = c;
 	d->nclients++;
 	d->accepted++;
-	log_info("domain %s: %s client pid %d '%s' is peer %u, vm %d",
-		 d->conf.name, c->qemu ? "QEMU" : "non-QEMU", (int)c->pid, id.name,
-		 c->peer_id, c->vm);
+	if (!c->qlen)
+		client_store(c);
+	log_info("domain %s: %s client pid %d uid %u '%s' is peer %u, vm %d",
+		 d->conf.name, c->qemu ? "QEMU" : "non-QEMU", (int)c->pid,
+		 (unsigned int)c->uid, id.name, c->peer_id, c->vm);
+}
+
+/* Take client peer back from the fd store (after a restart): its socket,
+ * its eventfds and its private daemon doorbell; its directory entry is
+ * still ALIVE in the adopted region. Nothing is sent: QEMU does not know
+ * the daemon was gone. @return 0, or <0 when it cannot be resumed (then
+ * everything of it is closed and removed from the store, and its QEMU sees
+ * the disconnect). */
+static int restore_client(struct domain *d, uint32_t peer)
+{
+	struct client_ident id;
+	struct client *c;
+	char name[256];
+	uint32_t v;
+	int sock, vm;
+	const char *why = NULL;
+
+	fdname(name, sizeof(name), d, "c%u.sock", peer);
+	sock = fdstore_take(name);
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(sock);
+		client_unstore(d, peer, d->conf.vectors);
+		return -ENOMEM;
+	}
+	c->ev.fd = sock;
+	c->bell_ev.fd = -1;
+	c->dom = d;
+	c->peer_id = peer;
+	c->stored = true;
+	c->restored = true;
+	c->connected_ms = now_ms();
+	for (v = 0; v < d->conf.vectors; v++) {
+		fdname(name, sizeof(name), d, "c%u.v%u", peer, v);
+		c->fds.fd[c->fds.n++] = fdstore_take(name);
+		fdname(name, sizeof(name), d, "c%u.d%u", peer, v);
+		c->dfds.fd[c->dfds.n++] = fdstore_take(name);
+		if (c->fds.fd[v] < 0 || c->dfds.fd[v] < 0)
+			why = "an eventfd is missing from the store";
+	}
+	vm = ivsock_dir_find_peer(&d->rg, peer);
+	if (!why && (vm < 0 || (uint32_t)vm >= d->rg.vm_cap ||
+		     d->slots[vm].state != VMSLOT_FREE))
+		why = "no live directory entry";
+	if (!why && ident_creds(&id, sock) < 0)
+		why = "no peer credentials";
+	if (!why && !conf_admits(&d->conf, id.uid, id.gid))
+		why = "uid/gid no longer admitted";
+	if (!why && peer_id_reserve(&d->ids, peer) < 0)
+		why = "peer id taken";
+	if (why) {
+		log_warn("domain %s: stored client peer %u not resumed: %s", d->conf.name,
+			 peer, why);
+		client_unstore(d, peer, d->conf.vectors);
+		for (v = 0; v < c->fds.n; v++)
+			if (c->fds.fd[v] >= 0)
+				close(c->fds.fd[v]);
+		for (v = 0; v < c->dfds.n; v++)
+			if (c->dfds.fd[v] >= 0)
+				close(c->dfds.fd[v]);
+		close(sock);
+		free(c);
+		return -ENOENT;
+	}
+	ident_cmdline(&id);
+	c->pid = id.pid;
+	c->uid = id.uid;
+	c->gid = id.gid;
+	c->qemu = id.qemu;
+	c->vm = vm;
+	c->vm_gen = ivsock_slot_get(&d->rg.vms[vm].slot).gen;
+	/* A request written before the restart but not answered is served
+	 * when its doorbell (kept in the eventfd's counter) is seen. */
+	d->slots[vm].mb_seen = ivsock_load_acquire(&d->rg.mailboxes[vm].resp_seq);
+	d->slots[vm].state = VMSLOT_LIVE;
+	d->slots[vm].c = c;
+	d->slots[vm].peer_id = peer;
+	if (client_attach(c) < 0) {
+		/* The entry stays LIVE until reap disconnects it properly. */
+		c->doomed = true;
+		c->why = "epoll";
+	}
+	c->next = d->clients;
+	d->clients = c;
+	d->nclients++;
+	d->restored++;
+	log_info("domain %s: resumed %s client pid %d '%s', peer %u, vm %d",
+		 d->conf.name, c->qemu ? "QEMU" : "non-QEMU", (int)c->pid, id.name, peer, vm);
+	return 0;
+}
+
+static void accept_error(struct domain *d, int e)
+{
+	static uint64_t last_ms;
+	static unsigned int suppressed;
+	uint64_t now = now_ms();
+
+	if (now - last_ms < 1000) {
+		suppressed++;
+		return;
+	}
+	log_warn("domain %s: accept: %s%s (%u similar messages suppressed)", d->conf.name,
+		 strerror(e), e == EMFILE || e == ENFILE ?
+		 ": connection refused to keep serving the others" : "", suppressed);
+	last_ms = now;
+	suppressed = 0;
+}
+
+void fd_reserve_init(void)
+{
+	if (g_daemon->reserve_fd < 0)
+		g_daemon->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* At EMFILE a level-triggered listener would wake us forever: give up the
+ * spare descriptor, accept the connection and close it at once, take the
+ * spare back. The client sees EOF; nobody spins. */
+int accept_or_shed(int lfd, void (*on_err)(void *, int), void *arg)
+{
+	for (;;) {
+		int s = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (s >= 0)
+			return s;
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		if ((errno == EMFILE || errno == ENFILE) && g_daemon->reserve_fd >= 0) {
+			int e = errno;
+
+			close(g_daemon->reserve_fd);
+			g_daemon->reserve_fd = -1;
+			s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (s >= 0)
+				close(s);
+			fd_reserve_init();
+			on_err(arg, e);
+			if (s < 0)
+				return -EAGAIN;
+			continue;
+		}
+		{
+			int e = errno;
+
+			on_err(arg, e);
+			/* No spare to shed with: the caller pauses the
+			 * listener until the next tick rather than spin. */
+			return e == EMFILE || e == ENFILE ? -EMFILE : -EAGAIN;
+		}
+	}
+}
+
+static void listen_err(void *arg, int e)
+{
+	accept_error(arg, e);
 }
 
 static void listen_event(struct evsrc *src, uint32_t events)
@@ -318,26 +626,40 @@ static void listen_event(struct evsrc *src, uint32_t events)
 
 	(void)events;
 	for (;;) {
-		int s = accept4(src->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int s = accept_or_shed(src->fd, listen_err, d);
 
-		if (s < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("domain %s: accept: %s", d->conf.name, strerror(errno));
-			return;
+		if (s == -EMFILE) {
+			ev_del(&d->listen_ev);
+			d->listen_paused = true;
 		}
+		if (s < 0)
+			return;
 		admit(d, s);
 	}
 }
 
-static void bell_event(struct evsrc *src, uint32_t events)
+void domain_tick(struct domain *d, uint64_t now)
 {
-	struct domain *d = (struct domain *)((char *)src - offsetof(struct domain, bell_ev));
+	struct client *c;
 
-	(void)events;
-	ivsock_eventfd_drain(src->fd);
-	mailbox_scan(d);
+	if (d->listen_paused) {
+		fd_reserve_init();
+		if (ev_add(&d->listen_ev, EPOLLIN) == 0)
+			d->listen_paused = false;
+	}
+
+	if (!d->conf.register_ms)
+		return;
+	for (c = d->clients; c; c = c->next) {
+		if (c->doomed || c->qemu || c->registered || c->introduced)
+			continue;
+		if (now - c->connected_ms >= d->conf.register_ms) {
+			log_warn("domain %s: peer %u (pid %d) did not register within %u ms: "
+				 "dropping it", d->conf.name, c->peer_id, (int)c->pid,
+				 d->conf.register_ms);
+			client_doom(c, "did not register in time");
+		}
+	}
 }
 
 /* Bind a UNIX socket at path, refusing if someone is listening there. */
@@ -385,56 +707,100 @@ int unix_listen(const char *path, unsigned int mode, const char *group,
 	return s;
 }
 
+/* The stored listener, if it is still a listening socket at our path. */
+static int stored_listener(struct domain *d, int fd)
+{
+	struct sockaddr_un sa;
+	socklen_t sl = sizeof(sa);
+	int acc = 0;
+	socklen_t al = sizeof(acc);
+
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 || sa.sun_family != AF_UNIX ||
+	    strcmp(sa.sun_path, d->conf.socket) ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc) {
+		log_warn("domain %s: stored listener is not listening on %s: replaced",
+			 d->conf.name, d->conf.socket);
+		close(fd);
+		return -1;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return fd;
+}
+
 int domain_start(struct domain *d, char *err, size_t errlen)
 {
-	int rc, s;
+	char name[256];
+	int rc, s, sfd = -1, lfd = -1;
+	uint32_t peer;
+	bool store = fdstore_enabled() && fdstore_name_ok(d->conf.name);
 
 	d->shm_fd = -1;
 	d->listen_ev.fd = -1;
-	d->bell_ev.fd = -1;
 	peer_ids_init(&d->ids);
-	rc = region_open(d, err, errlen);
-	if (rc < 0)
+	if (fdstore_name_ok(d->conf.name)) {
+		fdname(name, sizeof(name), d, "region");
+		sfd = fdstore_take(name);
+		fdname(name, sizeof(name), d, "listen");
+		lfd = fdstore_take(name);
+	} else if (fdstore_enabled()) {
+		log_warn("domain %s: name unusable in the fd store: this domain will "
+			 "not survive a restart", d->conf.name);
+	}
+	rc = region_open(d, sfd, err, errlen);
+	if (rc < 0) {
+		if (lfd >= 0)
+			close(lfd);
 		return rc;
+	}
+	d->stored = store;
 	d->slots = calloc(d->rg.vm_cap, sizeof(*d->slots));
 	if (!d->slots) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto err_region;
 	}
-	rc = peer_fds_open(&d->self_fds, d->conf.vectors);
-	if (rc < 0) {
-		snprintf(err, errlen, "eventfd: %s", strerror(-rc));
-		goto err_slots;
-	}
-	if (d->adopted)
-		lifecycle_adopt(d);
-	s = unix_listen(d->conf.socket, d->conf.socket_mode, "ivsock", err, errlen);
+	s = d->adopted ? stored_listener(d, lfd) : (lfd >= 0 ? (close(lfd), -1) : -1);
+	if (s < 0)
+		s = unix_listen(d->conf.socket, d->conf.socket_mode, "ivsock", err, errlen);
 	if (s < 0) {
 		rc = s;
-		goto err_fds;
+		goto err_slots;
 	}
 	d->listen_ev.fd = s;
 	d->listen_ev.fn = listen_event;
-	d->bell_ev.fd = d->self_fds.fd[0];
-	d->bell_ev.fn = bell_event;
-	if (ev_add(&d->listen_ev, EPOLLIN) < 0 || ev_add(&d->bell_ev, EPOLLIN) < 0) {
+	if (ev_add(&d->listen_ev, EPOLLIN) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		goto err_sock;
 	}
-	log_notice("domain %s: listening on %s (region %llu bytes, %s, %u vectors, "
-		   "daemon peer %u)", d->conf.name, d->conf.socket,
+	if (d->adopted) {
+		while (fdstore_next_client(d->conf.name, &peer) == 0)
+			restore_client(d, peer);
+		/* Entries without a resumed client become orphans. */
+		lifecycle_adopt(d);
+	}
+	if (store) {
+		fdname(name, sizeof(name), d, "region");
+		fdstore_put(name, d->shm_fd);
+		fdname(name, sizeof(name), d, "listen");
+		fdstore_put(name, s);
+	}
+	log_notice("domain %s: listening on %s (region %llu bytes, sealed %s, %u vectors, "
+		   "daemon peer %u%s)", d->conf.name, d->conf.socket,
 		   (unsigned long long)d->conf.region_size, d->conf.backing,
-		   d->conf.vectors, d->self_id);
+		   d->conf.vectors, d->self_id, store ? ", in the fd store" : "");
+	if (d->adopted)
+		log_notice("domain %s: %llu client%s resumed after the restart", d->conf.name,
+			   (unsigned long long)d->restored, d->restored == 1 ? "" : "s");
 	return 0;
 err_sock:
 	ev_del(&d->listen_ev);
 	close(s);
 	unlink(d->conf.socket);
 	d->listen_ev.fd = -1;
-err_fds:
-	peer_fds_close(&d->self_fds);
 err_slots:
 	free(d->slots);
 	d->slots = NULL;
@@ -453,14 +819,14 @@ void domain_stop(struct domain *d)
 	}
 	if (d->listen_ev.fd >= 0) {
 		ev_del(&d->listen_ev);
-		ev_del(&d->bell_ev);
 		close(d->listen_ev.fd);
-		unlink(d->conf.socket);
+		/* A stored listener keeps its path for the successor. */
+		if (!(d->stored && g_daemon->exiting))
+			unlink(d->conf.socket);
 	}
-	peer_fds_close(&d->self_fds);
 	free(d->slots);
 	d->slots = NULL;
-	region_close(d, true);
+	region_close(d, g_daemon->exiting);
 }
 
 struct domain *domain_find(const char *name)

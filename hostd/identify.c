@@ -128,21 +128,31 @@ void ident_parse_cmdline(struct client_ident *id, const char *buf, size_t len)
 	ident_sanitize(id->name);
 }
 
-int ident_client(struct client_ident *id, int sock)
+int ident_creds(struct client_ident *id, int sock)
 {
 	struct ucred cr;
 	socklen_t sl = sizeof(cr);
-	char path[64], buf[8192];
-	ssize_t n;
-	size_t len = 0;
-	int fd;
 
 	memset(id, 0, sizeof(*id));
 	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &sl) < 0)
 		return -errno;
 	id->pid = cr.pid;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)cr.pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	id->uid = cr.uid;
+	id->gid = cr.gid;
+	snprintf(id->name, sizeof(id->name), "pid-%d", (int)cr.pid);
+	return 0;
+}
+
+void ident_cmdline(struct client_ident *id)
+{
+	char path[64], buf[8192];
+	ssize_t n;
+	size_t len = 0;
+	int fd;
+
+	id->name[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)id->pid);
+	fd = id->pid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	if (fd >= 0) {
 		while (len < sizeof(buf) &&
 		       (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
@@ -152,6 +162,14 @@ int ident_client(struct client_ident *id, int sock)
 	}
 	if (!id->name[0])
 		snprintf(id->name, sizeof(id->name), "%s%d", id->qemu ? "qemu-pid-" : "pid-",
-			 (int)cr.pid);
-	return 0;
+			 (int)id->pid);
+}
+
+int ident_client(struct client_ident *id, int sock)
+{
+	int rc = ident_creds(id, sock);
+
+	if (rc == 0)
+		ident_cmdline(id);
+	return rc;
 }

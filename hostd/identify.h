@@ -13,6 +13,8 @@
 
 struct client_ident {
 	pid_t pid;                    /* 0 if unknown */
+	uid_t uid;                    /* SO_PEERCRED */
+	gid_t gid;
 	bool qemu;
 	bool has_uuid;
 	char name[IVSOCK_NAME_MAX];   /* QEMU -name, or "pid-N" */
@@ -27,6 +29,11 @@ void ident_parse_cmdline(struct client_ident *id, const char *buf, size_t len);
 
 /* Fill id for the peer of a connected UNIX socket. @return 0 or -errno. */
 int ident_client(struct client_ident *id, int sock);
+/* Only the kernel's word: pid, uid, gid from SO_PEERCRED. @return 0/-errno. */
+int ident_creds(struct client_ident *id, int sock);
+/* Then the process's own word (/proc/PID/cmdline: QEMU's -name, -uuid):
+ * names an admitted client, never admits one. */
+void ident_cmdline(struct client_ident *id);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" -> 16 bytes. @return 0 or -EINVAL. */
 int ident_parse_uuid(const char *s, uint8_t out[16]);

@@ -118,11 +118,17 @@ static void tbl_row(struct table *t, const char *const *cols)
 			abort();
 	}
 	for (i = 0; i < t->ncols; i++) {
-		char *c = strdup(cols[i] ? cols[i] : "-");
-		size_t w = strlen(c);
+		char *c = strdup(cols[i] ? cols[i] : "-"), *p;
+		size_t w;
 
 		if (!c)
 			abort();
+		/* Names come from VMs: no terminal control sequences in a table
+		 * (--json prints them escaped). */
+		for (p = c; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		w = strlen(c);
 		t->cells[t->nrows * t->ncols + i] = c;
 		if (w > t->width[i])
 			t->width[i] = w;

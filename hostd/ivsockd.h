@@ -29,6 +29,7 @@ struct outmsg {
 };
 
 #define CLIENT_QUEUE_MAX  4096    /* pending messages before we drop the client */
+#define CLIENT_QFDS_MAX   512     /* pending descriptors (dups we hold) per client */
 #define CLIENT_RX_MAX     65536   /* bytes a client may send us (protocol is one-way) */
 
 struct domain;
@@ -41,9 +42,21 @@ struct client {
 	int vm;                   /* directory index */
 	uint32_t vm_gen;
 	pid_t pid;
-	bool qemu;                /* identified from /proc/PID/cmdline */
-	bool registered;          /* REGISTER seen */
+	uid_t uid;                /* SO_PEERCRED at admission */
+	gid_t gid;
+	bool qemu;                /* /proc/PID/cmdline names QEMU (a name, not a credential) */
+	bool registered;          /* REGISTER accepted */
+	bool introduced;          /* a well-formed REGISTER arrived (accepted or not) */
+	bool stored;              /* its descriptors are in systemd's fd store */
+	bool restored;            /* taken back from the fd store at start */
 	struct peer_fds fds;      /* our eventfds for this peer */
+	/* The daemon's doorbell as this client alone knows it: the eventfds
+	 * it was given for the daemon's peer ID. A ring on dfds.fd[0] can come
+	 * only from this client, so it is what identifies a mailbox request's
+	 * writer (never the mailbox index). */
+	struct peer_fds dfds;
+	struct evsrc bell_ev;
+	uint32_t qfds;            /* descriptors among the queued messages */
 	struct outmsg *q;         /* ring of pending messages */
 	uint32_t qhead, qlen, qcap;
 	bool out_armed;
@@ -69,24 +82,27 @@ struct vmslot {
 struct domain {
 	struct dom_conf conf;
 	struct evsrc listen_ev;   /* ivshmem server socket */
-	struct evsrc bell_ev;     /* our vector 0: mailbox doorbell */
 	int shm_fd;
 	void *base;
 	struct ivsock_region rg;
 	bool adopted;             /* region re-attached after a restart */
-	bool file_backed;
+	bool stored;              /* region and listener are in the fd store */
+	bool listen_paused;       /* EMFILE without a spare: until the next tick */
 	struct peer_ids ids;
 	uint32_t self_id;         /* daemon's peer ID */
-	struct peer_fds self_fds;
 	struct client *clients;
 	unsigned int nclients;
 	struct vmslot *slots;     /* rg.vm_cap entries */
-	uint64_t accepted, refused, dropped;
+	uint64_t accepted, refused, dropped, restored, forged;
 	struct domain *next;
 };
 
 struct daemon {
 	struct daemon_conf conf;
+	bool exiting;             /* shutting down: keep the fd store as it is */
+	int reserve_fd;           /* spare descriptor, given up at EMFILE to accept */
+	uint32_t queued_fds;      /* descriptors held in all clients' queues */
+	uint32_t queued_fds_max;
 	char conf_path[256];      /* "" in quick mode */
 	int epfd;
 	struct evsrc sig_ev, tick_ev, ctl_ev;
@@ -102,8 +118,11 @@ int ev_add(struct evsrc *src, uint32_t events);
 int ev_mod(struct evsrc *src, uint32_t events);
 void ev_del(struct evsrc *src);
 
-/* region.c: create or adopt the backing and format it. @return 0 or -errno. */
-int region_open(struct domain *d, char *err, size_t errlen);
+/* region.c: create and format a sealed memfd, or adopt stored_fd (>= 0,
+ * from the fd store; consumed). @return 0 or -errno. */
+int region_open(struct domain *d, int stored_fd, char *err, size_t errlen);
+/* Is fd a memfd of size bytes with shrink/grow/seal seals? @return 0/-errno. */
+int region_check_fd(int fd, uint64_t size, char *err, size_t errlen);
 void region_close(struct domain *d, bool stopping);
 
 /* domain.c: the ivshmem server. */
@@ -124,10 +143,21 @@ int unix_listen(const char *path, unsigned int mode, const char *group,
 int domain_ring(struct domain *d, uint32_t peer_id, uint32_t vector);
 void domain_ring_cb(void *arg, uint32_t peer_id, uint32_t vector);
 
+/* domain.c: drop clients that did not register in time. */
+void domain_tick(struct domain *d, uint64_t now);
+/* A descriptor is about to be needed (accept): make room at EMFILE. */
+void fd_reserve_init(void);
+/* accept4 (non-blocking, cloexec) that sheds connections at EMFILE/ENFILE
+ * using the reserve descriptor; on_err(arg, errno) is told of failures.
+ * @return a socket, -EAGAIN (nothing more to accept now) or -EMFILE (no
+ * spare descriptor: pause the listener until the next tick). */
+int accept_or_shed(int lfd, void (*on_err)(void *, int), void *arg);
+
 /* mailbox.c */
 void mailbox_reset(struct domain *d, int vm);
-/* Serve every pending request of domain d. @return requests answered. */
-int mailbox_scan(struct domain *d);
+/* Serve the pending request of client c's own mailbox, if any (called when
+ * c's private daemon doorbell rang). @return 1 if one was answered. */
+int mailbox_serve_client(struct client *c);
 
 /* lifecycle.c */
 void lifecycle_disconnect(struct client *c, const char *why);
@@ -139,5 +169,7 @@ void lifecycle_adopt(struct domain *d);
 /* control.c */
 int control_start(struct daemon *dm, char *err, size_t errlen);
 void control_stop(struct daemon *dm);
+/* Drop control clients idle (no request, no progress) for ctl_idle_ms. */
+void control_tick(struct daemon *dm, uint64_t now);
 
 #endif

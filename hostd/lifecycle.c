@@ -113,8 +113,8 @@ void lifecycle_adopt(struct domain *d)
 		struct vmslot *s = &d->slots[vm];
 		uint32_t peer = e->peer_id;
 
-		if (v.state == IVSOCK_SLOT_FREE)
-			continue;
+		if (v.state == IVSOCK_SLOT_FREE || s->state == VMSLOT_LIVE)
+			continue;   /* free, or resumed from the fd store */
 		if (v.state != IVSOCK_VM_ALIVE && v.state != IVSOCK_VM_DEAD) {
 			/* Half-added when the previous daemon died. */
 			ivsock_slot_release(&e->slot, v.gen);

@@ -175,6 +175,11 @@ static void serve(struct domain *d, int vm, uint32_t seq)
 	switch (h.type) {
 	case IVSOCK_MB_REGISTER:
 		status = do_register(d, vm, buf + sizeof(h), h.len);
+		/* It speaks the agent protocol: refused addresses do not make
+		 * it a silent client (register_timeout); a refused name dooms
+		 * it anyway. */
+		if (d->slots[vm].c && h.len >= sizeof(struct ivsock_mb_register))
+			d->slots[vm].c->introduced = true;
 		break;
 	case IVSOCK_MB_UNREGISTER:
 		ivsock_dir_set_addrs(&d->rg, (uint32_t)vm, NULL, 0);
@@ -195,24 +200,30 @@ out:
 	respond(d, vm, seq, h.type, h.seq, status);
 }
 
-int mailbox_scan(struct domain *d)
+/*
+ * The writer of a request is whoever rang: client c's private daemon
+ * doorbell (domain.c gives every client its own eventfds for the daemon's
+ * peer ID) can be rung only by c, so only c's own mailbox - the directory
+ * entry the daemon assigned to c's connection - is read. Another member of
+ * the domain can still scribble on c's mailbox (it maps the whole region),
+ * but the daemon acts on it only when c itself rings: at worst c's own
+ * pending request is garbled (denial of service to c), never a request is
+ * obeyed on c's behalf that c did not send.
+ */
+int mailbox_serve_client(struct client *c)
 {
-	uint32_t vm;
-	int n = 0;
+	struct domain *d = c->dom;
+	struct ivsock_mailbox *mb;
+	uint32_t vm = (uint32_t)c->vm, seq;
 
-	for (vm = 0; vm < d->rg.vm_cap; vm++) {
-		struct ivsock_mailbox *mb = &d->rg.mailboxes[vm];
-		uint32_t seq;
-
-		if (d->slots[vm].state != VMSLOT_LIVE || !d->slots[vm].c ||
-		    d->slots[vm].c->doomed)
-			continue;
-		/* Pairs with the agent's release store of req_seq. */
-		seq = ivsock_load_acquire(&mb->req_seq);
-		if (seq == d->slots[vm].mb_seen)
-			continue;
-		serve(d, (int)vm, seq);
-		n++;
-	}
-	return n;
+	if (c->vm < 0 || vm >= d->rg.vm_cap || d->slots[vm].state != VMSLOT_LIVE ||
+	    d->slots[vm].c != c || c->doomed)
+		return 0;
+	mb = &d->rg.mailboxes[vm];
+	/* Pairs with the agent's release store of req_seq. */
+	seq = ivsock_load_acquire(&mb->req_seq);
+	if (seq == d->slots[vm].mb_seen)
+		return 0;
+	serve(d, (int)vm, seq);
+	return 1;
 }

@@ -12,10 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 
+#include "fdstore.h"
 #include "ivsockd.h"
 #include "log.h"
 
@@ -24,7 +26,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ivsockd [--config FILE] [--foreground] [--log-level LEVEL]\n"
 		"       ivsockd --domain NAME=SOCKPATH[,size=64M,vectors=4,ring=128K,\n"
-		"               max_vms=16,grace=10s,backing=memfd|PATH,allow=a+b] ...\n"
+		"               max_vms=16,grace=10s,backing=memfd|hugetlb,allow=a+b,\n"
+		"               users=root+libvirt-qemu,groups=G,register_timeout=30s] ...\n"
 		"               [--control PATH] [--foreground]\n"
 		"Serves QEMU's ivshmem-doorbell protocol, one socket per trust domain.\n"
 		"See ivsockd(8) and ivsockd.conf(5).\n");
@@ -63,9 +66,10 @@ static void tick_event(struct evsrc *src, uint32_t events)
 		 * release keeps it ordered after our other writes anyway. */
 		ivsock_store_release(&d->rg.sb->daemon_heartbeat,
 				     ivsock_load_relaxed(&d->rg.sb->daemon_heartbeat) + 1);
-		mailbox_scan(d);
+		domain_tick(d, now);
 		lifecycle_tick(d, now);
 	}
+	control_tick(g_daemon, now);
 }
 
 static void sig_event(struct evsrc *src, uint32_t events)
@@ -142,6 +146,12 @@ static void reload(struct daemon *dm)
 				 "refused, the running value stays until restart", dc->name, what);
 		memcpy(d->conf.allow, dc->allow, sizeof(dc->allow));
 		d->conf.nallow = dc->nallow;
+		d->conf.any_user = dc->any_user;
+		d->conf.nusers = dc->nusers;
+		d->conf.ngroups = dc->ngroups;
+		memcpy(d->conf.users, dc->users, sizeof(dc->users));
+		memcpy(d->conf.groups, dc->groups, sizeof(dc->groups));
+		d->conf.register_ms = dc->register_ms;
 		d->conf.grace_ms = dc->grace_ms;
 		d->conf.shared_addrs = dc->shared_addrs;
 	}
@@ -286,6 +296,25 @@ int main(int argc, char **argv)
 	}
 	log_open(fg, dm.conf.log_level);
 	dm.start_ms = now_ms();
+	{
+		/* Use what we are allowed; queued descriptors get half of it. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			if (rl.rlim_cur < rl.rlim_max) {
+				rl.rlim_cur = rl.rlim_max;
+				setrlimit(RLIMIT_NOFILE, &rl);
+				getrlimit(RLIMIT_NOFILE, &rl);
+			}
+			dm.queued_fds_max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1U << 20)
+				? (1U << 19) : (uint32_t)(rl.rlim_cur / 2);
+		}
+		if (dm.queued_fds_max < 16)
+			dm.queued_fds_max = 16;
+	}
+	dm.reserve_fd = -1;
+	fd_reserve_init();
+	fdstore_init(!getenv("IVSOCKD_NO_FDSTORE"));
 	rc = setup_loop(&dm);
 	if (rc < 0) {
 		log_err("event loop setup: %s", strerror(-rc));
@@ -297,6 +326,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	fdstore_done();
 	if (control_start(&dm, err, sizeof(err)) < 0) {
 		log_err("control socket: %s", err);
 		rc = 1;
@@ -328,9 +358,11 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = rc ? rc : 0;
+	dm.exiting = true;
 	sd_notify(0, "STOPPING=1");
 	log_notice("shutting down");
 out:
+	dm.exiting = true;
 	control_stop(&dm);
 	while ((d = dm.domains)) {
 		dm.domains = d->next;

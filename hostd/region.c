@@ -1,123 +1,129 @@
 // SPDX-License-Identifier: MIT
 /*
- * The shared region of a domain: a sealed memfd by default, or a file on
- * tmpfs (/dev/shm) or hugetlbfs. A file that already holds an ivsock region
- * of the same geometry is adopted, never re-formatted; a file locked by a
- * running ivsockd is refused.
+ * The shared region of a domain: always a sealed memfd (MFD_HUGETLB for
+ * backing=hugetlb), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL after sizing,
+ * so no client (QEMU, an agent, anything admitted) can change its size under
+ * the other mappings. A restarted ivsockd gets the same memfd back from
+ * systemd's file descriptor store (fdstore.c) and adopts it, after checking
+ * that it is a memfd of the right size carrying those seals.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <linux/magic.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 
 #include "ivsockd.h"
 #include "log.h"
 
+#define REGION_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
 static int open_memfd(struct domain *d, char *err, size_t errlen)
 {
+	bool huge = !strcmp(d->conf.backing, "hugetlb");
 	char name[96];
-	int fd;
+	int fd, e;
 
 	snprintf(name, sizeof(name), "ivsock:%s", d->conf.name);
-	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB : 0));
 	if (fd < 0) {
-		snprintf(err, errlen, "memfd_create: %s", strerror(errno));
-		return -errno;
+		e = errno;
+		snprintf(err, errlen, "memfd_create%s: %s", huge ? " (MFD_HUGETLB)" : "",
+			 strerror(e));
+		return -e;
 	}
 	if (ftruncate(fd, (off_t)d->conf.region_size) < 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "memfd of %llu bytes: %s",
+		e = errno;
+		snprintf(err, errlen, "%smemfd of %llu bytes: %s", huge ? "hugetlb " : "",
 			 (unsigned long long)d->conf.region_size, strerror(e));
 		close(fd);
 		return -e;
 	}
 	/* Nobody (QEMU included) may change the size under the mappings. */
-	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	if (fcntl(fd, F_ADD_SEALS, REGION_SEALS) < 0) {
+		e = errno;
+		snprintf(err, errlen, "sealing the region memfd: %s", strerror(e));
+		close(fd);
+		return -e;
+	}
 	return fd;
 }
 
-/* Open/lock a file backing; *fresh says whether it must be formatted. */
-static int open_file(struct domain *d, bool *fresh, char *err, size_t errlen)
+/* Is fd a memfd of the domain's size, sealed against resizing? */
+int region_check_fd(int fd, uint64_t size, char *err, size_t errlen)
 {
-	const char *path = d->conf.backing;
-	struct statfs sfs;
 	struct stat st;
-	int fd, e;
+	int seals = fcntl(fd, F_GET_SEALS);
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "backing %s: %s", path, strerror(errno));
-		return -errno;
+	if (seals < 0 || fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "not a memfd (%s)", strerror(errno));
+		return -EINVAL;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		e = errno;
-		snprintf(err, errlen, "backing %s is in use by another ivsockd (%s)",
-			 path, strerror(e));
-		goto err;
+	if ((seals & REGION_SEALS) != REGION_SEALS) {
+		snprintf(err, errlen, "memfd seals 0x%x lack shrink/grow/seal", seals);
+		return -EPERM;
 	}
-	if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
-		e = errno;
-		snprintf(err, errlen, "backing %s: %s", path, strerror(e));
-		goto err;
+	if ((uint64_t)st.st_size != size) {
+		snprintf(err, errlen, "memfd holds %lld bytes, region_size is %llu",
+			 (long long)st.st_size, (unsigned long long)size);
+		return -EEXIST;
 	}
-	if (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) {
-		e = EINVAL;
-		snprintf(err, errlen, "backing %s is not on tmpfs (/dev/shm) or hugetlbfs", path);
-		goto err;
-	}
-	if (st.st_size == 0) {
-		*fresh = true;
-		if (ftruncate(fd, (off_t)d->conf.region_size) < 0) {
-			e = errno;
-			snprintf(err, errlen, "backing %s: cannot size to %llu: %s", path,
-				 (unsigned long long)d->conf.region_size, strerror(e));
-			goto err;
-		}
-	} else if ((uint64_t)st.st_size != d->conf.region_size) {
-		e = EEXIST;
-		snprintf(err, errlen, "backing %s holds %lld bytes but region_size is %llu: "
-			 "refusing to re-format a region that may be in use (remove the "
-			 "file to start afresh)", path, (long long)st.st_size,
-			 (unsigned long long)d->conf.region_size);
-		goto err;
-	} else {
-		*fresh = false;
-	}
-	return fd;
-err:
-	close(fd);
-	return -e;
+	return 0;
 }
 
-/* Is the whole superblock page zero (a file nobody formatted yet)? */
-static bool sb_blank(const void *base)
+static int adopt(struct domain *d, char *err, size_t errlen)
 {
-	const uint8_t *p = base;
-	size_t i;
+	int rc = ivsock_region_attach(&d->rg, d->base, d->conf.region_size);
 
-	for (i = 0; i < sizeof(struct ivsock_superblock); i++)
-		if (p[i])
-			return false;
-	return true;
+	if (rc < 0) {
+		snprintf(err, errlen, "stored region: %s", ivsock_region_strerror(rc));
+		return rc;
+	}
+	if (d->rg.vm_cap != d->conf.max_vms || d->rg.ring_size != d->conf.ring_size) {
+		snprintf(err, errlen, "stored region was formatted with max_vms=%u "
+			 "ring_size=%u, config says %u/%u", d->rg.vm_cap, d->rg.ring_size,
+			 d->conf.max_vms, d->conf.ring_size);
+		return -EEXIST;
+	}
+	d->self_id = d->rg.sb->daemon_peer_id;
+	if (d->self_id > 65535 || peer_id_reserve(&d->ids, d->self_id) < 0) {
+		snprintf(err, errlen, "stored region: bad daemon peer id");
+		return -EPROTO;
+	}
+	d->adopted = true;
+	ivsock_store_release(&d->rg.sb->daemon_epoch,
+			     ivsock_load_relaxed(&d->rg.sb->daemon_epoch) + 1);
+	ivsock_store_release(&d->rg.sb->daemon_state, IVSOCK_DAEMON_UP);
+	log_notice("domain %s: adopted the region from the fd store (format %016llx, "
+		   "epoch %u)", d->conf.name, (unsigned long long)d->rg.format_id,
+		   ivsock_load_relaxed(&d->rg.sb->daemon_epoch));
+	return 0;
 }
 
-int region_open(struct domain *d, char *err, size_t errlen)
+int region_open(struct domain *d, int stored_fd, char *err, size_t errlen)
 {
 	struct ivsock_region_params p;
-	bool fresh = true;
-	int fd, rc;
+	int fd = stored_fd, rc;
 
-	d->file_backed = strcmp(d->conf.backing, "memfd") != 0;
-	fd = d->file_backed ? open_file(d, &fresh, err, errlen) : open_memfd(d, err, errlen);
-	if (fd < 0)
-		return fd;
+	if (fd >= 0) {
+		char why[160] = "";
+
+		rc = region_check_fd(fd, d->conf.region_size, why, sizeof(why));
+		if (rc < 0) {
+			/* Keep the old one out of the way: a mismatch is a
+			 * configuration change that needs a full stop. */
+			snprintf(err, errlen, "stored region fd refused: %s; stop the "
+				 "service (which empties its fd store) to start afresh", why);
+			close(fd);
+			return rc;
+		}
+	} else {
+		fd = open_memfd(d, err, errlen);
+		if (fd < 0)
+			return fd;
+	}
 	d->base = mmap(NULL, d->conf.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (d->base == MAP_FAILED) {
 		rc = -errno;
@@ -128,37 +134,10 @@ int region_open(struct domain *d, char *err, size_t errlen)
 		return rc;
 	}
 	d->shm_fd = fd;
-
-	if (!fresh && !sb_blank(d->base)) {
-		rc = ivsock_region_attach(&d->rg, d->base, d->conf.region_size);
-		if (rc < 0) {
-			snprintf(err, errlen, "backing %s: %s; refusing to re-format it "
-				 "(remove the file to start afresh)", d->conf.backing,
-				 ivsock_region_strerror(rc));
+	if (stored_fd >= 0) {
+		rc = adopt(d, err, errlen);
+		if (rc < 0)
 			goto err;
-		}
-		if (d->rg.vm_cap != d->conf.max_vms || d->rg.ring_size != d->conf.ring_size) {
-			rc = -EEXIST;
-			snprintf(err, errlen, "backing %s was formatted with max_vms=%u "
-				 "ring_size=%u, config says %u/%u: refusing to re-format "
-				 "(remove the file to start afresh)", d->conf.backing,
-				 d->rg.vm_cap, d->rg.ring_size, d->conf.max_vms, d->conf.ring_size);
-			goto err;
-		}
-		d->self_id = d->rg.sb->daemon_peer_id;
-		if (d->self_id > 65535 || peer_id_reserve(&d->ids, d->self_id) < 0) {
-			rc = -EPROTO;
-			snprintf(err, errlen, "backing %s: bad daemon peer id", d->conf.backing);
-			goto err;
-		}
-		d->adopted = true;
-		ivsock_store_release(&d->rg.sb->daemon_epoch,
-				     ivsock_load_relaxed(&d->rg.sb->daemon_epoch) + 1);
-		ivsock_store_release(&d->rg.sb->daemon_state, IVSOCK_DAEMON_UP);
-		log_notice("domain %s: adopted the region in %s (format %016llx, epoch %u)",
-			   d->conf.name, d->conf.backing,
-			   (unsigned long long)d->rg.format_id,
-			   ivsock_load_relaxed(&d->rg.sb->daemon_epoch));
 		return 0;
 	}
 
@@ -181,9 +160,9 @@ int region_open(struct domain *d, char *err, size_t errlen)
 		goto err;
 	}
 	ivsock_store_release(&d->rg.sb->daemon_epoch, 1);
-	log_info("domain %s: formatted %llu-byte region (%s), %u VMs x %u rings of %u bytes",
-		 d->conf.name, (unsigned long long)d->conf.region_size, d->conf.backing,
-		 d->rg.vm_cap, d->rg.rings_per_vm, d->rg.ring_size);
+	log_info("domain %s: formatted %llu-byte region (sealed %s), %u VMs x %u rings "
+		 "of %u bytes", d->conf.name, (unsigned long long)d->conf.region_size,
+		 d->conf.backing, d->rg.vm_cap, d->rg.rings_per_vm, d->rg.ring_size);
 	return 0;
 err:
 	munmap(d->base, d->conf.region_size);
@@ -197,7 +176,9 @@ void region_close(struct domain *d, bool stopping)
 {
 	if (!d->base)
 		return;
-	if (stopping)
+	/* With the region in the fd store the daemon will be back: the
+	 * agents see the heartbeat pause and the epoch move, not a stop. */
+	if (stopping && !d->stored)
 		ivsock_store_release(&d->rg.sb->daemon_state, IVSOCK_DAEMON_STOPPED);
 	munmap(d->base, d->conf.region_size);
 	d->base = NULL;

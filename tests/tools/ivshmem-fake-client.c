@@ -6,8 +6,10 @@
  * (garbage, hold without reading, vanish mid-greeting, connect cycles).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,15 @@ static int vec0[65536];             /* vector-0 eventfd per peer (kept) */
 static unsigned int vectors = 4;
 static int quiet;
 static int in_greeting;   /* initial dump: no event lines */
+static volatile sig_atomic_t want_ping;   /* SIGUSR1: mailbox PING now */
+static int region_fd = -1;                /* kept with --truncate */
+static int keep_region_fd;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	want_ping = 1;
+}
 
 #define die(...) do { fprintf(stderr, "fake-client: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
@@ -138,7 +149,10 @@ static void greet(struct conn *c, const char *path, bool check)
 		die("region fd size %lld is not a power of two", (long long)st.st_size);
 	c->size = (size_t)st.st_size;
 	c->base = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, g.shm_fd, 0);
-	close(g.shm_fd);
+	if (keep_region_fd)
+		region_fd = g.shm_fd;
+	else
+		close(g.shm_fd);
 	if (c->base == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
 	rc = ivsock_region_attach(&c->rg, c->base, c->size);
@@ -251,6 +265,14 @@ static int events(struct conn *c, double secs, int64_t until_gone)
 
 		if (rc == -ETIMEDOUT)
 			break;
+		if (rc == -EINTR) {
+			if (want_ping) {
+				want_ping = 0;
+				printf("ping status=%d\n", mailbox(c, IVSOCK_MB_PING, NULL, 0));
+				fflush(stdout);
+			}
+			continue;
+		}
 		if (rc < 0)
 			die("events: %s", strerror(-rc));
 		note(v, fd, c->own);
@@ -275,7 +297,13 @@ static void usage(void)
 		"  -V, --vanish           connect, read one byte, close\n"
 		"  -C, --channel BYTES    open a channel (offered, 10.0.0.1:1000 ->\n"
 		"                         10.0.0.2:80) and count BYTES sent on its end\n"
-		"  -q, --quiet            no event lines\n");
+		"  -q, --quiet            no event lines\n"
+		"  -N, --raw-name HEX     write these bytes as our directory entry's name\n"
+		"  -F, --forge VM         write UNREGISTER into directory entry VM's\n"
+		"                         mailbox, ring the daemon, report whether it obeyed\n"
+		"  -T, --truncate         ftruncate() the region fd, print the errno\n"
+		"  SIGUSR1 while staying: mailbox PING, prints ping status=N\n"
+		"  Arguments after SOCKET are ignored (to look like a QEMU command line).\n");
 	exit(2);
 }
 
@@ -293,6 +321,9 @@ int main(int argc, char **argv)
 		{ "vanish", no_argument, NULL, 'V' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "channel", required_argument, NULL, 'C' },
+		{ "raw-name", required_argument, NULL, 'N' },
+		{ "forge", required_argument, NULL, 'F' },
+		{ "truncate", no_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *reg = NULL;
@@ -301,10 +332,12 @@ int main(int argc, char **argv)
 	int64_t until = -1;
 	int ping = 0, vanish = 0, o, rc = 0;
 	long chan_bytes = -1;
+	const char *raw_name = NULL;
+	int forge = -1, trunc_it = 0;
 	struct conn c;
 
 	memset(vec0, 0xff, sizeof(vec0));
-	while ((o = getopt_long(argc, argv, "v:r:ps:u:c:g:H:VqC:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+v:r:ps:u:c:g:H:VqC:N:F:T", opts, NULL)) != -1) {
 		switch (o) {
 		case 'v': vectors = (unsigned int)atoi(optarg); break;
 		case 'r': reg = optarg; break;
@@ -317,11 +350,21 @@ int main(int argc, char **argv)
 		case 'V': vanish = 1; break;
 		case 'q': quiet = 1; break;
 		case 'C': chan_bytes = atol(optarg); break;
+		case 'N': raw_name = optarg; break;
+		case 'F': forge = atoi(optarg); break;
+		case 'T': trunc_it = 1; keep_region_fd = 1; break;
 		default: usage();
 		}
 	}
-	if (optind + 1 != argc || vectors < 1 || vectors > 64)
+	if (optind + 1 > argc || vectors < 1 || vectors > 64)
 		usage();
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_usr1;   /* no SA_RESTART: poll() sees EINTR */
+		sigaction(SIGUSR1, &sa, NULL);
+	}
 	memset(&c, 0, sizeof(c));
 
 	if (hold >= 0) {
@@ -381,6 +424,57 @@ int main(int argc, char **argv)
 	}
 	if (ping)
 		printf("ping status=%d\n", mailbox(&c, IVSOCK_MB_PING, NULL, 0));
+	if (raw_name) {
+		struct ivsock_vm_entry *e = &c.rg.vms[c.vm];
+		size_t k, n = strlen(raw_name) / 2;
+
+		/* A hostile member writes what it likes into its own entry. */
+		if (n >= IVSOCK_NAME_MAX)
+			n = IVSOCK_NAME_MAX - 1;
+		for (k = 0; k < n; k++) {
+			unsigned int b;
+
+			sscanf(raw_name + 2 * k, "%2x", &b);
+			e->name[k] = (char)b;
+		}
+		e->name[n] = '\0';
+		printf("raw name written\n");
+	}
+	if (forge >= 0) {
+		/* Write an UNREGISTER into another VM's mailbox, as that VM's
+		 * agent would, and ring the daemon (through our own doorbell:
+		 * the only one we have). */
+		struct ivsock_mailbox *mb;
+		struct ivsock_msg_hdr h;
+		uint32_t dp = c.rg.sb->daemon_peer_id, seq, k;
+
+		if ((uint32_t)forge >= c.rg.vm_cap)
+			die("forge: no entry %d", forge);
+		mb = &c.rg.mailboxes[forge];
+		seq = ivsock_load_relaxed(&mb->req_seq) + 1;
+		ivsock_msg_init(&h, IVSOCK_MB_UNREGISTER, 0, seq);
+		memcpy(mb->req, &h, sizeof(h));
+		mb->req_len = sizeof(h);
+		ivsock_store_release(&mb->req_seq, seq);
+		if (vec0[dp] < 0 || ivsock_eventfd_signal(vec0[dp]) < 0)
+			die("cannot ring the daemon");
+		/* Our own PING after it: once answered, the daemon has seen
+		 * the ring that came with the forgery. */
+		printf("ping status=%d\n", mailbox(&c, IVSOCK_MB_PING, NULL, 0));
+		for (k = 0; k < 20 && ivsock_load_acquire(&mb->resp_seq) != seq; k++)
+			usleep(10000);
+		printf("forge %s\n", ivsock_load_acquire(&mb->resp_seq) == seq ?
+		       "obeyed" : "ignored");
+	}
+	if (trunc_it) {
+		int r = ftruncate(region_fd, 4096);
+
+		printf("truncate rc=%d errno=%s\n", r, r < 0 ? strerror(errno) : "0");
+		r = ftruncate(region_fd, (off_t)c.size * 2);
+		printf("grow rc=%d errno=%s\n", r, r < 0 ? strerror(errno) : "0");
+		r = fcntl(region_fd, F_GET_SEALS);
+		printf("seals=0x%x\n", r);
+	}
 	if (chan_bytes >= 0) {
 		struct ivsock_end_id me = { .vm = (uint8_t)c.vm, .client = 1,
 					    .peer_id = (uint32_t)c.own, .vector = 0 };

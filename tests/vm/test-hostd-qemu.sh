@@ -6,7 +6,7 @@
 #   guest vmA (QEMU)          guest vmB (QEMU)        fake client W
 #   ivshmem-doorbell,vectors=2  ivshmem-doorbell,...  (tests/tools)
 #            \                    |                   /
-#             ivsockd --domain vmt=SOCK,size=16M,vectors=2,backing=/dev/shm/F
+#             ivsockd --domain vmt=SOCK,size=16M,vectors=2 (sealed memfd)
 #
 # Shows from inside each guest, with busybox devmem on the BAR addresses of
 # /sys/bus/pci/devices/*/resource, that BAR0 IVPosition (offset 8) is the
@@ -87,9 +87,9 @@ GUEST
 
 echo "== ivsockd"
 vm_bg ivsockd "$TOP/$O/hostd/ivsockd" --foreground --log-level debug \
-	--domain "vmt=$SOCK,size=16M,vectors=2,backing=$SHM" --control "$CTL"
+	--domain "vmt=$SOCK,size=16M,vectors=2" --control "$CTL"
 vm_wait_unix "$CTL" 10 || fail "ivsockd did not start"
-"$TOP/$O/tests/tools/ivshmem-fake-client" -v 2 -s 400 "$SOCK" >"$VM_DIR/w.out" &
+"$TOP/$O/tests/tools/ivshmem-fake-client" -v 2 -r w,10.99.0.1 -s 400 "$SOCK" >"$VM_DIR/w.out" &
 WPID=$!
 for i in $(seq 50); do grep -q own_id "$VM_DIR/w.out" && break; sleep 0.1; done
 fid=$(ctl domain list --json | jq -r '.domains[0].format_id')

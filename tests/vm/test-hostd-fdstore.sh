@@ -1,0 +1,182 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# LONG VM TEST (real QEMU under TCG, ~1 minute): ivsockd restarts (SIGKILL,
+# then SIGTERM) under a service manager's file descriptor store
+# (tests/tools/fdstore-harness.py) while two real QEMU guests stay connected;
+# QEMU does not notice, and the restarted daemon still serves them.
+#
+#   guest vmA (QEMU)          guest vmB (QEMU)        fake client W
+#   ivshmem-doorbell,vectors=2  ivshmem-doorbell,...  (tests/tools)
+#            \                    |                   /
+#             ivsockd --domain vmt=SOCK,size=16M,vectors=2 (sealed memfd)
+#
+# After each restart: same format_id (the region was adopted), vmA and vmB
+# alive with the same peer IDs and still known as QEMU, W told of no
+# disconnect. Then vmA's QEMU is killed: the twice-restarted daemon notices
+# on the socket it took back from the store, W receives the disconnect and
+# vmB sees vmA leave the directory through BAR2. Exit 77 if QEMU, the
+# kernel or busybox are missing.
+set -eu
+cd "$(dirname "$0")/../.."
+TOP=$PWD
+O=${O:-build}
+. tests/vm/lib.sh
+vm_prereqs || exit 77
+for b in "$O/hostd/ivsockd" "$O/hostd/ivsockctl" "$O/tests/tools/ivshmem-fake-client"; do
+	[ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }
+done
+command -v jq >/dev/null || { echo "SKIP: jq missing"; exit 77; }
+command -v cc >/dev/null || { echo "SKIP: cc missing"; exit 77; }
+
+vm_init
+SHM=/dev/shm/ivsock-vmtest-$$
+trap 'vm_cleanup; rm -f "$SHM"' EXIT
+SOCK=$VM_DIR/vmt.sock
+CTL=$VM_DIR/ctl.sock
+ctl() { "$TOP/$O/hostd/ivsockctl" -s "$CTL" "$@"; }
+fail() { echo "FAIL: $*"; tail -n 30 "$VM_DIR/ivsockd.out" 2>/dev/null; exit 1; }
+
+# Directory entry size, from the headers the daemon was built with.
+cat >"$VM_DIR/sz.c" <<'C'
+#include <stdio.h>
+#include <stddef.h>
+#include "ivsock/layout.h"
+int main(void) { printf("%zu %zu\n", sizeof(struct ivsock_vm_entry),
+	offsetof(struct ivsock_vm_entry, peer_id)); return 0; }
+C
+cc -std=gnu11 -Iprotocol/include -o "$VM_DIR/sz" "$VM_DIR/sz.c"
+read -r VMSZ PEEROFF < <("$VM_DIR/sz")
+
+# The guest: find the ivshmem device, read BAR0/BAR2 with devmem.
+cat >"$VM_DIR/test.sh" <<'GUEST'
+#!/bin/sh
+dev=""
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1110 ] && dev=$d
+done
+[ -n "$dev" ] || { echo "no ivshmem-doorbell device"; exit 1; }
+echo 1 >"$dev/enable" 2>/dev/null
+bar0=$(sed -n 1p "$dev/resource" | cut -d' ' -f1)
+bar2=$(sed -n 3p "$dev/resource" | cut -d' ' -f1)
+echo "BAR0=$bar0 BAR2=$bar2"
+ivpos=$(devmem $((bar0 + 8)) 32)
+magic=$(devmem $bar2 64)
+fid=$(devmem $((bar2 + 24)) 64)
+dpeer=$(devmem $((bar2 + 60)) 32)
+echo "IVPOS=$((ivpos)) MAGIC=$magic FID=$fid DPEER=$((dpeer))"
+[ "$IVSOCK_ROLE" = stay ] && { sleep 600; exit 0; }
+# Wait until the peer given on the command line leaves the directory.
+vmoff=$(devmem $((bar2 + 64)) 64)
+vmcap=$(devmem $((bar2 + 32)) 32)
+end=$(( $(date +%s) + 150 ))
+while [ "$(date +%s)" -lt $end ]; do
+	i=0; alive=0
+	while [ $i -lt $((vmcap)) ]; do
+		e=$((bar2 + vmoff + i * IVSOCK_VMSZ))
+		st=$(( ($(devmem $((e + 4)) 32) & 0xff) ))
+		pid=$(( $(devmem $((e + IVSOCK_PEEROFF)) 32) ))
+		[ $st = 2 ] && [ $pid = "$IVSOCK_WATCH" ] && alive=1
+		i=$((i + 1))
+	done
+	if [ $alive = 0 ]; then echo "PEER_GONE $IVSOCK_WATCH"; exit 0; fi
+	sleep 1
+done
+echo "peer $IVSOCK_WATCH still alive in the directory"
+exit 1
+GUEST
+
+echo "== ivsockd"
+command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
+mkdir -p "$VM_DIR/store"
+vm_bg ivsockd python3 "$TOP/tests/tools/fdstore-harness.py" "$VM_DIR/store" -- \
+	"$TOP/$O/hostd/ivsockd" --foreground --log-level debug \
+	--domain "vmt=$SOCK,size=16M,vectors=2" --control "$CTL"
+vm_wait_unix "$CTL" 10 || fail "ivsockd did not start"
+"$TOP/$O/tests/tools/ivshmem-fake-client" -v 2 -r w,10.99.0.1 -s 400 "$SOCK" >"$VM_DIR/w.out" &
+WPID=$!
+for i in $(seq 50); do grep -q own_id "$VM_DIR/w.out" && break; sleep 0.1; done
+fid=$(ctl domain list --json | jq -r '.domains[0].format_id')
+echo "format_id $fid"
+
+echo "== boot vmA (stays) and learn its peer ID"
+UA=6b1d6a0e-1111-4a4a-9a9a-00000000000a
+UB=6b1d6a0e-2222-4b4b-9b9b-00000000000b
+"$VM_DIR/sz" >/dev/null
+VM_MODULES="" tests/vm/mkinitramfs.sh "$VM_DIR/initrd.gz" "$VM_DIR/test.sh:/test.sh"
+vm_start vmA "$VM_DIR/vmA.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UA \
+	--append "ivsock.role=stay"
+for i in $(seq 100); do
+	pa=$(ctl vm list --json | jq -r '.vms[] | select(.name=="vmA") | .peer_id')
+	[ -n "$pa" ] && break
+	sleep 0.2
+done
+[ -n "$pa" ] || fail "vmA never connected"
+vm_start vmB "$VM_DIR/vmB.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UB \
+	--append "ivsock.role=watch ivsock.watch=$pa ivsock.vmsz=$VMSZ ivsock.peeroff=$PEEROFF"
+vm_wait_marker "$VM_DIR/vmA.log" 120 "IVPOS=" || fail "vmA: no BAR readout"
+vm_wait_marker "$VM_DIR/vmB.log" 120 "IVPOS=" || fail "vmB: no BAR readout"
+grep -a "IVPOS=" "$VM_DIR/vmA.log" "$VM_DIR/vmB.log"
+
+echo "== compare guest view with the daemon's"
+list=$(ctl vm list --json)
+echo "$list" | jq -c '.vms[] | {name, peer_id, state, uuid}'
+ctl vm list
+for n in vmA vmB; do
+	u=$([ $n = vmA ] && echo $UA || echo $UB)
+	p=$(echo "$list" | jq -r ".vms[] | select(.name==\"$n\" and .state==\"alive\") | .peer_id")
+	[ -n "$p" ] || fail "$n not listed alive"
+	echo "$list" | jq -e ".vms[] | select(.name==\"$n\") | .uuid==\"$u\"" >/dev/null ||
+		fail "$n uuid"
+	line=$(grep -a "IVPOS=" "$VM_DIR/$n.log" | tail -n 1 | tr -d '\r')
+	ivpos=$(echo "$line" | sed -n 's/.*IVPOS=\([0-9]*\).*/\1/p')
+	magic=$(echo "$line" | sed -n 's/.*MAGIC=\(0x[0-9A-Fa-f]*\).*/\1/p')
+	gfid=$(echo "$line" | sed -n 's/.*FID=\(0x[0-9A-Fa-f]*\).*/\1/p')
+	dpeer=$(echo "$line" | sed -n 's/.*DPEER=\([0-9]*\).*/\1/p')
+	[ "$ivpos" = "$p" ] || fail "$n: IVPosition $ivpos != daemon's peer id $p"
+	[ $((magic)) = $((0x3130524B434F5356)) ] || fail "$n: magic $magic"
+	[ "$(printf '%016x' $((gfid)))" = "$fid" ] || fail "$n: format_id $gfid != $fid"
+	[ "$dpeer" = 0 ] || fail "$n: daemon peer $dpeer"
+	echo "$n: IVPosition $ivpos == peer id, BAR2 magic and format_id match"
+	grep -q "^connect $p\$" "$VM_DIR/w.out" || fail "W was not told about $n"
+done
+grep -q "QEMU client pid .* 'vmA'" "$VM_DIR/ivsockd.out" || fail "vmA not identified as QEMU"
+pb=$(echo "$list" | jq -r '.vms[] | select(.name=="vmB") | .peer_id')
+HP=$(cat "$VM_DIR/ivsockd.pid")
+
+for round in 1 2; do
+	if [ $round = 1 ]; then echo "== ivsockd crashes (SIGKILL), restarted"; kill -USR2 "$HP"
+	else echo "== ivsockd restarted (SIGTERM)"; kill -USR1 "$HP"; fi
+	for i in $(seq 100); do
+		[ "$(grep -c '^ready' "$VM_DIR/ivsockd.out")" -gt $round ] && break
+		sleep 0.1
+	done
+	[ "$(grep -c '^ready' "$VM_DIR/ivsockd.out")" -gt $round ] || fail "round $round: no restart"
+	list=$(ctl vm list --json)
+	[ "$(ctl domain list --json | jq -r '.domains[0].format_id')" = "$fid" ] ||
+		fail "round $round: region re-formatted"
+	for n in vmA vmB; do
+		p=$([ $n = vmA ] && echo "$pa" || echo "$pb")
+		echo "$list" | jq -e ".vms[] | select(.name==\"$n\" and .peer_id==$p and .state==\"alive\" and .qemu==true)" >/dev/null ||
+			fail "round $round: $n not resumed: $list"
+	done
+	grep -q "^disconnect" "$VM_DIR/w.out" && fail "round $round: W was told of a disconnect"
+	grep -q "resumed QEMU client pid .* peer $pa," "$VM_DIR/ivsockd.out" || fail "round $round: vmA not resumed"
+	echo "round $round: vmA (peer $pa) and vmB (peer $pb) resumed, region kept"
+done
+
+echo "== kill vmA"
+vm_kill vmA
+for i in $(seq 100); do
+	grep -q "^disconnect $pa\$" "$VM_DIR/w.out" && break
+	sleep 0.1
+done
+grep -q "^disconnect $pa\$" "$VM_DIR/w.out" || fail "W got no disconnect for peer $pa"
+st=$(ctl vm list --json | jq -r '.vms[] | select(.name=="vmA") | .state')
+[ "$st" != alive ] || fail "vmA still alive after its QEMU died"
+echo "restarted daemon: vmA ${st:-reclaimed}; W saw 'disconnect $pa'"
+vm_wait_marker "$VM_DIR/vmB.log" 150 || fail "vmB did not finish"
+grep -a -q "PEER_GONE $pa" "$VM_DIR/vmB.log" || fail "vmB did not see vmA leave"
+rc=$(vm_result "$VM_DIR/vmB.log") || fail "vmB rc=$rc"
+vm_log_clean "$VM_DIR/vmB.log" || fail "vmB kernel log"
+kill $WPID 2>/dev/null || true
+echo "PASS"
