@@ -47,12 +47,14 @@ int ivsock_eventfd_signal(int fd)
 
 /* ---------------- eventfd backend ---------------- */
 
+#define UNTAGGED_NS 1000000000ULL /* lazy entry without identity: kept 1 s */
+
 struct evdb_entry {
 	uint32_t peer, vector;
 	int fd;            /* -1: a remembered failure (err, until) */
 	int err;
 	uint64_t tag;      /* lazy: who the peer was at resolve time */
-	uint64_t until_ns; /* failure: ask again after */
+	uint64_t until_ns; /* failure, or no tag: ask again after */
 	uint64_t used;     /* LRU tick */
 };
 
@@ -188,7 +190,9 @@ static struct evdb_entry *lazy_lookup(struct evdb *e, uint32_t peer, uint32_t ve
 	int fd;
 
 	if (x && x->fd >= 0) {
-		if (!x->tag || !e->lazy.same || e->lazy.same(e->arg, peer, x->tag))
+		if (!e->lazy.same)
+			return x;
+		if (x->tag ? e->lazy.same(e->arg, peer, x->tag) : mono_ns() < x->until_ns)
 			return x;
 		/* The peer ID now names someone else (or nobody): its old
 		 * eventfd would wake no one. */
@@ -227,6 +231,10 @@ static struct evdb_entry *lazy_lookup(struct evdb *e, uint32_t peer, uint32_t ve
 		*rc = fd;
 		return NULL;
 	}
+	/* Fetched while the peer was not (yet) known: no identity to check,
+	 * so it is fetched again after a while. */
+	if (!tag)
+		x->until_ns = mono_ns() + UNTAGGED_NS;
 	e->last = (size_t)(x - e->v);
 	return x;
 }

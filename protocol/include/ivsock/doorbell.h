@@ -67,7 +67,8 @@ struct ivsock_doorbell *ivsock_evdb_new(int wait_fd, ivsock_evdb_resolve_fn reso
  */
 struct ivsock_evdb_lazy {
 	/* A new fd for (peer, vector), or -errno. *tag (also set on failure):
-	 * who the peer is now, 0 if unknown (then never checked). */
+	 * who the peer is now; 0 if unknown: then the fd is fetched again
+	 * after 1 s (when same is set). */
 	int (*resolve)(void *arg, uint32_t peer, uint32_t vector, uint64_t *tag);
 	/* Is peer still the one that had tag (tag != 0)? On every notify:
 	 * keep it to a load or two. NULL: always. */
