@@ -100,7 +100,7 @@ static void client_store(struct client *c)
 	if (c->stored || !d->stored || c->doomed)
 		return;
 	c->stored = true;
-	fdname(name, sizeof(name), d, "c%u.sock", c->peer_id);
+	fdname(name, sizeof(name), d, "c%u.e%d.%u.sock", c->peer_id, c->vm, c->vm_gen);
 	fdstore_put(name, c->ev.fd);
 	for (v = 0; v < c->fds.n; v++) {
 		fdname(name, sizeof(name), d, "c%u.v%u", c->peer_id, v);
@@ -112,12 +112,13 @@ static void client_store(struct client *c)
 	}
 }
 
-static void client_unstore(struct domain *d, uint32_t peer, uint32_t vectors)
+static void client_unstore(struct domain *d, uint32_t peer, int vm, uint32_t gen,
+			   uint32_t vectors)
 {
 	char name[256];
 	uint32_t v;
 
-	fdname(name, sizeof(name), d, "c%u.sock", peer);
+	fdname(name, sizeof(name), d, "c%u.e%d.%u.sock", peer, vm, gen);
 	fdstore_remove(name);
 	for (v = 0; v < vectors; v++) {
 		fdname(name, sizeof(name), d, "c%u.v%u", peer, v);
@@ -256,7 +257,7 @@ void client_free(struct client *c)
 	free(c->q);
 	/* Gone for good (not a daemon restart): out of the store too. */
 	if (c->stored && !g_daemon->exiting)
-		client_unstore(c->dom, c->peer_id, c->fds.n);
+		client_unstore(c->dom, c->peer_id, c->vm, c->vm_gen, c->fds.n);
 	if (c->bell_ev.fd >= 0)
 		ev_del(&c->bell_ev);
 	ev_del(&c->ev);
@@ -470,21 +471,21 @@ static void admit(struct domain *d, int sock)
  * the daemon was gone. @return 0, or <0 when it cannot be resumed (then
  * everything of it is closed and removed from the store, and its QEMU sees
  * the disconnect). */
-static int restore_client(struct domain *d, uint32_t peer)
+static int restore_client(struct domain *d, uint32_t peer, uint32_t vm, uint32_t gen)
 {
 	struct client_ident id;
 	struct client *c;
 	char name[256];
 	uint32_t v;
-	int sock, vm;
+	int sock;
 	const char *why = NULL;
 
-	fdname(name, sizeof(name), d, "c%u.sock", peer);
+	fdname(name, sizeof(name), d, "c%u.e%u.%u.sock", peer, vm, gen);
 	sock = fdstore_take(name);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(sock);
-		client_unstore(d, peer, d->conf.vectors);
+		client_unstore(d, peer, (int)vm, gen, d->conf.vectors);
 		return -ENOMEM;
 	}
 	c->ev.fd = sock;
@@ -502,10 +503,18 @@ static int restore_client(struct domain *d, uint32_t peer)
 		if (c->fds.fd[v] < 0 || c->dfds.fd[v] < 0)
 			why = "an eventfd is missing from the store";
 	}
-	vm = ivsock_dir_find_peer(&d->rg, peer);
-	if (!why && (vm < 0 || (uint32_t)vm >= d->rg.vm_cap ||
-		     d->slots[vm].state != VMSLOT_FREE))
-		why = "no live directory entry";
+	/* The entry is the one the name (the daemon's own record) says, not
+	 * one found by peer ID in shared memory: it must still be ALIVE with
+	 * that generation and peer ID. */
+	if (!why) {
+		struct ivsock_slot_val sv = vm < d->rg.vm_cap ?
+			ivsock_slot_get(&d->rg.vms[vm].slot) : (struct ivsock_slot_val){ 0 };
+
+		if (vm >= d->rg.vm_cap || d->slots[vm].state != VMSLOT_FREE ||
+		    sv.state != IVSOCK_VM_ALIVE || sv.gen != gen ||
+		    __atomic_load_n(&d->rg.vms[vm].peer_id, __ATOMIC_RELAXED) != peer)
+			why = "its directory entry is gone or changed";
+	}
 	if (!why && ident_creds(&id, sock) < 0)
 		why = "no peer credentials";
 	if (!why && !conf_admits(&d->conf, id.uid, id.gid))
@@ -515,7 +524,7 @@ static int restore_client(struct domain *d, uint32_t peer)
 	if (why) {
 		log_warn("domain %s: stored client peer %u not resumed: %s", d->conf.name,
 			 peer, why);
-		client_unstore(d, peer, d->conf.vectors);
+		client_unstore(d, peer, (int)vm, gen, d->conf.vectors);
 		for (v = 0; v < c->fds.n; v++)
 			if (c->fds.fd[v] >= 0)
 				close(c->fds.fd[v]);
@@ -531,8 +540,8 @@ static int restore_client(struct domain *d, uint32_t peer)
 	c->uid = id.uid;
 	c->gid = id.gid;
 	c->qemu = id.qemu;
-	c->vm = vm;
-	c->vm_gen = ivsock_slot_get(&d->rg.vms[vm].slot).gen;
+	c->vm = (int)vm;
+	c->vm_gen = gen;
 	/* A request written before the restart but not answered is served
 	 * when its doorbell (kept in the eventfd's counter) is seen. */
 	d->slots[vm].mb_seen = ivsock_load_acquire(&d->rg.mailboxes[vm].resp_seq);
@@ -734,7 +743,7 @@ int domain_start(struct domain *d, char *err, size_t errlen)
 {
 	char name[256];
 	int rc, s, sfd = -1, lfd = -1;
-	uint32_t peer;
+	uint32_t peer, pvm, pgen;
 	bool store = fdstore_enabled() && fdstore_name_ok(d->conf.name);
 
 	d->shm_fd = -1;
@@ -777,8 +786,8 @@ int domain_start(struct domain *d, char *err, size_t errlen)
 		goto err_sock;
 	}
 	if (d->adopted) {
-		while (fdstore_next_client(d->conf.name, &peer) == 0)
-			restore_client(d, peer);
+		while (fdstore_next_client(d->conf.name, &peer, &pvm, &pgen) == 0)
+			restore_client(d, peer, pvm, pgen);
 		/* Entries without a resumed client become orphans. */
 		lifecycle_adopt(d);
 	}

@@ -6,7 +6,8 @@
  *
  *   DOM.region        the sealed region memfd
  *   DOM.listen        the listening ivshmem server socket
- *   DOM.cPEER.sock    the connection socket of admitted client PEER
+ *   DOM.cPEER.eVM.GEN.sock  the connection socket of admitted client PEER,
+ *                     whose directory entry is VM (generation GEN)
  *   DOM.cPEER.vK      PEER's own eventfd for vector K (what others ring)
  *   DOM.cPEER.dK      the daemon's private eventfd for PEER, vector K
  *
@@ -108,21 +109,23 @@ int fdstore_take(const char *name)
 	return -1;
 }
 
-int fdstore_next_client(const char *dom, uint32_t *peer)
+int fdstore_next_client(const char *dom, uint32_t *peer, uint32_t *vm, uint32_t *gen)
 {
 	size_t dl = strlen(dom);
 	int i;
 
 	for (i = 0; i < nstored; i++) {
 		const char *s = stored_name[i];
-		unsigned int p;
+		unsigned int p, v, g;
 		int end = 0;
 
 		if (stored_fd[i] < 0 || !s || strncmp(s, dom, dl) || s[dl] != '.')
 			continue;
-		if (sscanf(s + dl + 1, "c%u.sock%n", &p, &end) == 1 && end > 0 &&
-		    !s[dl + 1 + (size_t)end] && p <= 65535) {
+		if (sscanf(s + dl + 1, "c%u.e%u.%u.sock%n", &p, &v, &g, &end) == 3 &&
+		    end > 0 && !s[dl + 1 + (size_t)end] && p <= 65535) {
 			*peer = p;
+			*vm = v;
+			*gen = g;
 			return 0;
 		}
 	}

@@ -14,8 +14,9 @@ bool fdstore_enabled(void);
 bool fdstore_name_ok(const char *s);
 /* Claim a handed-back descriptor by name. @return fd or -1. */
 int fdstore_take(const char *name);
-/* Some unclaimed "DOM.cPEER.sock"? @return 0 with *peer, or -ENOENT. */
-int fdstore_next_client(const char *dom, uint32_t *peer);
+/* Some unclaimed "DOM.cPEER.eVM.GEN.sock"? @return 0 with *peer, *vm,
+ * *gen, or -ENOENT. */
+int fdstore_next_client(const char *dom, uint32_t *peer, uint32_t *vm, uint32_t *gen);
 /* Close and remove from the store whatever nobody claimed. */
 void fdstore_done(void);
 /* FDSTORE=1 one descriptor under a unique name (no-op when disabled). */

@@ -125,7 +125,7 @@ grep -q "^exited rc=0" "$T/h.out" || fail "ivsockd did not exit 0 on SIGTERM (sa
 echo "== a client leaving after the restarts"
 kill $X; wait $X 2>/dev/null || true
 wait_for "$T/w.out" "^disconnect $PX\$"
-wait_for "$T/h.out" "^remove a.c$PX.sock"
+wait_for "$T/h.out" "^remove a.c$PX.e[0-9]*.[0-9]*.sock"
 for i in $(seq 1 30); do
 	ctl vm list --json | jq -e ".vms[] | select(.peer_id==$PX and .state==\"alive\")" >/dev/null || break
 	sleep 0.1

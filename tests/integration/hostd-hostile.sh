@@ -10,7 +10,9 @@
 #   register a non-QEMU client that never REGISTERs is dropped in time
 #   utf8     a VM writes invalid UTF-8 into its directory name: ivsockctl
 #            --json still lists it (U+FFFD per bad byte) and its channel
-#   control  idle control clients are closed; one uid cannot hold every slot
+#   control  idle control clients are closed; one uid cannot hold every slot;
+#            a client that never reads a large reply is dropped, and while
+#            its reply waits, others get EBUSY instead of more queued memory
 #   emfile   with a tiny RLIMIT_NOFILE and clients that never read, ivsockd
 #            neither spins nor floods its log, and serves again afterwards
 set -eu
@@ -62,6 +64,7 @@ cat >"$T/conf" <<CONF
 control = $T/ctl.sock
 control_idle_timeout = 1s
 control_clients_per_uid = 4
+control_queued_max = 450K
 [domain f]
 socket = $T/f.sock
 region_size = 16M
@@ -79,6 +82,12 @@ max_vms = 4
 vectors = 1
 socket_mode = 0666
 allow_users = root nobody
+[domain m]
+socket = $T/m.sock
+region_size = 16M
+ring_size = 4K
+vectors = 2
+max_vms = 2
 [domain r]
 socket = $T/r.sock
 region_size = 4M
@@ -170,6 +179,37 @@ for s in held:
 print("control limits ok")
 PY
 ctl vm list >/dev/null || fail "control socket unusable after the limits"
+# ~900 channels: a reply of ~750 KiB, more than a socket buffer holds.
+"$F" -v 2 -r many,10.4.0.11 -M 5000 -s 600 "$T/m.sock" >"$T/m.out" &
+pids+=($!)
+wait_for "$T/m.out" "^channels "
+python3 - "$T/ctl.sock" "$C" <<'PY' || fail "unread replies"
+import socket, struct, subprocess, sys, time, select
+path, ctlbin = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(path)
+# CHANNELS (0x104), then never read the reply
+s.send(struct.pack('<IHHIIiI', 0x4d535649, 1, 0x104, 0, 1, 0, 0))
+time.sleep(0.3)
+r = subprocess.run([ctlbin, '-s', path, 'channels', '--json'], capture_output=True)
+assert r.returncode != 0 and b'busy' in r.stderr.lower(), \
+    "second large reply queued while the first is unread: rc=%d %r" % (r.returncode, r.stderr)
+end = time.time() + 10
+while time.time() < end:
+    # the non-reader is dropped at the idle timeout (its socket gets EOF
+    # after the part of the reply already in its buffer)
+    try:
+        if s.recv(65536, socket.MSG_DONTWAIT) == b'':
+            break
+    except BlockingIOError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("a client that never read its reply was kept")
+r = subprocess.run([ctlbin, '-s', path, 'channels', '--json'], capture_output=True)
+assert r.returncode == 0 and len(r.stdout) > 300000, "large reply refused after the drop"
+print("unread replies ok")
+PY
 stop_daemon
 
 echo "== emfile: tiny descriptor limit, clients that never read"

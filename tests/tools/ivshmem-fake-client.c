@@ -302,6 +302,7 @@ static void usage(void)
 		"  -F, --forge VM         write UNREGISTER into directory entry VM's\n"
 		"                         mailbox, ring the daemon, report whether it obeyed\n"
 		"  -T, --truncate         ftruncate() the region fd, print the errno\n"
+		"  -M, --many-channels N  open up to N channels (prints channels=K)\n"
 		"  SIGUSR1 while staying: mailbox PING, prints ping status=N\n"
 		"  Arguments after SOCKET are ignored (to look like a QEMU command line).\n");
 	exit(2);
@@ -324,11 +325,12 @@ int main(int argc, char **argv)
 		{ "raw-name", required_argument, NULL, 'N' },
 		{ "forge", required_argument, NULL, 'F' },
 		{ "truncate", no_argument, NULL, 'T' },
+		{ "many-channels", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *reg = NULL;
 	double stay = 0, hold = -1;
-	long cycles = 0, garbage = 0, i;
+	long cycles = 0, garbage = 0, i, many = 0;
 	int64_t until = -1;
 	int ping = 0, vanish = 0, o, rc = 0;
 	long chan_bytes = -1;
@@ -337,7 +339,7 @@ int main(int argc, char **argv)
 	struct conn c;
 
 	memset(vec0, 0xff, sizeof(vec0));
-	while ((o = getopt_long(argc, argv, "+v:r:ps:u:c:g:H:VqC:N:F:T", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+v:r:ps:u:c:g:H:VqC:N:F:TM:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'v': vectors = (unsigned int)atoi(optarg); break;
 		case 'r': reg = optarg; break;
@@ -353,6 +355,7 @@ int main(int argc, char **argv)
 		case 'N': raw_name = optarg; break;
 		case 'F': forge = atoi(optarg); break;
 		case 'T': trunc_it = 1; keep_region_fd = 1; break;
+		case 'M': many = atol(optarg); break;
 		default: usage();
 		}
 	}
@@ -475,6 +478,24 @@ int main(int argc, char **argv)
 		r = fcntl(region_fd, F_GET_SEALS);
 		printf("seals=0x%x\n", r);
 	}
+	for (i = 0; i < many; i++) {
+		/* Channels until the table or our ring quota is full. */
+		struct ivsock_end_id me = { .vm = (uint8_t)c.vm, .client = 1,
+					    .peer_id = (uint32_t)c.own, .vector = 0 };
+		struct ivsock_tuple t;
+		uint32_t idx, gen;
+
+		memset(&t, 0, sizeof(t));
+		t.src.family = t.dst.family = IVSOCK_AF_INET;
+		memcpy(t.src.bytes, (uint8_t[]){ 10, 0, 0, 1 }, 4);
+		memcpy(t.dst.bytes, (uint8_t[]){ 10, 0, 0, 2 }, 4);
+		t.sport = (uint16_t)(2000 + i);
+		t.dport = 80;
+		if (ivsock_chan_open(&c.rg, &me, &t, &idx, &gen) < 0)
+			break;
+	}
+	if (many)
+		printf("channels %ld\n", i);
 	if (chan_bytes >= 0) {
 		struct ivsock_end_id me = { .vm = (uint8_t)c.vm, .client = 1,
 					    .peer_id = (uint32_t)c.own, .vector = 0 };
