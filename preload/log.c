@@ -23,6 +23,9 @@ int ivs_log_level = IVS_LOG_WARN;
  * (sock_fdguard.c): the program closing or reusing fd 2 or any other number
  * never sends our lines into its files or sockets. */
 static int log_fd = -1;
+static bool log_is_stderr;       /* log_fd is our copy of fd 2 */
+static dev_t stderr_dev;
+static ino_t stderr_ino;
 static _Atomic uint64_t counters[IVS_C_MAX];
 
 static const char *const counter_names[IVS_C_MAX] = {
@@ -82,6 +85,8 @@ static int stderr_copy(void)
 
 	if (fstat(2, &st) < 0)
 		return -1;
+	stderr_dev = st.st_dev;
+	stderr_ino = st.st_ino;
 	if (S_ISSOCK(st.st_mode) && ivs_rc.getsockopt &&
 	    ivs_rc.getsockopt(2, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 &&
 	    (dom == AF_INET || dom == AF_INET6))
@@ -101,6 +106,15 @@ static void log_write(const char *buf, size_t n)
 	if (!ivs_fdguard_verify(fd)) {
 		log_fd = -1;
 		return;
+	}
+	if (log_is_stderr) {
+		/* Only while the program keeps the stderr it started with: once
+		 * it closed or redirected fd 2 (a daemon, close_stdout() at
+		 * exit), we stay quiet as writing to its fd 2 would. */
+		struct stat st;
+
+		if (fstat(2, &st) < 0 || st.st_dev != stderr_dev || st.st_ino != stderr_ino)
+			return;
 	}
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
@@ -160,8 +174,10 @@ void ivs_config_load(void)
 		if (fd >= 0)
 			log_fd = fd;
 	}
-	if (log_fd < 0)
+	if (log_fd < 0) {
 		log_fd = stderr_copy();
+		log_is_stderr = log_fd >= 0;
+	}
 	if (log_fd >= 0) {
 		ivs_fdguard_take(log_fd, &log_fd);
 		ivs_fdguard_ident(log_fd);
