@@ -13,6 +13,12 @@
  *   shim-hostile server-setuid PORT N UID  listen, setuid(UID), echo N conns
  *   shim-hostile server-prefork PORT N UID N workers fork, setuid(UID), each
  *       accepts one connection and echoes it
+ *   shim-hostile fdcheck DIR   (no agent needed; IVSOCK_LOG=debug and
+ *       IVSOCK_LOG_FILE=DIR/shim.log): the shim's log fd looks never opened
+ *       (close/dup/fcntl: EBADF), survives closefrom(3) and close_range(),
+ *       moves away when the program dup2()s onto its number, and is dropped
+ *       unwritten when a raw dup2 syscall replaces it; the program's files
+ *       DIR/a, DIR/b, DIR/c hold only what it wrote.
  * Exit 0 on success; 1 with a message otherwise. */
 #include <dirent.h>
 #include <errno.h>
@@ -196,6 +202,155 @@ static int client(const char *mode, const char *host, const char *port, uint64_t
 	return 0;
 }
 
+/* Make the shim log a debug line (connect: no agent, stays on TCP). */
+static void provoke_log(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (s < 0)
+		fail("socket");
+	connect(s, (struct sockaddr *)&a, sizeof(a)); /* refused: fine */
+	close(s);
+}
+
+static size_t count_in(const char *file, const char *needle)
+{
+	char buf[65536];
+	size_t k = 0;
+	int fd = open(file, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n < 0)
+		return 0;
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, needle)); p++)
+		k++;
+	return k;
+}
+
+static void expect_only_text(const char *file, size_t times)
+{
+	char buf[4096];
+	int fd = open(file, O_RDONLY);
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	close(fd);
+	if (n != (ssize_t)(times * (sizeof(text) - 1)) || (times && memcmp(buf, text, sizeof(text) - 1))) {
+		errno = EILSEQ;
+		dprintf(1, "%s: %zd bytes\n", file, n);
+		fail("a program file holds something it did not write");
+	}
+}
+
+static int fdcheck(const char *dir)
+{
+	char log[512], fa[512], fb[512], fc[512];
+	int shim[16], n, logfd, a, b, c;
+	size_t lines;
+
+	snprintf(log, sizeof(log), "%s/shim.log", dir);
+	snprintf(fa, sizeof(fa), "%s/a", dir);
+	snprintf(fb, sizeof(fb), "%s/b", dir);
+	snprintf(fc, sizeof(fc), "%s/c", dir);
+	provoke_log();
+	lines = count_in(log, "ivsock[");
+	if (!lines)
+		fail("the shim logged nothing (is IVSOCK_LOG_FILE set?)");
+	/* without an agent the shim holds one fd: the log */
+	n = list_fds(shim, 16);
+	logfd = -1;
+	for (int i = 0; i < n; i++) {
+		char p[64], l[512];
+		ssize_t k;
+
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", shim[i]);
+		k = readlink(p, l, sizeof(l) - 1);
+		if (k > 0 && (l[k] = '\0', !strcmp(l, log)))
+			logfd = shim[i];
+	}
+	if (logfd < 100) {
+		errno = ERANGE;
+		fail("the shim's log fd is missing or not high");
+	}
+	n = 1;
+	shim[0] = logfd;
+	for (int i = 0; i < n; i++) {
+		errno = 0;
+		if (close(shim[i]) != -1 || errno != EBADF)
+			fail("close() of a shim fd did not say EBADF");
+		if (dup(shim[i]) != -1 || fcntl(shim[i], F_GETFD) != -1 || errno != EBADF)
+			fail("dup()/fcntl() of a shim fd did not say EBADF");
+	}
+	closefrom(3);
+	provoke_log();
+	if (count_in(log, "ivsock[") <= lines)
+		fail("the shim's log did not survive closefrom(3)");
+	lines = count_in(log, "ivsock[");
+	if (close_range(3, ~0U, 0) < 0)
+		fail("close_range");
+	provoke_log();
+	if (count_in(log, "ivsock[") <= lines)
+		fail("the shim's log did not survive close_range()");
+	lines = count_in(log, "ivsock[");
+	/* the program takes the log fd's number: it gets it, the log moves */
+	a = open(fa, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (a < 0 || dup2(a, logfd) != logfd)
+		fail("dup2 onto the shim's log fd");
+	close(a);
+	if (write(logfd, text, sizeof(text) - 1) != sizeof(text) - 1)
+		fail("write to the number the program took");
+	provoke_log();
+	expect_only_text(fa, 1);
+	if (count_in(log, "ivsock[") <= lines)
+		fail("the shim's log did not move out of the way");
+	lines = count_in(log, "ivsock[");
+	/* where the log went: the one fd above 2 that is not logfd */
+	n = list_fds(shim, 16);
+	c = -1;
+	for (int i = 0; i < n; i++)
+		if (shim[i] != logfd)
+			c = shim[i];
+	if (c < 100) {
+		errno = ERANGE;
+		fail("the shim's log fd did not move high");
+	}
+	/* F_DUPFD from its number: the program gets that number */
+	b = fcntl(0, F_DUPFD, c);
+	if (b != c) {
+		dprintf(1, "F_DUPFD(%d) gave %d\n", c, b);
+		errno = ERANGE;
+		fail("F_DUPFD skipped a shim fd");
+	}
+	close(b);
+	provoke_log();
+	if (count_in(log, "ivsock[") <= lines)
+		fail("the shim's log did not move out of F_DUPFD's way");
+	/* a raw dup2 (no libc) over the log fd's new number: never written */
+	n = list_fds(shim, 16);
+	b = open(fb, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	for (int i = 0; i < n; i++)
+		if (shim[i] != logfd && shim[i] != b && syscall(SYS_dup2, b, shim[i]) < 0)
+			fail("raw dup2");
+	close(b);
+	provoke_log();
+	provoke_log();
+	expect_only_text(fb, 0);
+	/* and the program's file at a fresh low number is never written */
+	c = open(fc, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (write(c, text, sizeof(text) - 1) != sizeof(text) - 1)
+		fail("write c");
+	provoke_log();
+	close(c);
+	expect_only_text(fc, 1);
+	expect_only_text(fa, 1);
+	dprintf(1, "shim-hostile: ok\n");
+	return 0;
+}
+
 /* ---- servers ---- */
 
 static void echo(int c)
@@ -329,6 +484,8 @@ static int server(const char *mode, const char *port, int n, uid_t uid)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "fdcheck"))
+		return fdcheck(argv[2]);
 	if (argc == 6 && !strncmp(argv[1], "client-", 7))
 		return client(argv[1], argv[2], argv[3], strtoull(argv[4], NULL, 0), argv[5]);
 	if (argc >= 4 && !strncmp(argv[1], "server-", 7))
