@@ -91,6 +91,13 @@ static int thread_efd(void)
 	return tl_w.efd;
 }
 
+/* Make the calling thread's eventfd now (fork child, exec'd image: before
+ * the program can forbid eventfd() with a sandbox). */
+void ivs_mux_prepare(void)
+{
+	(void)thread_efd();
+}
+
 int mux_sleep_begin(struct pollfd *p)
 {
 	int wfd = ivs_wake_fd();

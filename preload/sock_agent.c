@@ -366,6 +366,8 @@ void ivs_agent_prepare(void)
 
 	tl_efd_ensure(atomic_load(&ivs_fork_gen));
 	if (ag)
+		ivs_mux_prepare();
+	if (ag)
 		ivs_fd_foreach(ring_sock, ag);
 }
 

@@ -9,7 +9,8 @@
  *       did not open), then write a known text to FILE and stream BYTES
  *       through an echo server; FILE must hold exactly the text.
  *   shim-hostile server-seccomp PORT N    accept, fork; the child installs a
- *       seccomp filter killing socket/socketpair/open/openat/connect and echoes
+ *       seccomp filter killing socket/socketpair/open/openat/openat2/connect/
+ *       eventfd/eventfd2 and echoes (server-seccomp-poll: waiting in poll())
  *   shim-hostile server-setuid PORT N UID  listen, setuid(UID), echo N conns
  *   shim-hostile server-prefork PORT N UID N workers fork, setuid(UID), each
  *       accepts one connection and echoes it
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -353,12 +355,22 @@ static int fdcheck(const char *dir)
 
 /* ---- servers ---- */
 
+static int opt_poll; /* wait in poll() before each read (the multiplexer) */
+
 static void echo(int c)
 {
 	static uint8_t buf[65536];
 
 	for (;;) {
-		ssize_t n = read(c, buf, sizeof(buf));
+		ssize_t n;
+
+		if (opt_poll) {
+			struct pollfd p = { .fd = c, .events = POLLIN };
+
+			if (poll(&p, 1, 30000) < 0 && errno != EINTR)
+				fail("poll");
+		}
+		n = read(c, buf, sizeof(buf));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -387,12 +399,14 @@ static void sandbox(void)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 6, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socketpair, 5, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_open, 4, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat, 3, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 437 /* openat2 */, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 8, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socketpair, 7, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_open, 6, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat, 5, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 4, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 437 /* openat2 */, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_eventfd2, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_eventfd, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 	};
@@ -426,6 +440,10 @@ static int server(const char *mode, const char *port, int n, uid_t uid)
 {
 	int l = listen_on(port), bad;
 
+	if (!strcmp(mode, "server-seccomp-poll")) {
+		opt_poll = 1;
+		mode = "server-seccomp";
+	}
 	if (!strcmp(mode, "server-seccomp")) {
 		for (int i = 0; i < n; i++) {
 			int c = accept(l, NULL, NULL);

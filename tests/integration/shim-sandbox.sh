@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # A privilege-separated server: accept, fork, and the per-connection child
 # installs a seccomp filter that kills the process on socket(), socketpair(),
-# open(), openat(), openat2() and connect() before serving the accelerated
-# connection. The shim must have made everything the child needs (agent
+# open(), openat(), openat2(), connect(), eventfd() and eventfd2() before
+# serving the accelerated connection (blocking reads, or poll() first). The shim must have made everything the child needs (agent
 # connection, doorbells, its eventfd) at fork time: no SIGSYS, every byte
 # echoed exactly, and over the rings (client and child counters).
 set -eu
@@ -17,10 +17,13 @@ stat_of() { grep -o "$2=[0-9]*" "$1" | cut -d= -f2 | sort -n | tail -n 1; }
 fail() { echo "FAIL: $*"; for f in "$SHIM_ENV_DIR"/*.log "$SHIM_ENV_DIR"/*.out; do echo "== $f"; tail -n 20 "$f"; done; exit 1; }
 MB=$((8 << 20))
 N=3
-for log in warn debug; do
-	port=$((7500 + ${#log}))
-	echo "== seccomp child per connection, $N connections, IVSOCK_LOG=$log"
-	IVSOCK_LOG=$log shim_run B timeout 60 "$HOSTILE" server-seccomp $port $N \
+port=7500
+for run in "server-seccomp warn" "server-seccomp debug" "server-seccomp-poll warn"; do
+	set -- $run
+	mode=$1 log=$2
+	port=$((port + 1))
+	echo "== $mode: seccomp child per connection, $N connections, IVSOCK_LOG=$log"
+	IVSOCK_LOG=$log shim_run B timeout 60 "$HOSTILE" $mode $port $N \
 		>"$SHIM_ENV_DIR/srv-$port.out" 2>&1 &
 	srv=$!
 	sleep 0.3
