@@ -21,6 +21,9 @@
 
 #include "sock_int.h"
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -424,8 +427,12 @@ IVS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 	unsigned from = first;
 
 	ivs_init();
-	if (first > last)
+	if (first > last || ((unsigned)flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
 		return ivs_set_errno(-EINVAL);
+	/* as close(): the shim lets go of the program's accelerated sockets
+	 * while their fds still exist (a connector may still fall back) */
+	if (!((unsigned)flags & CLOSE_RANGE_CLOEXEC))
+		forget_range(first, last);
 	for (int i = 0, m = atomic_load(&g_n); i < m && n < G_MAX; i++) {
 		int f = atomic_load(&g[i].fd) - 1;
 
@@ -441,8 +448,6 @@ IVS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 	}
 	if (rc == 0 && from <= last && from != 0)
 		rc = sys_close_range(from, last, (unsigned)flags);
-	if (rc == 0 && !((unsigned)flags & CLOSE_RANGE_CLOEXEC))
-		forget_range(first, last);
 	return rc;
 }
 
