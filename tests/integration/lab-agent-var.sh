@@ -15,7 +15,7 @@ if "$LAB" status >/dev/null 2>&1 || [ -f "${IVSOCK_LAB_DIR:-/run/ivsock-lab}/sta
 fi
 AGENT=$LAB_OB/guestdrv/agent/ivsock-agent
 TOOL=$LAB_OB/preload/tests/shim-stream
-[ -x "$AGENT" ] && [ -x "$TOOL" ] || { echo "SKIP: agent or shim-stream not built"; exit 77; }
+if [ ! -x "$AGENT" ] || [ ! -x "$TOOL" ]; then echo "SKIP: agent or shim-stream not built"; exit 77; fi
 fail() { echo "FAIL: $*"; exit 1; }
 tmp=$(mktemp -d)
 LAB_OURS=1

@@ -18,12 +18,11 @@ fail() { echo "FAIL: $*"; for f in "$SHIM_ENV_DIR"/*.log "$SHIM_ENV_DIR"/*.out; 
 MB=$((8 << 20))
 N=3
 port=7500
-for run in "server-seccomp warn" "server-seccomp debug" "server-seccomp-poll warn"; do
-	set -- $run
-	mode=$1 log=$2
+for run in server-seccomp:warn server-seccomp:debug server-seccomp-poll:warn; do
+	mode=${run%%:*} log=${run#*:}
 	port=$((port + 1))
 	echo "== $mode: seccomp child per connection, $N connections, IVSOCK_LOG=$log"
-	IVSOCK_LOG=$log shim_run B timeout 60 "$HOSTILE" $mode $port $N \
+	IVSOCK_LOG=$log shim_run B timeout 60 "$HOSTILE" "$mode" $port $N \
 		>"$SHIM_ENV_DIR/srv-$port.out" 2>&1 &
 	srv=$!
 	sleep 0.3
