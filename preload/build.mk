@@ -7,17 +7,22 @@ SHIM_SRCS := $(wildcard preload/*.c)
 SHIM_OBJS := $(SHIM_SRCS:%.c=$(O)/%.o)
 SHIM_LIB  := $(O)/preload/libivsock.so
 SHIM_RUN  := $(O)/preload/ivsock-run
-SHIM_TOOLS := $(O)/preload/tests/shim-stream
+SHIM_TOOLS := $(O)/preload/tests/shim-stream $(O)/preload/tests/shim-hostile
 SHIM_UNIT_SRCS := $(wildcard preload/tests/test_shim_*.c)
 SHIM_UNIT := $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/tests/unit/%)
 
 $(SHIM_OBJS): ALL_CFLAGS += -fvisibility=hidden -Ipreload
 $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/preload/tests/%.o): ALL_CFLAGS += -Ipreload
 
+# The protocol code linked in reaches these through sock_fdguard.c, which
+# keeps the fds it makes out of the program's way (and eventfd() of the
+# shim's own code too).
+SHIM_WRAP := $(foreach f,socket eventfd close read write ioctl recvmsg sendmsg,-Wl,--wrap=$(f))
+
 $(SHIM_LIB): $(SHIM_OBJS) $(PROTO_LIB) preload/libivsock.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=preload/libivsock.map \
-		-Wl,-z,defs -o $@ $(SHIM_OBJS) $(PROTO_LIB) -ldl -lpthread
+		$(SHIM_WRAP) -Wl,-z,defs -o $@ $(SHIM_OBJS) $(PROTO_LIB) -ldl -lpthread
 
 $(SHIM_RUN): preload/ivsock-run
 	@mkdir -p $(dir $@)
@@ -26,6 +31,10 @@ $(SHIM_RUN): preload/ivsock-run
 $(O)/preload/tests/shim-stream: $(O)/preload/tests/shim_stream.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+$(O)/preload/tests/shim-hostile: $(O)/preload/tests/shim_hostile.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 $(SHIM_UNIT): $(O)/tests/unit/%: $(O)/preload/tests/%.o $(PROTO_LIB) | $(SHIM_LIB) $(SHIM_TOOLS)
 	$(call msg,LD,$@)

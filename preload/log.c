@@ -2,6 +2,10 @@
 /* Configuration from the environment, logging (IVSOCK_LOG, IVSOCK_LOG_FILE)
  * and the counters printed at exit with IVSOCK_STATS=1. */
 #include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +19,13 @@
 
 struct ivs_config ivs_cfg = { .spin_ns = 50000, .attach_ns = 1000000000ULL };
 int ivs_log_level = IVS_LOG_WARN;
-static int log_fd = 2;
+/* The shim's own copy of stderr (or of IVSOCK_LOG_FILE), high and guarded
+ * (sock_fdguard.c): the program closing or reusing fd 2 or any other number
+ * never sends our lines into its files or sockets. */
+static int log_fd = -1;
+static bool log_is_stderr;       /* log_fd is our copy of fd 2 */
+static dev_t stderr_dev;
+static ino_t stderr_ino;
 static _Atomic uint64_t counters[IVS_C_MAX];
 
 static const char *const counter_names[IVS_C_MAX] = {
@@ -74,6 +84,61 @@ static bool env_true(const char *name)
 	return s && *s && strcmp(s, "0") != 0 && strcasecmp(s, "no") != 0;
 }
 
+/* Our copy of stderr, unless stderr is an inet socket (inetd-style: that
+ * is the program's connection, not a log). */
+static int stderr_copy(void)
+{
+	struct stat st;
+	int dom = 0;
+	socklen_t l = sizeof(dom);
+
+	if (fstat(2, &st) < 0)
+		return -1;
+	stderr_dev = st.st_dev;
+	stderr_ino = st.st_ino;
+	if (S_ISSOCK(st.st_mode) && ivs_rc.getsockopt &&
+	    ivs_rc.getsockopt(2, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 &&
+	    (dom == AF_INET || dom == AF_INET6))
+		return -1;
+	return ivs_rc.fcntl(2, F_DUPFD_CLOEXEC, 3);
+}
+
+/* One line to our log fd, if it still is ours; never SIGPIPE the program. */
+static void log_write(const char *buf, size_t n)
+{
+	sigset_t pipe_set, old, pend;
+	int fd = log_fd, had_pipe;
+	ssize_t w;
+
+	if (fd < 0 || !ivs_rc.write)
+		return;
+	if (!ivs_fdguard_verify(fd)) {
+		log_fd = -1;
+		return;
+	}
+	if (log_is_stderr) {
+		/* Only while the program keeps the stderr it started with: once
+		 * it closed or redirected fd 2 (a daemon, close_stdout() at
+		 * exit), we stay quiet as writing to its fd 2 would. */
+		struct stat st;
+
+		if (fstat(2, &st) < 0 || st.st_dev != stderr_dev || st.st_ino != stderr_ino)
+			return;
+	}
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pend);
+	had_pipe = sigismember(&pend, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	w = ivs_rc.write(fd, buf, n);
+	if (w < 0 && errno == EPIPE && !had_pipe) {
+		struct timespec zero = { 0, 0 };
+
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static void print_stats(void)
 {
 	char buf[2048];
@@ -87,8 +152,7 @@ static void print_stats(void)
 	if (n >= sizeof(buf) - 1)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
-	if (ivs_rc.write && ivs_rc.write(log_fd, buf, n) < 0)
-		return;
+	log_write(buf, n);
 }
 
 /* Counters are also flushed from our destructor (exit), not from _exit. */
@@ -119,6 +183,14 @@ void ivs_config_load(void)
 		if (fd >= 0)
 			log_fd = fd;
 	}
+	if (log_fd < 0) {
+		log_fd = stderr_copy();
+		log_is_stderr = log_fd >= 0;
+	}
+	if (log_fd >= 0) {
+		ivs_fdguard_take(log_fd, &log_fd);
+		ivs_fdguard_ident(log_fd);
+	}
 	ivs_cfg.disabled = env_true("IVSOCK_DISABLE");
 	ivs_cfg.stats = env_true("IVSOCK_STATS");
 	ivs_cfg.spin_ns = env_u64("IVSOCK_SPIN_US", 50);
@@ -148,8 +220,7 @@ void ivs_log(int level, const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
-	if (ivs_rc.write && ivs_rc.write(log_fd, buf, (size_t)n) < 0)
-		return;
+	log_write(buf, (size_t)n);
 }
 
 void ivs_count(enum ivs_counter c, uint64_t n)

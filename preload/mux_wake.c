@@ -16,6 +16,22 @@
 /* Provided by the socket core; weak until it does (see shim.h). */
 extern void ivs_wake_sleeper_add(int efd) __attribute__((weak));
 extern void ivs_wake_sleeper_del(int efd) __attribute__((weak));
+/* The shim's own fds may move (sock_fdguard.c; weak for the unit tests). */
+extern int ivs_fdguard_fd(int fd) __attribute__((weak));
+extern int ivs_fdguard_close(int fd) __attribute__((weak));
+
+static int efd_now(int fd)
+{
+	return ivs_fdguard_fd ? ivs_fdguard_fd(fd) : fd;
+}
+
+static void efd_close(int fd)
+{
+	if (ivs_fdguard_close)
+		ivs_fdguard_close(fd);
+	else
+		ivs_real.close(fd);
+}
 
 struct tl_wake {
 	int efd;      /* the thread's eventfd, -1 when none */
@@ -32,7 +48,7 @@ static void w_destroy(void *p)
 	struct tl_wake *w = p;
 
 	if (w && w->efd >= 0) {
-		ivs_real.close(w->efd);
+		efd_close(w->efd);
 		w->efd = -1;
 	}
 }
@@ -53,12 +69,16 @@ static int thread_efd(void)
 {
 	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
 
-	if (tl_w.efd >= 0 && tl_w.gen == gen)
-		return tl_w.efd;
+	if (tl_w.efd >= 0 && tl_w.gen == gen) {
+		/* the shim's fds move when the program dup2()s onto them */
+		tl_w.efd = efd_now(tl_w.efd);
+		if (tl_w.efd >= 0)
+			return tl_w.efd;
+	}
 	pthread_once(&w_once, w_init_once);
 	if (tl_w.efd >= 0 && tl_w.gen != gen) {
 		/* inherited across fork: it is ours to close in this process */
-		ivs_real.close(tl_w.efd);
+		efd_close(tl_w.efd);
 		tl_w.efd = -1;
 	}
 	tl_w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -69,6 +89,13 @@ static int thread_efd(void)
 	tl_w.gen = gen;
 	pthread_setspecific(w_key, &tl_w);
 	return tl_w.efd;
+}
+
+/* Make the calling thread's eventfd now (fork child, exec'd image: before
+ * the program can forbid eventfd() with a sandbox). */
+void ivs_mux_prepare(void)
+{
+	(void)thread_efd();
 }
 
 int mux_sleep_begin(struct pollfd *p)

@@ -10,6 +10,7 @@
 
 struct ivs_real ivs_real;
 struct ivs_real_core ivs_rc;
+extern int (*ivs_libc_close)(int);
 _Atomic int ivs_real_ready;
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
@@ -64,6 +65,10 @@ static void resolve(void)
 		ivs_rc.fcntl64 = ivs_rc.fcntl;
 	if (!ivs_rc.sendfile64)
 		ivs_rc.sendfile64 = ivs_rc.sendfile;
+	/* The shim's internal closes forget the fds it recorded as its own
+	 * (sock_fdguard.c); the program's close() checks first. */
+	ivs_libc_close = ivs_real.close;
+	ivs_real.close = ivs_fdguard_real_close;
 	ivs_config_load();
 	atomic_store_explicit(&ivs_real_ready, 1, memory_order_release);
 }

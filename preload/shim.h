@@ -122,6 +122,10 @@ int ivs_sock_nfds(struct ivs_sock *s);
  * set and internal table (called by the socket core's close/dup2). */
 void ivs_mux_fd_closed(int fd);
 
+/* Make what this thread needs to sleep (its eventfd) now, before the
+ * program can sandbox itself (called by the core after fork/exec). */
+void ivs_mux_prepare(void);
+
 /* fd just became accelerated (accept/connect attached a channel), so epoll
  * sets that already hold fd must start watching its ring readiness. */
 void ivs_mux_fd_accelerated(int fd);

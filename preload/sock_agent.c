@@ -73,6 +73,11 @@ static struct ivs_agent *agent_connect(void)
 	ag->me.peer_id = ag->conn.info.peer_id;
 	ag->me.vector = ag->conn.info.vector;
 	ag->wake_fd = ivsock_doorbell_wait_fd(ag->conn.db);
+	/* the fds are the shim's own (sock_fdguard.c): numbers that move */
+	ivs_fdguard_ref(ag->conn.sock, &ag->conn.sock);
+	ivs_fdguard_ref(ag->wake_fd, &ag->wake_fd);
+	if (ag->conn.db)
+		ivs_fdguard_ref(ag->conn.db->wait_fd, &ag->conn.db->wait_fd);
 	fl = ivs_rc.fcntl(ag->wake_fd, F_GETFL);
 	if (fl >= 0)
 		ivs_rc.fcntl(ag->wake_fd, F_SETFL, fl | O_NONBLOCK);
@@ -163,7 +168,7 @@ static void tl_destroy(void *p)
 	int fd = (int)(intptr_t)p - 1;
 
 	if (fd >= 0 && fd == tl_efd) {
-		ivs_real.close(fd);
+		ivs_fdguard_close(fd);
 		tl_efd = -1;
 	}
 }
@@ -171,6 +176,27 @@ static void tl_destroy(void *p)
 static void tl_key_init(void)
 {
 	pthread_key_create(&tl_key, tl_destroy);
+}
+
+/* This thread's eventfd, made once per thread and fork generation (before
+ * a sandbox can forbid eventfd(): the constructor and fork() make the
+ * calling thread's); the number may have moved (sock_fdguard.c). */
+static void tl_efd_ensure(unsigned gen)
+{
+	if (tl_efd >= 0 && tl_efd_gen == gen) {
+		int now = ivs_fdguard_fd(tl_efd);
+
+		if (now == tl_efd)
+			return;
+		tl_efd = now;
+		pthread_setspecific(tl_key, (void *)(intptr_t)(tl_efd + 1));
+		if (now >= 0)
+			return;
+	}
+	tl_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	tl_efd_gen = gen;
+	pthread_once(&tl_once, tl_key_init);
+	pthread_setspecific(tl_key, (void *)(intptr_t)(tl_efd + 1));
 }
 
 static void broadcast(int except)
@@ -209,12 +235,7 @@ int ivs_sleep(int fd, short kev, int timeout_ms, short *revents)
 	unsigned gen = atomic_load(&ivs_fork_gen);
 
 	*revents = 0;
-	if (tl_efd < 0 || tl_efd_gen != gen) {
-		tl_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		tl_efd_gen = gen;
-		pthread_once(&tl_once, tl_key_init);
-		pthread_setspecific(tl_key, (void *)(intptr_t)(tl_efd + 1));
-	}
+	tl_efd_ensure(gen);
 	if (ag && ag->conn.db) {
 		widx = n;
 		p[n++] = (struct pollfd){ .fd = ag->wake_fd, .events = POLLIN };
@@ -277,13 +298,14 @@ static void child_sock(int fd, struct ivs_sock *s, void *arg)
  * raised before the child exists, so the parent closing its fd right after
  * fork (accept-then-fork) never drops the end under the child. */
 static unsigned fork_seq;
-struct fork_walk { unsigned seq; int delta; };
+struct fork_walk { unsigned seq; int delta; int nsocks; };
 
 static void hold_sock(int fd, struct ivs_sock *s, void *arg)
 {
 	struct fork_walk *w = arg;
 
 	(void)fd;
+	w->nsocks++;
 	if (s->kind != IVS_CONN || s->held_gen == w->seq || atomic_load(&s->closed) ||
 	    atomic_load(&s->state) == IVS_ST_PLAIN || !s->ag)
 		return;
@@ -303,9 +325,18 @@ IVS_EXPORT pid_t fork(void)
 	pthread_mutex_lock(&fork_lock);
 	w.seq = ++fork_seq | 0x80000000U; /* never a fork generation */
 	w.delta = 1;
+	w.nsocks = 0;
 	ivs_fd_foreach(hold_sock, &w);
 	pthread_mutex_unlock(&fork_lock);
 	pid = ivs_rc.fork();
+	if (pid == 0 && w.nsocks && !ivs_cfg.disabled) {
+		/* A child holding accelerated sockets gets its agent connection
+		 * and doorbells now, while it still has the parent's privileges
+		 * and no sandbox (setuid()/seccomp come after fork returns). */
+		err = errno;
+		ivs_agent_prepare();
+		errno = err;
+	}
 	if (pid < 0) {
 		err = errno;
 		pthread_mutex_lock(&fork_lock);
@@ -350,10 +381,36 @@ static void atfork_child(void)
 	ivs_fd_foreach(child_sock, NULL);
 }
 
+static void ring_sock(int fd, struct ivs_sock *s, void *arg)
+{
+	struct ivs_agent *ag = arg;
+
+	(void)fd;
+	if (s->kind == IVS_CONN && atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	    !atomic_load(&s->closed))
+		ivs_ring_peer(ag, &s->v); /* resolves the peer's doorbell (one spurious wake) */
+}
+
+void ivs_agent_prepare(void)
+{
+	struct ivs_agent *ag = ivs_agent_get();
+
+	tl_efd_ensure(atomic_load(&ivs_fork_gen));
+	if (ag)
+		ivs_mux_prepare();
+	if (ag)
+		ivs_fd_foreach(ring_sock, ag);
+}
+
 __attribute__((constructor)) static void agent_init(void)
 {
 	ivs_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	/* Eagerly: as whoever started us (a server may drop privileges or
+	 * sandbox itself before its first socket call); without an agent
+	 * this costs one refused connect, retried lazily after 1 s. */
+	if (!ivs_cfg.disabled)
+		ivs_agent_get();
 }
 
 /*

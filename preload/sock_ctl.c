@@ -13,7 +13,7 @@
 #include "sock_int.h"
 
 /* The process drops fd: forget it, and release at its last fd. */
-static void forget_fd(int fd)
+void ivs_fd_forget(int fd)
 {
 	struct ivs_sock *s;
 
@@ -31,8 +31,10 @@ static void forget_fd(int fd)
 IVS_EXPORT int close(int fd)
 {
 	ivs_init();
+	if (ivs_fdguard_owned(fd)) /* the shim's own: never open to the program */
+		return ivs_set_errno(-EBADF);
 	if (__builtin_expect(ivs_fd_lookup(fd) != NULL, 0))
-		forget_fd(fd);
+		ivs_fd_forget(fd);
 	else
 		ivs_mux_fd_closed(fd);
 	return ivs_real.close(fd);
@@ -62,6 +64,8 @@ static int dup_install(int oldfd, int newfd)
 IVS_EXPORT int dup(int fd)
 {
 	ivs_init();
+	if (ivs_fdguard_owned(fd))
+		return ivs_set_errno(-EBADF);
 	return dup_install(fd, ivs_rc.dup(fd));
 }
 
@@ -70,10 +74,14 @@ IVS_EXPORT int dup3(int oldfd, int newfd, int flags)
 	int rc;
 
 	ivs_init();
+	if (ivs_fdguard_owned(oldfd))
+		return ivs_set_errno(-EBADF);
 	if (oldfd == newfd)
 		return ivs_rc.dup3(oldfd, newfd, flags);
+	if (ivs_fdguard_owned(newfd)) /* ours moves away: the number is the program's */
+		ivs_fdguard_evict(newfd);
 	if (ivs_fd_lookup(newfd))
-		forget_fd(newfd);
+		ivs_fd_forget(newfd);
 	else
 		ivs_mux_fd_closed(newfd);
 	rc = ivs_rc.dup3(oldfd, newfd, flags);
@@ -83,10 +91,14 @@ IVS_EXPORT int dup3(int oldfd, int newfd, int flags)
 IVS_EXPORT int dup2(int oldfd, int newfd)
 {
 	ivs_init();
+	if (ivs_fdguard_owned(oldfd))
+		return ivs_set_errno(-EBADF);
 	if (oldfd == newfd)
 		return ivs_rc.dup2(oldfd, newfd);
+	if (ivs_fdguard_owned(newfd))
+		ivs_fdguard_evict(newfd);
 	if (ivs_fd_lookup(newfd))
-		forget_fd(newfd);
+		ivs_fd_forget(newfd);
 	else
 		ivs_mux_fd_closed(newfd);
 	return dup_install(oldfd, ivs_rc.dup2(oldfd, newfd));
@@ -98,7 +110,11 @@ static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, va_list ap)
 	struct ivs_sock *s;
 	int rc;
 
+	if (ivs_fdguard_owned(fd))
+		return ivs_set_errno(-EBADF);
 	rc = real(fd, cmd, arg);
+	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		rc = ivs_fdguard_dupfd_fix(fd, cmd, arg, rc);
 	if (rc < 0 || !ivs_fd_lookup(fd))
 		return rc;
 	switch (cmd) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "ivsock/slot.h"
 #include "sock_int.h"
@@ -70,6 +71,12 @@ static void collect(int fd, struct ivs_sock *s, void *arg)
 	w->any = true;
 }
 
+/* Agent sockets of earlier images, inherited through exec and held for
+ * the ends they own (moved high and guarded like every shim fd). */
+#define INHERITED_MAX 6
+static int inherited[INHERITED_MAX];
+static int ninherited;
+
 /* Agent sockets the new image must hold (owners of the ends). */
 static int keep_agents(int *fds, int max)
 {
@@ -82,6 +89,9 @@ static int keep_agents(int *fds, int max)
 		if (ag && ag->conn.sock >= 0)
 			fds[n++] = ag->conn.sock;
 	}
+	for (int i = 0; i < ninherited && n < max; i++)
+		if (inherited[i] >= 0 && ivs_fdguard_verify(inherited[i]))
+			fds[n++] = inherited[i];
 	return n;
 }
 
@@ -104,14 +114,21 @@ static char *prepare(int *agents, int *nagents)
 		free(w.buf);
 		return NULL;
 	}
-	*nagents = keep_agents(agents, 2);
-	var = malloc(w.len + 64);
+	*nagents = keep_agents(agents, 2 + INHERITED_MAX);
+	var = malloc(w.len + 128);
 	if (!var) {
 		free(w.buf);
 		return NULL;
 	}
-	snprintf(var, w.len + 64, INHERIT_VAR "=A%d,%d;%s", *nagents > 0 ? agents[0] : -1,
-		 *nagents > 1 ? agents[1] : -1, w.buf);
+	{
+		size_t k = (size_t)snprintf(var, w.len + 128, INHERIT_VAR "=A%d,%d",
+					    *nagents > 0 ? agents[0] : -1,
+					    *nagents > 1 ? agents[1] : -1);
+
+		for (int i = 2; i < *nagents; i++)
+			k += (size_t)snprintf(var + k, w.len + 128 - k, ",%d", agents[i]);
+		snprintf(var + k, w.len + 128 - k, ";%s", w.buf);
+	}
 	free(w.buf);
 	for (int i = 0; i < *nagents; i++) {
 		int fl = ivs_rc.fcntl(agents[i], F_GETFD);
@@ -154,7 +171,7 @@ static char **env_with(char *const envp[], char *var)
 
 IVS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	int agents[2], nag, rc, err;
+	int agents[2 + INHERITED_MAX], nag, rc, err;
 	char *var = prepare(agents, &nag);
 	char **e;
 
@@ -177,7 +194,7 @@ IVS_EXPORT int execv(const char *path, char *const argv[])
 IVS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	static int (*real_execvpe)(const char *, char *const[], char *const[]);
-	int agents[2], nag, rc, err;
+	int agents[2 + INHERITED_MAX], nag, rc, err;
 	char *var;
 	char **e;
 
@@ -363,6 +380,31 @@ static bool seen_drop(const char *list, const char *pos, unsigned idx, unsigned 
 	return false;
 }
 
+/* "A<fd>,<fd>,...": agent sockets owning ends we now hold: keep them open,
+ * out of the program's way, close-on-exec (passed on explicitly). */
+static void hold_agents(const char *list)
+{
+	char *end;
+
+	while (*list && ninherited < INHERITED_MAX) {
+		long fd = strtol(list, &end, 10);
+		struct stat st;
+
+		if (end == list)
+			break;
+		if (fd >= 0 && fd < (1 << 22) && fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			int nfd = ivs_fdguard_take((int)fd, &inherited[ninherited]);
+
+			ivs_rc.fcntl(nfd, F_SETFD, FD_CLOEXEC);
+			ivs_fdguard_ident(nfd);
+			ninherited++;
+		}
+		list = *end == ',' ? end + 1 : end;
+		if (*end != ',')
+			break;
+	}
+}
+
 __attribute__((constructor)) static void exec_inherit(void)
 {
 	const char *env = getenv(INHERIT_VAR);
@@ -407,10 +449,14 @@ __attribute__((constructor)) static void exec_inherit(void)
 			ivs_fd_install(fd, s);
 			ivs_sock_put(s);
 		}
-		/* "A..": agent sockets stay open as they are (owners of the ends) */
+		else if (tok[0] == 'A')
+			hold_agents(tok + 1);
 	}
 	for (int i = 0; i < ad.n; i++)
 		ivs_sock_put(ad.s[i]);
+	/* doorbells and this thread's eventfd now, before the new image
+	 * can sandbox itself (seccomp without socket()/eventfd()) */
+	ivs_agent_prepare();
 out:
 	free(copy);
 	free(orig);

@@ -18,6 +18,7 @@
 #include "ivsock/agent_client.h"
 #include "ivsock/channel.h"
 #include "shim.h"
+#include "fdguard.h"
 
 /* ---- the real libc functions the core needs (besides shim.h's) ---- */
 struct ivs_real_core {
@@ -106,6 +107,9 @@ struct ivs_agent {
 extern _Atomic unsigned ivs_fork_gen;
 /* The agent of this process (connecting lazily, again after fork), or NULL. */
 struct ivs_agent *ivs_agent_get(void);
+/* Connect now (if not yet) and resolve what held sockets need (doorbells,
+ * this thread's eventfd): before the program can sandbox itself. */
+void ivs_agent_prepare(void);
 /* Ring the other end of a channel (reads its doorbell address afresh). */
 void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v);
 /* Block until woken (wake fd / thread fd) or fd has `kev` or timeout_ms.
@@ -168,6 +172,7 @@ struct ivs_sock *ivs_fd_lookup(int fd);         /* no reference taken */
 struct ivs_sock *ivs_fd_get(int fd);            /* reference taken */
 int ivs_fd_install(int fd, struct ivs_sock *s); /* takes an fd count; -EMFILE */
 struct ivs_sock *ivs_fd_remove(int fd);         /* returns the old entry (ref kept) */
+void ivs_fd_forget(int fd);                     /* the program closed fd (sock_ctl.c) */
 struct ivs_sock *ivs_sock_new(int kind, struct ivs_agent *ag);
 void ivs_sock_free(struct ivs_sock *s);
 /* Iterate every installed fd (single-threaded contexts: fork child, exit). */
