@@ -17,7 +17,7 @@ $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/preload/tests/%.o): ALL_CFLAGS += -Iprel
 # The protocol code linked in reaches these through sock_fdguard.c, which
 # keeps the fds it makes out of the program's way (and eventfd() of the
 # shim's own code too).
-SHIM_WRAP := $(foreach f,socket eventfd close read write ioctl recvmsg sendmsg,-Wl,--wrap=$(f))
+SHIM_WRAP := $(foreach f,socket eventfd close read write ioctl fcntl recvmsg sendmsg,-Wl,--wrap=$(f))
 
 $(SHIM_LIB): $(SHIM_OBJS) $(PROTO_LIB) preload/libivsock.map
 	$(call msg,LD,$@)

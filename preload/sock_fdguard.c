@@ -493,6 +493,7 @@ int __wrap_close(int fd);
 ssize_t __wrap_read(int fd, void *buf, size_t len);
 ssize_t __wrap_write(int fd, const void *buf, size_t len);
 int __wrap_ioctl(int fd, unsigned long req, ...);
+int __wrap_fcntl(int fd, int cmd, ...);
 ssize_t __wrap_recvmsg(int fd, struct msghdr *m, int flags);
 ssize_t __wrap_sendmsg(int fd, const struct msghdr *m, int flags);
 
@@ -556,6 +557,22 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 	if ((fd = use_fd(fd)) < 0)
 		return -1;
 	return ivs_rc.ioctl(fd, req, arg);
+}
+
+/* The protocol code's fcntl (F_GET_SEALS, F_GETFL/F_SETFL on the fds the
+ * agent handed over) reaches the kernel, not the program-facing guard that
+ * answers EBADF for shim fds. Every command it uses takes an int or nothing. */
+int __wrap_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	if ((fd = use_fd(fd)) < 0)
+		return -1;
+	return ivs_rc.fcntl(fd, cmd, arg);
 }
 
 ssize_t __wrap_sendmsg(int fd, const struct msghdr *m, int flags)

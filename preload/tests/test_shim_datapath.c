@@ -341,22 +341,24 @@ static int c_slow_sink(int port, size_t n)
 	return recv(fd, b, 1, 0) == 0 ? 0 : 72;
 }
 
-/* pre-forked server: workers that cannot reach the agent (no fd left for
- * the agent socket after accept) answer each request over TCP */
+/* pre-forked server: workers that cannot reach the agent answer each
+ * request over TCP. Each worker drops to nobody and forks again; the agent
+ * refuses the grandchild's HELLO (it is not root and not in the agent's
+ * group), so that process has the listener's mapping but no agent. */
 static int c_prefork_srv(size_t n)
 {
 	int l = listen_any();
 
 	for (int w = 0; w < 2; w++) {
 		if (fork() == 0) {
-			struct rlimit rl;
-			int lo = dup(0);
-
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			close(lo);
-			getrlimit(RLIMIT_NOFILE, &rl);
-			rl.rlim_cur = (rlim_t)lo + 1; /* accept gets lo; nothing after */
-			setrlimit(RLIMIT_NOFILE, &rl);
+			if (setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(75);
+			if (fork() != 0) {
+				for (;;)
+					pause();
+			}
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			for (;;) {
 				int fd = accept(l, NULL, NULL);
 
@@ -857,6 +859,8 @@ static void prefork_no_agent(void **state)
 
 	(void)state;
 	NEED_AGENT();
+	if (geteuid() != 0)
+		skip(); /* the workers must be able to drop to nobody */
 	s = child("prefork-srv", env_with(NULL, NULL), num(300000), NULL, NULL, NULL, NULL);
 	port = port_of("prefork-srv");
 	/* a long attach timeout: only an abandon can end the wait early */
