@@ -270,6 +270,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2: /* connector's view, learn the acceptor */
 			if (!x->open || x->cclosed)
 				break;
+			/* a failed attempt leaves the view half written: unusable */
+			x->cview = false;
 			if (WD(ivsock_chan_view_connector(&rg, x->idx, x->gen, &x->cv)) == 0) {
 				check_ring(&rg, &x->cv.tx, 0);
 				check_ring(&rg, &x->cv.rx, 0);
