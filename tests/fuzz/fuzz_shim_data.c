@@ -154,7 +154,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned ev;
 		ssize_t n;
 
-		switch (op % 9) {
+		switch (op % 10) {
+		case 9: /* deterministic write of one peer word */
+			scrib_hold(&sc);
+			scrib_poke(&sc, fuzz_u8(&in), fuzz_u32(&in));
+			scrib_release(&sc);
+			break;
 		case 0:
 			atomic_store(&s->nonblock, 1);
 			(void)do_recv(s, sp[0], len, fl);

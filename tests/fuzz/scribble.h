@@ -11,7 +11,9 @@
  * from the input, plus "interesting" values and small steps from the
  * current one) and how often (a pause between writes). Timing between the
  * two threads is not reproducible, the sequence of writes is: a crashing
- * input re-run a few hundred times (-runs=N) reproduces a real race.
+ * input re-run a few hundred times (-runs=N) reproduces a real race. A pause
+ * byte of 255 starts no thread: harnesses then apply only their
+ * deterministic scrib_poke() operations (exact reproducers).
  *
  * Invariants that today's code is known to break (findings being fixed
  * elsewhere) are checked with FUZZ_CHECK(id, cond): if id is in the comma
@@ -192,6 +194,7 @@ struct scribbler {
 	_Atomic int hold;        /* 1: stop writing (quiescent check) */
 	_Atomic int held;        /* scribbler acknowledges hold */
 	_Atomic unsigned long writes;
+	bool off;
 };
 
 static inline void scrib_init(struct scribbler *s)
@@ -214,6 +217,7 @@ static inline void scrib_from_input(struct scribbler *s, struct fuzz_in *in)
 
 	s->rng = (uint64_t)fuzz_u32(in) << 1 | 1;
 	s->pause = fuzz_u8(in);
+	s->off = s->pause == 255; /* no thread: deterministic scrib_poke() only */
 	s->pause = s->pause < 128 ? s->pause : (s->pause - 127) * 64;
 	s->nscript = fuzz_u8(in) % SCRIB_MAX_SCRIPT + 1;
 	p = fuzz_bytes(in, s->nscript, &got);
@@ -296,7 +300,7 @@ static void *scrib_main(void *arg)
 
 static inline void scrib_start(struct scribbler *s)
 {
-	if (!s->nw || !s->nscript)
+	if (!s->nw || !s->nscript || s->off)
 		return;
 	atomic_store(&s->run, 1);
 	FUZZ_ASSERT(pthread_create(&s->th, NULL, scrib_main, s) == 0);
@@ -308,6 +312,14 @@ static inline void scrib_stop(struct scribbler *s)
 		return;
 	atomic_store(&s->run, 0);
 	pthread_join(s->th, NULL);
+}
+
+/* Deterministic write from the harness thread (scribbler held or off):
+ * word w % nw gets value v. Reproducers are built from these. */
+static inline void scrib_poke(struct scribbler *s, uint8_t w, uint64_t v)
+{
+	if (s->nw)
+		scrib_store(&s->w[w % s->nw], v);
 }
 
 /* Stop writing until scrib_release(): for checks that need a still peer. */
