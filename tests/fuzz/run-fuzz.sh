@@ -66,8 +66,9 @@ for n in "${names[@]}"; do
 	fi
 	for r in "$seeds"/crash-*; do
 		[ -f "$r" ] || continue
-		if IVSOCK_FUZZ_XFAIL= IVSOCK_FUZZ_WATCHDOG_MS=3000 timeout --kill-after=5 60 \
-			"$h" -timeout=10 "${extra[@]}" "$r" >"$log.repro" 2>&1; then
+		# (the braces keep bash's "Aborted" job notice out of the output)
+		if { IVSOCK_FUZZ_XFAIL= IVSOCK_FUZZ_WATCHDOG_MS=3000 timeout --kill-after=5 60 \
+			"$h" -timeout=10 "${extra[@]}" "$r" >"$log.repro" 2>&1; } 2>/dev/null; then
 			printf -- '--- FIXED fuzz_%s %s (reproducer passes: remove it)\n' "$n" "$(basename "$r")"
 		else
 			printf -- '--- KNOWN fuzz_%s %s: %s\n' "$n" "$(basename "$r")" \
