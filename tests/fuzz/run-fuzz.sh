@@ -9,7 +9,7 @@
 # Files named crash-* in a corpus directory are reproducers of known,
 # still-open bugs in code outside tests/fuzz (see docs/testing.md): they are
 # not used as seeds; each is run once with every check fatal
-# (IVSOCK_FUZZ_XFAIL empty; FUZZ_REPRO_RUNS times, default 100, as races
+# (IVSOCK_FUZZ_XFAIL empty; FUZZ_REPRO_RUNS times, default 1000, as races
 # need several tries) and reported as KNOWN (still fails) or FIXED
 # (passes now: delete it, and its id from the harness's xfail list). They
 # fail the run only with FUZZ_KNOWN_FATAL=1.
@@ -69,7 +69,7 @@ for n in "${names[@]}"; do
 		[ -f "$r" ] || continue
 		# (the braces keep bash's "Aborted" job notice out of the output)
 		if { IVSOCK_FUZZ_XFAIL= IVSOCK_FUZZ_WATCHDOG_MS=3000 timeout --kill-after=5 60 \
-			"$h" -timeout=10 -runs="${FUZZ_REPRO_RUNS:-100}" "${extra[@]}" "$r" \
+			"$h" -timeout=10 -runs="${FUZZ_REPRO_RUNS:-1000}" "${extra[@]}" "$r" \
 			>"$log.repro" 2>&1; } 2>/dev/null; then
 			printf -- '--- FIXED fuzz_%s %s (reproducer passes: remove it)\n' "$n" "$(basename "$r")"
 		else
