@@ -20,13 +20,19 @@ $(O)/tests/fuzz/fuzz_%: $(O)/tests/fuzz/fuzz_%.o $(PROTO_LIB)
 
 # Harnesses over hostd's code link the daemon's objects (minus main.o).
 FUZZ_LDLIBS_hostd_mailbox := $(HOSTD_LIBS)
+FUZZ_LDLIBS_hostd_mailbox_race := $(HOSTD_LIBS)
 FUZZ_LDLIBS_control       := $(HOSTD_LIBS)
 FUZZ_LDLIBS_config        := $(HOSTD_LIBS)
 FUZZ_LDLIBS_identify      := $(HOSTD_LIBS)
 FUZZ_LDLIBS_ctl_reply     := -ljansson -lpthread
 FUZZ_LDLIBS_agent_request := $(AGENT_LDLIBS)
 FUZZ_LDLIBS_agent_mbresp  := $(AGENT_LDLIBS)
-$(O)/tests/fuzz/fuzz_hostd_mailbox $(O)/tests/fuzz/fuzz_control \
+# The shim's data path: links the shim's own objects (preload/*.o, which
+# interpose libc calls in the harness too; plain fds pass straight through).
+FUZZ_LDLIBS_shim_data     := -ldl -lpthread
+$(O)/tests/fuzz/fuzz_shim_data: $(SHIM_OBJS)
+$(O)/tests/fuzz/fuzz_shim_data.o: ALL_CFLAGS += -Ipreload
+$(O)/tests/fuzz/fuzz_hostd_mailbox $(O)/tests/fuzz/fuzz_hostd_mailbox_race $(O)/tests/fuzz/fuzz_control \
 $(O)/tests/fuzz/fuzz_config $(O)/tests/fuzz/fuzz_identify: $(FUZZ_HOSTD_DEPS)
 $(O)/tests/fuzz/fuzz_agent_request $(O)/tests/fuzz/fuzz_agent_mbresp: $(FUZZ_AGENT_DEPS)
 

@@ -5,6 +5,14 @@
 # only: new inputs go to a scratch directory). Any crash, leak, sanitizer
 # report or timeout fails; the input that did it is kept in
 # $O/fuzz-artifacts/. Usage: run-fuzz.sh [NAME...] (default: all).
+#
+# Files named crash-* in a corpus directory are reproducers of known,
+# still-open bugs in code outside tests/fuzz (see docs/testing.md): they are
+# not used as seeds; each is run once with every check fatal
+# (IVSOCK_FUZZ_XFAIL empty; FUZZ_REPRO_RUNS times, default 1000, as races
+# need several tries) and reported as KNOWN (still fails) or FIXED
+# (passes now: delete it, and its id from the harness's xfail list). They
+# fail the run only with FUZZ_KNOWN_FATAL=1.
 set -u
 cd "$(dirname "$0")/../.."
 O="${O:-build-fuzz}"
@@ -35,7 +43,12 @@ for n in "${names[@]}"; do
 	extra=()
 	[ -f "tests/fuzz/$n.options" ] && read -ra extra <"tests/fuzz/$n.options"
 	dirs=("$work")
-	[ -d "$seeds" ] && dirs+=("$seeds")
+	if [ -d "$seeds" ]; then
+		# seeds without the known-crash reproducers
+		mkdir -p "$work.seeds"
+		find "$seeds" -maxdepth 1 -type f ! -name 'crash-*' -exec cp {} "$work.seeds/" \;
+		dirs+=("$work.seeds")
+	fi
 	printf '=== fuzz  %-16s %ss\n' "$n" "$SECS"
 	# -timeout: one input taking longer is a hang; rss limit well under the
 	# machine's memory; the outer timeout is a backstop.
@@ -52,7 +65,20 @@ for n in "${names[@]}"; do
 		printf -- '--- FAIL  fuzz_%s (exit %s), log %s\n' "$n" $rc "$log"
 		grep -E 'ERROR|SUMMARY|fuzz invariant|leaked|Test unit written' "$log" | head -n 12
 	fi
-	rm -rf "$work"
+	for r in "$seeds"/crash-*; do
+		[ -f "$r" ] || continue
+		# (the braces keep bash's "Aborted" job notice out of the output)
+		if { IVSOCK_FUZZ_XFAIL= IVSOCK_FUZZ_WATCHDOG_MS=3000 timeout --kill-after=5 60 \
+			"$h" -timeout=10 -runs="${FUZZ_REPRO_RUNS:-1000}" "${extra[@]}" "$r" \
+			>"$log.repro" 2>&1; } 2>/dev/null; then
+			printf -- '--- FIXED fuzz_%s %s (reproducer passes: remove it)\n' "$n" "$(basename "$r")"
+		else
+			printf -- '--- KNOWN fuzz_%s %s: %s\n' "$n" "$(basename "$r")" \
+				"$(grep -m1 -E 'fuzz invariant|SUMMARY' "$log.repro")"
+			[ "${FUZZ_KNOWN_FATAL:-0}" = 1 ] && fail=$((fail + 1))
+		fi
+	done
+	rm -rf "$work" "$work.seeds"
 done
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

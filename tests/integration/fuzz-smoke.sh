@@ -3,7 +3,8 @@
 # Every libFuzzer harness of tests/fuzz/ for a few seconds (FUZZ_SMOKE_SECONDS,
 # default 5) from its seed corpus: builds build-fuzz/ with clang (as `make
 # check-fuzz` does) and fails on any crash, sanitizer report, fd leak or
-# hang. A cheap version of `make check-fuzz` for every CI run.
+# hang; replays the known-failure reproducers (corpus/*/crash-*) as KNOWN or
+# FIXED. A cheap version of `make check-fuzz` for every CI run.
 set -eu
 cd "$(dirname "$0")/../.."
 command -v clang >/dev/null || { echo "SKIP: clang missing"; exit 77; }
