@@ -33,7 +33,7 @@ static void reclaim(struct domain *d, uint32_t vm, bool forced)
 	ivsock_dir_remove(&d->rg, vm);
 	if (s->state == VMSLOT_ORPHAN)
 		peer_id_free(&d->ids, s->peer_id);
-	log_info("domain %s: vm %u reclaimed%s (%d channels freed or revoked, %d listeners, "
+	log_info("domain %s: vm %u reclaimed%s (%d channels revoked, %d listeners, "
 		 "%d offers, %d rings freed)", d->conf.name, vm,
 		 forced ? " after the grace period" : "", nch, nl, no, nr);
 	memset(s, 0, sizeof(*s));

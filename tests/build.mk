@@ -16,7 +16,8 @@ $(O)/tests/unit/test_%: $(O)/tests/unit/test_%.o $(PROTO_LIB)
 # two-process stream (built from the unit test's source). TSAN_TESTS names a
 # phony goal, not paths: check-tsan expands it in the outer make (O=build)
 # and hands it to the inner one (O=build-tsan).
-TSAN_BINS  := $(O)/tests/tsan/test_ring_threads $(O)/tests/tsan/test_ring_xproc
+TSAN_BINS  := $(O)/tests/tsan/test_ring_threads $(O)/tests/tsan/test_ring_xproc \
+              $(O)/tests/tsan/test_chan_threads
 TSAN_TESTS := tsan-tests
 
 .PHONY: tsan-tests
@@ -26,13 +27,18 @@ $(O)/tests/tsan/test_ring_threads: $(O)/tests/tsan/test_ring_threads.o $(PROTO_L
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
 
+$(O)/tests/tsan/test_chan_threads: $(O)/tests/tsan/test_chan_threads.o $(PROTO_LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
+
 $(O)/tests/tsan/test_ring_xproc: $(O)/tests/unit/test_ring_xproc.o $(PROTO_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TEST_LDLIBS)
 
 # Keep the objects: they are intermediate for make's pattern rules.
-.SECONDARY: $(UNIT_TESTS:%=%.o) $(O)/tests/tsan/test_ring_threads.o
+.SECONDARY: $(UNIT_TESTS:%=%.o) $(O)/tests/tsan/test_ring_threads.o \
+            $(O)/tests/tsan/test_chan_threads.o
 
 ALL   += $(UNIT_TESTS) $(TSAN_BINS)
 TESTS += $(UNIT_TESTS)
