@@ -28,11 +28,14 @@ tool_pids() {
 	done
 	return 0
 }
+ppid_of() { awk '/^PPid:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# shim_run is a function: $! is a subshell, so the tools are found by
+# namespace and command line (one client runs at a time)
 start_server() {
 	shim_run B "$SHIM_TOOL" --fork server $PORT 0 >>"$D/server.log" 2>&1 &
-	SERVER=$!
 	for _ in $(seq 100); do
-		[ -n "$(tool_pids B "server $PORT")" ] && return 0
+		SERVER=$(tool_pids B "server $PORT" | head -n 1)
+		[ -n "$SERVER" ] && return 0
 		sleep 0.02
 	done
 	fail "server did not start"
@@ -62,11 +65,13 @@ while [ $i -lt "$ITER" ] && [ $(( $(date +%s) - t0 )) -lt "$SECS" ]; do
 	esac
 	cli=$!
 	sleep "$(printf '0.%03d' $((RANDOM % 25)))"
-	kill -9 "$cli" 2>/dev/null && kc=$((kc + 1))
+	for p in $(tool_pids A "$SHIM_B_IP $PORT"); do
+		kill -9 "$p" 2>/dev/null && kc=$((kc + 1))
+	done
 	# a forked server child, at a random point of its connection
 	if [ $((RANDOM % 2)) = 0 ]; then
 		for p in $(tool_pids B "server $PORT"); do
-			[ "$p" = "$SERVER" ] && continue
+			[ "$(ppid_of "$p")" = "$SERVER" ] || continue
 			kill -9 "$p" 2>/dev/null && ks=$((ks + 1))
 			break
 		done
@@ -74,7 +79,7 @@ while [ $i -lt "$ITER" ] && [ $(( $(date +%s) - t0 )) -lt "$SECS" ]; do
 	# now and then the listening server itself
 	if [ $((i % 100)) = 0 ]; then
 		kill -9 "$SERVER" 2>/dev/null && kp=$((kp + 1))
-		wait "$SERVER" 2>/dev/null || true
+		for _ in $(seq 50); do [ -d "/proc/$SERVER" ] || break; sleep 0.02; done
 		start_server
 	fi
 	wait "$cli" 2>/dev/null || true
@@ -82,7 +87,6 @@ done
 echo "$i rounds in $(( $(date +%s) - t0 )) s: killed $kc clients, $ks server children, $kp listening servers"
 # stop everything that is left, then count
 for p in $(tool_pids A "" ) $(tool_pids B ""); do kill -9 "$p" 2>/dev/null || true; done
-wait "$SERVER" 2>/dev/null || true
 ok=0
 for _ in $(seq 100); do
 	read -r ch ru < <(census)
@@ -99,5 +103,5 @@ shim_run A timeout 60 "$SHIM_TOOL" multi "$SHIM_B_IP" $PORT 65536 15 2>"$D/multi
 [ "$(stat_of "$D/multi.out" accelerated_connect)" = 15 ] || fail "no rings for new connections: $(cat "$D/multi.out")"
 shim_run A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" $PORT $((8 << 20)) 1 2>"$D/last.out" || fail "stream after census"
 [ "$(stat_of "$D/last.out" accelerated_connect)" = 1 ] || fail "stream not accelerated"
-kill "$SERVER" 2>/dev/null || true
+kill -9 "$SERVER" 2>/dev/null || true
 echo PASS
