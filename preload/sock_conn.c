@@ -684,6 +684,22 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 	/* Closing with bytes unread is an abort in TCP (RST): same here. Our
 	 * head from the private view; a corrupt tail counts as unread. */
 	unread = ivsock_ring_snap_readable(&s->v.rx) != 0;
+	if (ivsock_chan_state(s->ag->rg, s->v.idx, s->v.gen) == IVSOCK_CHAN_ACCEPTING) {
+		/* The acceptor won and is attaching (maybe paused): close our
+		 * end (EOF after our bytes, end CLOSED) but never free under
+		 * it. It reads what we wrote, and frees at its own close,
+		 * seeing our end closed. */
+		uint32_t f;
+
+		ivsock_ring_close_write(&s->v.tx, false);
+		ivsock_ring_close_read(&s->v.rx);
+		f = ivsock_load_relaxed(&e->flags);
+		ivsock_store_release(&e->flags, f | IVSOCK_END_CLOSED);
+		ivsock_smp_mb();
+		if (ivsock_chan_state(s->ag->rg, s->v.idx, s->v.gen) == IVSOCK_CHAN_ACCEPTING)
+			return;
+		/* it finished meanwhile: the usual close decides who frees */
+	}
 	if (ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, s->v.side, unread != 0) == 0)
 		ivs_ring_peer(s->ag, &s->v);
 }

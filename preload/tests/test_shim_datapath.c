@@ -170,6 +170,27 @@ static int c_echo_cli(int port, size_t n)
 	return 0;
 }
 
+/* server: accept one, read n, then end of stream */
+static int c_sink_srv(size_t n)
+{
+	int l = listen_any(), fd = accept(l, NULL, NULL);
+	char c;
+
+	if (fd < 0 || recv_pat(fd, n, 0) < 0)
+		return 13;
+	return recv(fd, &c, 1, 0) == 0 ? 0 : 14;
+}
+
+static int c_send_close(int port, size_t n)
+{
+	int fd = dial(port);
+
+	if (send_pat(fd, n, 0) < 0)
+		return 22;
+	close(fd);
+	return 0;
+}
+
 /* server that accepts one connection and never reads (waits to be killed) */
 static int c_stall_srv(void)
 {
@@ -458,6 +479,10 @@ static int child_main(int argc, char **argv)
 		return c_echo_srv((size_t)a);
 	if (!strcmp(r, "echo-cli"))
 		return c_echo_cli((int)a, (size_t)b);
+	if (!strcmp(r, "sink-srv"))
+		return c_sink_srv((size_t)a);
+	if (!strcmp(r, "send-close"))
+		return c_send_close((int)a, (size_t)b);
 	if (!strcmp(r, "stall-srv"))
 		return c_stall_srv();
 	if (!strcmp(r, "writer"))
@@ -685,6 +710,35 @@ static void paused_acceptor(void **state)
 	assert_int_equal(stat_of(f, "ring_rx_bytes"), 4 << 20);
 	out_of(f, sizeof(f), "echo-srv");
 	assert_int_equal(stat_of(f, "accelerated_accept"), 1);
+}
+
+/* Same, and the connector closes while the acceptor is still paused: its
+ * bytes, then end of stream, must reach the acceptor once it resumes. */
+static void paused_acceptor_close(void **state)
+{
+	char f[160];
+	pid_t s, c;
+	int port, i;
+
+	(void)state;
+	NEED_AGENT();
+	s = child("sink-srv", env_with("IVSOCK_TEST_PAUSE_ACCEPTING=1", NULL),
+		  num(60000), NULL, NULL, NULL, NULL);
+	port = port_of("sink-srv");
+	c = child("send-close", env_with("IVSOCK_ATTACH_MS=100", "IVSOCK_ATTACH_MAX_MS=200"),
+		  num(port), num(60000), NULL, NULL, NULL);
+	for (i = 0; i < 1000 && proc_state(s) != 'T'; i++)
+		usleep(10000);
+	assert_int_equal(proc_state(s), 'T');
+	assert_int_equal(reap(c, 30), 0); /* closed while the acceptor is stopped */
+	kill(s, SIGCONT);
+	assert_int_equal(reap(s, 30), 0);
+	out_of(f, sizeof(f), "send-close");
+	assert_int_equal(stat_of(f, "taken_back_bytes"), 0);
+	assert_int_equal(stat_of(f, "ring_tx_bytes"), 60000);
+	out_of(f, sizeof(f), "sink-srv");
+	assert_int_equal(stat_of(f, "accelerated_accept"), 1);
+	assert_int_equal(stat_of(f, "ring_rx_bytes"), 60000);
 }
 
 /* Finding 9: a writer blocked on a full ring; its peer is killed while the
@@ -971,6 +1025,7 @@ int main(int argc, char **argv)
 		return child_main(argc, argv);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(paused_acceptor),
+		cmocka_unit_test(paused_acceptor_close),
 		cmocka_unit_test(writer_blocking),
 		cmocka_unit_test(writer_poll),
 		cmocka_unit_test(writer_epoll),
