@@ -181,12 +181,14 @@ static int c_sink_srv(size_t n)
 	return recv(fd, &c, 1, 0) == 0 ? 0 : 14;
 }
 
-static int c_send_close(int port, size_t n)
+static int c_send_close(int port, size_t n, const char *go)
 {
 	int fd = dial(port);
 
 	if (send_pat(fd, n, 0) < 0)
 		return 22;
+	while (access(go, F_OK)) /* until the acceptor is stopped */
+		usleep(10000);
 	close(fd);
 	return 0;
 }
@@ -220,6 +222,8 @@ static int c_writer(int port, int mode)
 			epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 		}
 	}
+	printf("connected\n");
+	fflush(stdout);
 	for (;;) {
 		ssize_t w = send(fd, b, sizeof(b), 0);
 
@@ -482,7 +486,7 @@ static int child_main(int argc, char **argv)
 	if (!strcmp(r, "sink-srv"))
 		return c_sink_srv((size_t)a);
 	if (!strcmp(r, "send-close"))
-		return c_send_close((int)a, (size_t)b);
+		return c_send_close((int)a, (size_t)b, argv[5]);
 	if (!strcmp(r, "stall-srv"))
 		return c_stall_srv();
 	if (!strcmp(r, "writer"))
@@ -716,20 +720,23 @@ static void paused_acceptor(void **state)
  * bytes, then end of stream, must reach the acceptor once it resumes. */
 static void paused_acceptor_close(void **state)
 {
-	char f[160];
+	char f[160], go[160];
 	pid_t s, c;
 	int port, i;
 
 	(void)state;
 	NEED_AGENT();
+	snprintf(go, sizeof(go), "%s/go-close", dir);
+	unlink(go);
 	s = child("sink-srv", env_with("IVSOCK_TEST_PAUSE_ACCEPTING=1", NULL),
 		  num(60000), NULL, NULL, NULL, NULL);
 	port = port_of("sink-srv");
 	c = child("send-close", env_with("IVSOCK_ATTACH_MS=100", "IVSOCK_ATTACH_MAX_MS=200"),
-		  num(port), num(60000), NULL, NULL, NULL);
+		  num(port), num(60000), go, NULL, NULL);
 	for (i = 0; i < 1000 && proc_state(s) != 'T'; i++)
 		usleep(10000);
 	assert_int_equal(proc_state(s), 'T');
+	close(open(go, O_CREAT | O_WRONLY, 0644));
 	assert_int_equal(reap(c, 30), 0); /* closed while the acceptor is stopped */
 	kill(s, SIGCONT);
 	assert_int_equal(reap(s, 30), 0);
@@ -755,7 +762,10 @@ static void writer_peer_vanished(int mode)
 	s = child(stag, env_with(NULL, NULL), NULL, NULL, NULL, NULL, NULL);
 	port = port_of(stag);
 	c = child(tag, env_with(NULL, NULL), num(port), num(mode), NULL, NULL, NULL);
-	usleep(1000000); /* the writer fills the ring and waits */
+	out_of(f, sizeof(f), tag);
+	for (int i = 0; i < 1000 && !file_has(f, "connected"); i++)
+		usleep(10000);
+	usleep(300000); /* the writer fills the ring and waits (or will) */
 	kill(agent_pid, SIGSTOP);
 	kill(s, SIGKILL);
 	reap(s, 5);
