@@ -219,6 +219,12 @@ IVS_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len
 		s->reset_told = true;
 		err = ECONNRESET;
 	}
+	/* A revoked channel is a reset too (once). */
+	if (!err && atomic_load(&s->state) == IVS_ST_CONNECTED && !s->reset_told &&
+	    !atomic_load(&s->closed) && ivs_chan_revoked(s)) {
+		s->reset_told = true;
+		err = ECONNRESET;
+	}
 	ivs_sock_put(s);
 	if (!err)
 		return ivs_rc.getsockopt(fd, level, name, val, len);
