@@ -29,7 +29,7 @@ FUZZ_LDLIBS_agent_request := $(AGENT_LDLIBS)
 FUZZ_LDLIBS_agent_mbresp  := $(AGENT_LDLIBS)
 # The shim's data path: links the shim's own objects (preload/*.o, which
 # interpose libc calls in the harness too; plain fds pass straight through).
-FUZZ_LDLIBS_shim_data     := -ldl -lpthread
+FUZZ_LDLIBS_shim_data      = $(SHIM_WRAP) -ldl -lpthread
 $(O)/tests/fuzz/fuzz_shim_data: $(SHIM_OBJS)
 $(O)/tests/fuzz/fuzz_shim_data.o: ALL_CFLAGS += -Ipreload
 $(O)/tests/fuzz/fuzz_hostd_mailbox $(O)/tests/fuzz/fuzz_hostd_mailbox_race $(O)/tests/fuzz/fuzz_control \

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Fuzzes ivsockd's handling of a VM's mailbox request (hostd/mailbox.c,
- * reached through mailbox_scan): a domain with a formatted region and one
+ * reached through mailbox_serve_client, the client whose doorbell rang): a domain with a formatted region and one
  * live client, fuzzed req_len and req bytes (REGISTER payloads, addresses,
  * hostnames against an allow list), then checks the answer the daemon
  * publishes and the directory entry it wrote.
@@ -85,14 +85,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mb->req_len = len;
 	ivsock_store_release(&mb->req_seq, seq);
 
-	FUZZ_ASSERT(mailbox_scan(&d) == (c.doomed ? 1 : 1));
+	FUZZ_ASSERT(mailbox_serve_client(&c) == (c.doomed ? 1 : 1));
 	/* Answered exactly once, with a well-formed header-only reply. */
 	FUZZ_ASSERT(ivsock_load_acquire(&mb->resp_seq) == seq);
 	FUZZ_ASSERT(mb->resp_len == sizeof(h));
 	memcpy(&h, mb->resp, sizeof(h));
 	FUZZ_ASSERT(ivsock_msg_check(mb->resp, mb->resp_len, 0, 0) == 0);
 	FUZZ_ASSERT(h.status <= 0);
-	FUZZ_ASSERT(mailbox_scan(&d) == 0);
+	FUZZ_ASSERT(mailbox_serve_client(&c) == 0);
 	/* Whatever it published is a valid directory entry. */
 	FUZZ_ASSERT(ivsock_dir_read(&d.rg, 0, &info) == 0);
 	FUZZ_ASSERT(info.naddrs <= IVSOCK_VM_MAX_ADDRS);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Concurrent mode for ivsockd's mailbox processing (hostd/mailbox.c through
- * mailbox_scan, set up as in fuzz_hostd_mailbox.c): the harness plays an
+ * mailbox_serve_client, set up as in fuzz_hostd_mailbox.c): the harness plays an
  * honest agent posting fuzzed requests (REGISTER, UNREGISTER, PING,
  * garbage) while a scribbler thread rewrites, at the same time, the words
  * the VM controls (req_seq, req_len, req bytes, heartbeat) and, in the
@@ -157,7 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		mb->req_len = len;
 		ivsock_store_release(&mb->req_seq, seq);
-		n = WD(mailbox_scan(&d));
+		n = WD(mailbox_serve_client(&c));
 		FUZZ_ASSERT(n >= 0 && (uint32_t)n <= d.rg.vm_cap);
 		if (c.doomed)
 			break;
@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	scrib_stop(&sc);
 	/* A last scan over whatever the VM left: returns, answers validly. */
-	n = WD(mailbox_scan(&d));
+	n = WD(mailbox_serve_client(&c));
 	FUZZ_ASSERT(n >= 0 && (uint32_t)n <= d.rg.vm_cap);
 	return 0;
 }
