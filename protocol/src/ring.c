@@ -319,7 +319,9 @@ static ssize_t empty_status(struct ivsock_ring *r)
 	uint32_t f = ivsock_ring_peer_flags(r);
 	int rc;
 
-	if (!(f & IVSOCK_RING_EOF))
+	/* An honest peer publishes RESET with EOF; a RESET alone still ends
+	 * the stream (poll reports it readable: recv must not say EAGAIN). */
+	if (!(f & (IVSOCK_RING_EOF | IVSOCK_RING_RESET)))
 		return -EAGAIN;
 	/* EOF was published after the last data: look once more. */
 	rc = refresh_tail(r);

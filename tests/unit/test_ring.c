@@ -273,6 +273,20 @@ static void test_reset(void **state)
 	assert_int_equal(ivsock_ring_consume(&f->c, 4), -ECONNRESET);
 }
 
+/* A hostile peer sets RESET without EOF: the stream ends all the same
+ * (the shim's poll reports it readable, so recv must not say EAGAIN). */
+static void test_reset_alone(void **state)
+{
+	struct fix *f = *state;
+	uint8_t b[16];
+
+	put(f, 3, false);
+	__atomic_store_n(&f->c.hdr->prod_flags, IVSOCK_RING_RESET, __ATOMIC_RELEASE);
+	get(f, 3);
+	assert_int_equal(ivsock_ring_read(&f->c, b, sizeof(b)), -ECONNRESET);
+	assert_int_equal(ivsock_ring_peek(&f->c, b, 4, 0), -ECONNRESET);
+}
+
 static void test_rclosed(void **state)
 {
 	struct fix *f = *state;
@@ -546,6 +560,7 @@ int main(void)
 		T(test_eof),
 		T(test_eof_publishes_batched),
 		T(test_reset),
+		T(test_reset_alone),
 		T(test_rclosed),
 		T(test_take_back),
 		T(test_batched_publish),
