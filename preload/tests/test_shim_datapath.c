@@ -379,6 +379,10 @@ static int c_prefork_srv(size_t n)
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (setgid(65534) < 0 || setuid(65534) < 0)
 				_exit(75);
+			/* setuid() clears the parent-death signal: arm it again */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() == 1)
+				_exit(0);
 			if (fork() != 0) {
 				for (;;)
 					pause();
