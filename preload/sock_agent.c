@@ -134,21 +134,22 @@ struct ivs_agent *ivs_agent_peek(int which)
 	return which == 0 ? atomic_load(&g_agent) : g_stale;
 }
 
-void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v)
+void ivs_ring_peer(struct ivs_sock *s)
 {
-	const struct ivsock_chan_end *e;
+	struct ivs_agent *ag = s->ag;
 	uint32_t peer, vec;
 
-	if (!ag || !ag->conn.db || v->idx >= ag->rg->channel_cap)
+	if (!ag || !s->v.peer_ctl)
 		return;
-	/* Read afresh each time: a forked holder may have re-pointed its end. */
-	e = &ag->rg->channels[v->idx].end[!v->side];
-	peer = *(volatile const uint32_t *)&e->peer_id;
-	vec = *(volatile const uint32_t *)&e->vector;
-	if (peer > 65535 || vec > 65535)
+	/* Read afresh each time from the other end's ctl page: a forked
+	 * holder may have re-pointed its end (validated, <= 65535). */
+	if (ivsock_chan_peer_doorbell(NULL, &s->v, &peer, &vec) < 0)
 		return;
 	ivs_count(IVS_C_WAKES_SENT, 1);
-	ivsock_doorbell_notify(ag->conn.db, peer, vec);
+	if (s->winfd >= 0)
+		ivsock_window_ring(s->winfd, vec); /* the kernel rings only that VM */
+	else if (ag->conn.db)
+		ivsock_doorbell_notify(ag->conn.db, peer, vec);
 }
 
 /* ---- sleeping ---- */
@@ -311,7 +312,7 @@ static void hold_sock(int fd, struct ivs_sock *s, void *arg)
 		return;
 	s->held_gen = w->seq;
 	s->shared = true;
-	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, w->delta);
+	atomic_fetch_add(&s->v.my_ctl->holders, w->delta);
 }
 
 IVS_EXPORT pid_t fork(void)
@@ -383,12 +384,11 @@ static void atfork_child(void)
 
 static void ring_sock(int fd, struct ivs_sock *s, void *arg)
 {
-	struct ivs_agent *ag = arg;
-
 	(void)fd;
+	(void)arg;
 	if (s->kind == IVS_CONN && atomic_load(&s->state) == IVS_ST_CONNECTED &&
 	    !atomic_load(&s->closed))
-		ivs_ring_peer(ag, &s->v); /* resolves the peer's doorbell (one spurious wake) */
+		ivs_ring_peer(s); /* resolves the peer's doorbell (one spurious wake) */
 }
 
 void ivs_agent_prepare(void)

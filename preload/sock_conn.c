@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* Connection set-up: listen() registers the listener, connect() posts an
- * offer keyed by the 4-tuple before the kernel connects, accept() takes it
- * and attaches; plus the connector's lossless fallback and the release of a
- * channel at the process's last close. */
+/* Connection set-up, through the agent (the broker of the tables: this
+ * process only reads them): listen() registers the listener, connect() asks
+ * for a channel and its offer keyed by the 4-tuple before the kernel
+ * connects, accept() asks for the offer of the accepted socket; each answer
+ * is a window onto exactly that connection's block. Plus the connector's
+ * lossless fallback and the release of a channel at the process's last
+ * close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,9 +47,49 @@ static bool is_loopback(const struct ivsock_addr *a)
 	return a->family == IVSOCK_AF_INET6 && !memcmp(a->bytes, lo6, 16);
 }
 
-static struct ivsock_chan_end *my_end(struct ivs_sock *s)
+/* Map the block an answer describes and build our view of it. The window
+ * fd (pci) is kept: our doorbells to the other end go through it. */
+static int attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,
+			int wfd)
 {
-	return &s->ag->rg->channels[s->v.idx].end[s->v.side];
+	int rc = ivsock_agent_map_block(&ag->conn, r, wfd, &s->map);
+
+	if (rc == 0)
+		rc = ivsock_chan_view_block(&s->v, s->map.base, r->ring_size, (int)r->side,
+					    r->channel, r->channel_gen);
+	if (rc < 0) {
+		ivsock_agent_unmap_block(&s->map);
+		if (wfd >= 0)
+			ivs_real.close(wfd);
+		return rc;
+	}
+	s->v.expect_peer_vm = r->peer_vm < IVSOCK_MAX_VMS ? r->peer_vm + 1 : 0;
+	if (r->peer_id <= 65535 && r->peer_vector <= 65535) {
+		s->v.peer.peer_id = r->peer_id;
+		s->v.peer.vector = r->peer_vector;
+	}
+	s->winfd = wfd;
+	if (wfd >= 0)
+		ivs_fdguard_ref(wfd, &s->winfd);
+	return 0;
+}
+
+/* Let go of the block (our mapping and window): the agent revokes the
+ * windows of whatever we leave behind. */
+void ivs_conn_detach(struct ivs_sock *s)
+{
+	ivsock_agent_unmap_block(&s->map);
+	if (s->winfd >= 0) {
+		ivs_fdguard_close(s->winfd);
+		s->winfd = -1;
+	}
+}
+
+/* The socket to prove ownership with, when we are not the client that
+ * opened or accepted the end (a forked or exec'd holder); else -1. */
+static int proof_fd(struct ivs_sock *s, int fd)
+{
+	return s->shared || s->inherited || s->fork_gen != atomic_load(&ivs_fork_gen) ? fd : -1;
 }
 
 /* ---------------- listen ---------------- */
@@ -83,14 +126,21 @@ IVS_EXPORT int listen(int fd, int backlog)
 		ivs_fallback(IVS_C_FB_NO_AGENT, fd, "listener not registered: no agent", 0);
 		return rc;
 	}
-	idx = ivsock_listener_add(ag->rg, ag->me.vm, ag->me.client, &a, port, flags, &gen);
+	(void)a, (void)flags; /* the agent reads the address from the socket */
+	{
+		uint32_t lidx;
+
+		idx = ivsock_agent_listen(&ag->conn, fd, &lidx, &gen);
+		if (idx == 0)
+			idx = (int)lidx;
+	}
 	if (idx < 0) {
-		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "listener table full", idx);
+		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "listener not registered by the agent", idx);
 		return rc;
 	}
 	s = ivs_sock_new(IVS_LISTENER, ag);
 	if (!s || ivs_fd_install(fd, s) < 0) {
-		ivsock_listener_remove(ag->rg, (uint32_t)idx, gen);
+		ivsock_agent_unlisten(&ag->conn, (uint32_t)idx, gen);
 		if (s)
 			ivs_sock_put(s);
 		return rc;
@@ -109,7 +159,7 @@ void ivs_listener_release(struct ivs_sock *s)
 	/* Shared with a forked process that may still accept: keep it; the
 	 * agent drops it with the registering process. */
 	if (!s->lshared && atomic_load(&ivs_fork_gen) == s->fork_gen)
-		ivsock_listener_remove(s->ag->rg, s->lidx, s->lgen);
+		ivsock_agent_unlisten(&s->ag->conn, s->lidx, s->lgen);
 }
 
 /* ---------------- connect ---------------- */
@@ -182,10 +232,10 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct ivsock_tuple t;
+	struct ivsock_ag_chan r;
 	struct ivs_agent *ag;
 	struct ivs_sock *s;
-	uint32_t idx, gen, ogen;
-	int vm, rc;
+	int vm, rc, wfd = -1;
 
 	memset(&t, 0, sizeof(t));
 	if (ivsock_addr_from_sockaddr(&t.dst, &t.dport, addr, len) < 0 || !is_tcp(fd)) {
@@ -238,29 +288,26 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 			}
 		}
 	}
-	rc = ivsock_chan_open(ag->rg, &ag->me, &t, &idx, &gen);
-	if (rc < 0) {
-		ivs_fallback(IVS_C_FB_NO_RINGS, fd, "no channel/rings", rc);
-		return NULL;
-	}
 	s = ivs_sock_new(IVS_CONN, ag);
-	if (!s) {
-		ivsock_chan_close(ag->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+	if (!s)
+		return NULL;
+	rc = ivsock_agent_open(&ag->conn, fd, &t.dst, t.dport, IVSOCK_AG_CLASS_DEFAULT, &r, &wfd);
+	if (rc < 0) {
+		ivs_sock_put(s);
+		ivs_fallback(rc == -ECONNREFUSED ? IVS_C_FB_NO_LISTENER :
+			     rc == -EHOSTUNREACH ? IVS_C_FB_NOT_VM :
+			     rc == -ETIMEDOUT ? IVS_C_AGENT_TIMEOUT : IVS_C_FB_NO_RINGS,
+			     fd, "the agent gave no channel", rc);
 		return NULL;
 	}
-	rc = ivsock_chan_view_connector(ag->rg, idx, gen, &s->v);
-	if (rc == 0) {
-		rc = ivsock_offer_post(ag->rg, ag->me.vm, ag->me.client, &t, idx, gen, &ogen);
-		if (rc >= 0) {
-			s->offer_idx = (uint32_t)rc;
-			s->offer_gen = ogen;
-			rc = 0;
-		}
-	}
+	rc = attach_block(ag, s, &r, wfd);
 	if (rc < 0) {
-		ivsock_chan_close(ag->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+		/* the offer is posted: take it back before the kernel connects */
+		ivsock_agent_abandon(&ag->conn, fd, r.channel, r.channel_gen);
+		ivsock_agent_close_end(&ag->conn, -1, r.channel, r.channel_gen,
+				       IVSOCK_SIDE_CONNECTOR, false);
 		ivs_sock_put(s);
-		ivs_fallback(IVS_C_FB_OFFER, fd, "offer", rc);
+		ivs_fallback(IVS_C_FB_OFFER, fd, "window", rc);
 		return NULL;
 	}
 	s->dst_vm = (uint8_t)vm;
@@ -271,11 +318,11 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 	return s;
 }
 
-static void offer_withdraw(struct ivs_sock *s)
+static void offer_withdraw(struct ivs_sock *s, int fd)
 {
-	ivsock_chan_abandon(s->ag->rg, s->v.idx, s->v.gen);
-	ivsock_offer_cancel(s->ag->rg, s->offer_idx, s->offer_gen);
-	ivsock_chan_close(s->ag->rg, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
+	ivsock_agent_abandon(&s->ag->conn, fd, s->v.idx, s->v.gen);
+	ivs_conn_detach(s);
+	ivsock_agent_close_end(&s->ag->conn, -1, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
 }
 
 /*
@@ -340,7 +387,7 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	 * background (a later connect() reports EALREADY/EISCONN), and the
 	 * acceptor may already hold our offer, so keep it. */
 	if (rc < 0 && err != EINPROGRESS && err != EINTR) {
-		offer_withdraw(s);
+		offer_withdraw(s, fd);
 		ivs_sock_put(s);
 		if (err == EADDRNOTAVAIL) {
 			ivs_fallback(IVS_C_FB_PORTS, fd, "4-tuple in TIME_WAIT, fresh socket", -err);
@@ -354,7 +401,7 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
 	s->kfd = fd;
 	if (ivs_fd_install(fd, s) < 0) {
-		offer_withdraw(s);
+		offer_withdraw(s, fd);
 		ivs_sock_put(s);
 		errno = err;
 		return rc;
@@ -369,82 +416,52 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---------------- accept ---------------- */
 
-/* IVSOCK_TEST_PAUSE_ACCEPTING=1 (tests only): stop this process with
- * SIGSTOP between the acceptor's two state changes, the window in which a
- * paused acceptor must still win (docs/shim.md: the paused acceptor). */
-static void pause_accepting(uint32_t idx)
-{
-	(void)idx;
-	raise(SIGSTOP);
-}
-
 static void try_attach(int lfd, int nfd, int flags)
 {
-	struct sockaddr_storage l, p;
-	socklen_t ll = sizeof(l), pl = sizeof(p);
-	struct ivsock_chan_view v;
-	struct ivsock_tuple t;
-	struct ivs_agent *ag;
 	struct ivs_sock *ls = ivs_fd_lookup(lfd), *s;
-	uint32_t chan, cgen;
-	uint8_t owner;
-	int rc;
+	struct ivsock_ag_chan r;
+	struct ivs_agent *ag;
+	int rc, wfd = -1;
 
 	if (!ls || ls->kind != IVS_LISTENER)
 		return;
-	memset(&t, 0, sizeof(t));
-	if (getsockname(nfd, (struct sockaddr *)&l, &ll) < 0 ||
-	    getpeername(nfd, (struct sockaddr *)&p, &pl) < 0 ||
-	    ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&l, ll) < 0 ||
-	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&p, pl) < 0)
-		return;
 	ag = ivs_agent_get();
 	if (!ag) {
-		/* We cannot attach (a forked worker that cannot reach the
-		 * agent): abandon the offer now, through the mapping the
-		 * listener was registered with (inherited across fork), so the
-		 * connector falls back at once instead of after its attach
-		 * timeout. */
-		struct ivsock_region *rg = ls->ag ? ls->ag->rg : NULL;
-
-		if (rg && ivsock_offer_take_as(rg, &t, ls->ag->me.vm, &chan, &cgen, &owner) >= 0)
-			ivsock_chan_abandon(rg, chan, cgen);
-		ivs_fallback(IVS_C_FB_NO_AGENT, nfd, "acceptor has no agent: offer abandoned", 0);
+		/* A forked worker that cannot reach the agent: the connector
+		 * falls back after its attach timeout. */
+		ivs_fallback(IVS_C_FB_NO_AGENT, nfd, "acceptor has no agent", 0);
 		return;
 	}
-	rc = ivsock_offer_take_as(ag->rg, &t, ag->me.vm, &chan, &cgen, &owner);
+	rc = ivsock_agent_accept(&ag->conn, nfd, &r, &wfd);
 	if (rc < 0) {
-		ivs_fallback(IVS_C_FB_NO_OFFER, nfd, "no offer for this connection", 0);
-		return;
-	}
-	if (__builtin_expect(getenv("IVSOCK_TEST_PAUSE_ACCEPTING") != NULL, 0))
-		ivsock_chan_accepting_hook = pause_accepting;
-	rc = ivsock_chan_accept(ag->rg, chan, cgen, owner, &ag->me, &v);
-	if (rc < 0) {
-		/* Tell the connector at once rather than after its timeout. */
-		ivsock_chan_abandon(ag->rg, chan, cgen);
-		ivs_fallback(IVS_C_FB_ACCEPT, nfd, "attach", rc);
+		ivs_fallback(rc == -ENOENT ? IVS_C_FB_NO_OFFER : IVS_C_FB_ACCEPT, nfd,
+			     rc == -ENOENT ? "no offer for this connection" : "attach", rc);
 		return;
 	}
 	s = ivs_sock_new(IVS_CONN, ag);
-	if (!s) {
-		ivsock_chan_close(ag->rg, chan, cgen, IVSOCK_SIDE_ACCEPTOR, true);
+	if (!s || attach_block(ag, s, &r, wfd) < 0) {
+		if (!s && wfd >= 0)
+			ivs_real.close(wfd);
+		ivsock_agent_close_end(&ag->conn, -1, r.channel, r.channel_gen,
+				       IVSOCK_SIDE_ACCEPTOR, true);
+		if (s)
+			ivs_sock_put(s);
 		return;
 	}
-	s->v = v;
 	s->kfd = nfd;
 	atomic_store(&s->state, IVS_ST_CONNECTED);
 	atomic_store(&s->nonblock, (flags & SOCK_NONBLOCK) != 0);
 	if (ivs_fd_install(nfd, s) < 0) {
-		ivsock_chan_close(ag->rg, chan, cgen, IVSOCK_SIDE_ACCEPTOR, true);
+		ivs_conn_detach(s);
+		ivsock_agent_close_end(&ag->conn, -1, r.channel, r.channel_gen,
+				       IVSOCK_SIDE_ACCEPTOR, true);
 		ivs_sock_put(s);
 		return;
 	}
 	ivs_sock_put(s);
 	ivs_count(IVS_C_ACCEL_ACCEPT, 1);
-	ivs_debug("fd %d: attached channel %u", nfd, chan);
-	/* The connector may be waiting to learn that we are here. */
-	ivs_ring_peer(ag, &s->v);
+	ivs_debug("fd %d: attached channel %u", nfd, r.channel);
+	/* the agent rang the connector already */
 	ivs_mux_fd_accelerated(nfd);
 }
 
@@ -472,14 +489,14 @@ IVS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 void ivs_sock_refresh(struct ivs_sock *s)
 {
 	unsigned gen = atomic_load_explicit(&ivs_fork_gen, memory_order_relaxed);
-	struct ivsock_chan_end *e;
+	struct ivsock_end_ctl *e;
 	struct ivs_agent *ag;
 
 	if (__builtin_expect(s->fork_gen == gen && !s->shared, 1))
 		return;
 	/* Sole holder again: one last re-read and we own the views for good
 	 * (the count only grows through our own fork()). */
-	if (s->shared && s->fork_gen == gen && atomic_load(&my_end(s)->holders) <= 1)
+	if (s->shared && s->fork_gen == gen && atomic_load(&s->v.my_ctl->holders) <= 1)
 		s->shared = false;
 	if (s->fork_gen != gen) {
 		ag = ivs_agent_get();
@@ -492,9 +509,11 @@ void ivs_sock_refresh(struct ivs_sock *s)
 	 * our private indices are re-read from shared memory. */
 	/* Indices the other side corrupted: the ring stays broken (-EPROTO
 	 * from every operation, reported as a reset) instead of trusted. */
-	if (ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER) < 0)
+	if (ivsock_ring_attach(&s->v.tx, s->v.tx.p, s->v.tx.c, s->v.tx.data, s->v.tx.size,
+			       IVSOCK_RING_PRODUCER) < 0)
 		s->v.tx.broken = -EPROTO;
-	if (ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER) < 0)
+	if (ivsock_ring_attach(&s->v.rx, s->v.rx.p, s->v.rx.c, s->v.rx.data, s->v.rx.size,
+			       IVSOCK_RING_CONSUMER) < 0)
 		s->v.rx.broken = -EPROTO;
 	/*
 	 * Wake-ups for this end now go to this process. Ownership (the client
@@ -503,7 +522,7 @@ void ivs_sock_refresh(struct ivs_sock *s)
 	 * inherited by every forked holder, so the client lives as long as any
 	 * of them (even one that leaves with _exit()).
 	 */
-	e = my_end(s);
+	e = s->v.my_ctl;
 	if (s->ag->conn.db && (e->vector != s->ag->me.vector || e->peer_id != s->ag->me.peer_id)) {
 		if (!s->adopted) {
 			s->prev_peer = e->peer_id;
@@ -520,7 +539,7 @@ void ivs_sock_refresh(struct ivs_sock *s)
  * its wake-ups back to whoever had them before we took them. */
 static void unadopt(struct ivs_sock *s)
 {
-	struct ivsock_chan_end *e = my_end(s);
+	struct ivsock_end_ctl *e = s->v.my_ctl;
 
 	if (!s->adopted || e->vector != s->ag->me.vector || e->peer_id != s->ag->me.peer_id)
 		return;
@@ -576,14 +595,24 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 	struct ivsock_region *rg = s->ag->rg;
 	uint8_t *buf = NULL;
 	ssize_t n;
-	int rc = 0;
+	int rc = 0, st;
 
 	pthread_mutex_lock(&s->rx_lock);
 	pthread_mutex_lock(&s->tx_lock);
 	if (atomic_load(&s->state) != IVS_ST_OFFERED)
 		goto out;
-	if (ivsock_chan_abandon(rg, s->v.idx, s->v.gen) < 0 &&
-	    ivsock_chan_state(rg, s->v.idx, s->v.gen) != IVSOCK_CHAN_ABANDONED) {
+	/* The race with the acceptor is decided by one CAS, which the agent
+	 * does for us: 0 means ABANDONED (or already so, after a lost reply). */
+	rc = ivsock_agent_abandon(&s->ag->conn, fd, s->v.idx, s->v.gen);
+	st = ivsock_chan_state(rg, s->v.idx, s->v.gen);
+	if (rc < 0 && st != IVSOCK_CHAN_ABANDONED) {
+		if (rc != -ESTALE) {
+			/* The agent did not answer: nothing was decided. Keep
+			 * the rings (the acceptor may still attach) and ask
+			 * again next time. */
+			rc = 2;
+			goto out;
+		}
 		if (ivs_conn_check_attached(s) == 0) {
 			rc = 1; /* the acceptor attached first: rings it is */
 			goto out;
@@ -596,8 +625,7 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 		 * timeouts), unless its kernel socket hung up, which only its
 		 * death can do before accept() returned.
 		 */
-		if (ivsock_chan_state(rg, s->v.idx, s->v.gen) == IVSOCK_CHAN_ACCEPTING &&
-		    why != IVS_C_FB_PEER_CLOSED) {
+		if (st == IVSOCK_CHAN_ACCEPTING && why != IVS_C_FB_PEER_CLOSED) {
 			if (!atomic_exchange(&s->acceptor_won, true))
 				ivs_debug("fd %d: acceptor is attaching: no fallback", fd);
 			rc = 2;
@@ -606,7 +634,9 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 		/* The channel is gone under us (freed or reused), or its
 		 * acceptor died while attaching: nothing can flow on it any
 		 * more; the kernel socket tells what remains. */
-		ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
+		ivs_conn_detach(s);
+		ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen,
+				       IVSOCK_SIDE_CONNECTOR, false);
 		atomic_store(&s->closed, 1);
 		atomic_store(&s->state, IVS_ST_PLAIN);
 		atomic_fetch_add(&s->event_seq, 1);
@@ -614,10 +644,14 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why)
 		rc = -ESTALE;
 		goto out;
 	}
-	ivsock_offer_cancel(rg, s->offer_idx, s->offer_gen);
+	rc = 0;
+	/* ours: take back what the acceptor never read (our own ring, in the
+	 * half of the block we write), then let the agent free it */
 	buf = malloc(s->v.tx.size);
 	n = buf ? ivsock_ring_take_back(&s->v.tx, buf, s->v.tx.size) : -ENOMEM;
-	ivsock_chan_close_view(rg, &s->v, false);
+	ivs_conn_detach(s);
+	ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen,
+			       IVSOCK_SIDE_CONNECTOR, false);
 	atomic_store(&s->closed, 1);
 	atomic_store(&s->state, IVS_ST_PLAIN);
 	atomic_fetch_add(&s->event_seq, 1);
@@ -643,15 +677,15 @@ void ivs_conn_flush_counts(struct ivs_sock *s, bool force)
 {
 	if (force || s->tx_pending + s->rx_pending >= (1U << 20)) {
 		if (s->tx_pending || s->rx_pending)
-			ivsock_chan_count(s->ag->rg, &s->v, s->tx_pending, s->rx_pending);
+			ivsock_chan_count(NULL, &s->v, s->tx_pending, s->rx_pending);
 		s->tx_pending = s->rx_pending = 0;
 	}
 }
 
 void ivs_conn_release(struct ivs_sock *s, int fd)
 {
-	struct ivsock_chan_end *e;
-	uint32_t unread;
+	struct ivsock_end_ctl *e;
+	bool reset;
 	int st;
 
 	if (s->kind == IVS_LISTENER) {
@@ -676,14 +710,23 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 	pthread_mutex_lock(&s->tx_lock);
 	ivs_conn_flush_counts(s, true);
 	pthread_mutex_unlock(&s->tx_lock);
-	e = my_end(s);
+	e = s->v.my_ctl;
 	if (atomic_load(&e->holders) > 1)
 		unadopt(s);
-	if (atomic_fetch_sub(&e->holders, 1) > 1)
-		return; /* another process still holds this end */
+	if (atomic_fetch_sub(&e->holders, 1) > 1) {
+		/* another process still holds this end: our mapping goes,
+		 * the end stays */
+		ivs_conn_detach(s);
+		return;
+	}
 	/* Closing with bytes unread is an abort in TCP (RST): same here. Our
 	 * head from the private view; a corrupt tail counts as unread. */
-	unread = ivsock_ring_snap_readable(&s->v.rx) != 0;
-	if (ivsock_chan_close_view(s->ag->rg, &s->v, unread != 0) == 0)
-		ivs_ring_peer(s->ag, &s->v);
+	reset = ivsock_ring_snap_readable(&s->v.rx) != 0;
+	/* our part, in our half of the block; then the other end hears it,
+	 * then the agent releases the end (and revokes what we mapped) */
+	ivsock_chan_end_close_rings(&s->v, reset);
+	ivs_ring_peer(s);
+	ivs_conn_detach(s);
+	ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen, s->v.side,
+			       reset);
 }

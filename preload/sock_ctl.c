@@ -291,7 +291,7 @@ IVS_EXPORT int shutdown(int fd, int how)
 			ivsock_ring_close_write(&s->v.tx, false);
 			s->shut_wr = true;
 			if (ivs_conn_check_attached(s) == 0 && atomic_load(&s->state) == IVS_ST_CONNECTED)
-				ivs_ring_peer(s->ag, &s->v);
+				ivs_ring_peer(s);
 		}
 		pthread_mutex_unlock(&s->tx_lock);
 		/* While OFFERED the kernel FIN waits: a fallback may still have

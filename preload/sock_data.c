@@ -340,9 +340,9 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 				ivs_count(IVS_C_RX_BYTES, (uint64_t)n);
 				atomic_fetch_add_explicit(&s->event_seq, 1, memory_order_relaxed);
 				if (ivsock_ring_producer_needs_wake(&s->v.rx) && st == IVS_ST_CONNECTED)
-					ivs_ring_peer(s->ag, &s->v);
+					ivs_ring_peer(s);
 				if (s->rx_pending >= (1U << 20)) {
-					ivsock_chan_count(s->ag->rg, &s->v, 0, s->rx_pending);
+					ivsock_chan_count(NULL, &s->v, 0, s->rx_pending);
 					s->rx_pending = 0;
 				}
 			}
@@ -553,10 +553,10 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 				if (st == IVS_ST_OFFERED)
 					ivs_conn_check_attached(s);
 				if (atomic_load(&s->state) == IVS_ST_CONNECTED)
-					ivs_ring_peer(s->ag, &s->v);
+					ivs_ring_peer(s);
 			}
 			if (s->tx_pending >= (1U << 20)) {
-				ivsock_chan_count(s->ag->rg, &s->v, s->tx_pending, 0);
+				ivsock_chan_count(NULL, &s->v, s->tx_pending, 0);
 				s->tx_pending = 0;
 			}
 			if (sent == total || dontwait) {

@@ -29,7 +29,13 @@ struct exec_walk {
 	size_t len;
 	int n;
 	bool any;
+	int drop[64];       /* close-on-exec accelerated fds, kept open for it */
+	int ndrop;
 };
+
+/* The fds prepare() made survive the exec, restored by undo(). */
+static __thread int exec_drop[64];
+static __thread int exec_ndrop;
 
 static void add(struct exec_walk *w, const char *fmt, ...)
 {
@@ -66,8 +72,12 @@ static void collect(int fd, struct ivs_sock *s, void *arg)
 	ivs_conn_flush_counts(s, true);
 	pthread_mutex_unlock(&s->tx_lock);
 	/* a close-on-exec fd goes away with the exec: the new image drops
-	 * its hold on the end unless another inherited fd refers to it */
+	 * its hold on the end unless another inherited fd refers to it. It
+	 * needs the socket to prove to the agent that it may: the fd stays
+	 * open across the exec and the new image closes it before main(). */
 	add(w, "%c%d,%u,%u,%d;", keep ? 'C' : 'D', fd, s->v.idx, s->v.gen, s->v.side);
+	if (!keep && w->ndrop < (int)(sizeof(w->drop) / sizeof(w->drop[0])))
+		w->drop[w->ndrop++] = fd;
 	w->any = true;
 }
 
@@ -130,6 +140,10 @@ static char *prepare(int *agents, int *nagents)
 		snprintf(var + k, w.len + 128 - k, ";%s", w.buf);
 	}
 	free(w.buf);
+	exec_ndrop = 0;
+	for (int i = 0; i < w.ndrop; i++)
+		if (ivs_rc.fcntl(w.drop[i], F_SETFD, 0) == 0)
+			exec_drop[exec_ndrop++] = w.drop[i];
 	for (int i = 0; i < *nagents; i++) {
 		int fl = ivs_rc.fcntl(agents[i], F_GETFD);
 
@@ -141,6 +155,9 @@ static char *prepare(int *agents, int *nagents)
 
 static void undo(char *var, const int *agents, int nagents)
 {
+	for (int i = 0; i < exec_ndrop; i++)
+		ivs_rc.fcntl(exec_drop[i], F_SETFD, FD_CLOEXEC);
+	exec_ndrop = 0;
 	for (int i = 0; i < nagents; i++) {
 		int fl = ivs_rc.fcntl(agents[i], F_GETFD);
 
@@ -272,20 +289,6 @@ IVS_EXPORT int execle(const char *path, const char *arg, ...)
 
 /* ---- the new image ---- */
 
-static int attach_ring(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen, uint8_t vm,
-		       struct ivsock_ring *r, enum ivsock_ring_role role)
-{
-	void *mem = ivsock_region_ring_mem(rg, ridx);
-	struct ivsock_slot_val v;
-
-	if (!mem || ivsock_region_ring_vm(rg, ridx) != vm)
-		return -EPROTO;
-	v = ivsock_slot_get(&rg->ringslots[ridx]);
-	if (v.gen != rgen || v.state == IVSOCK_SLOT_FREE)
-		return -ESTALE;
-	return ivsock_ring_attach(r, mem, rg->ring_size, role);
-}
-
 /* Sockets adopted so far in this image (dup'd fds share one). */
 struct adopted {
 	struct ivs_sock *s[64];
@@ -296,49 +299,53 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 		       bool drop, struct adopted *ad)
 {
 	struct ivsock_region *rg = ag->rg;
-	struct ivsock_chan_view v;
-	struct ivsock_channel *c;
-	struct ivsock_slot_val sv;
+	struct ivsock_ag_chan r;
 	struct ivs_sock *s;
-	int fl;
+	int fl, wfd = -1;
 
-	if (idx >= rg->channel_cap || (side != 0 && side != 1))
+	if (idx >= rg->channel_cap || (side != 0 && side != 1) ||
+	    ivsock_chan_state(rg, idx, gen) != IVSOCK_CHAN_CONNECTED)
 		return;
-	c = &rg->channels[idx];
-	sv = ivsock_slot_get(&c->slot);
-	if (sv.gen != gen || sv.state != IVSOCK_CHAN_CONNECTED)
-		return;
-	if (drop) {
-		/* the fd was close-on-exec: this process's hold ends here */
-		if (atomic_fetch_sub(&c->end[side].holders, 1) <= 1 &&
-		    ivsock_chan_close(rg, idx, gen, side, false) == 0) {
-			memset(&v, 0, sizeof(v));
-			v.idx = idx;
-			v.side = side;
-			ivs_ring_peer(ag, &v);
-		}
-		return;
-	}
 	for (int i = 0; i < ad->n; i++)
 		if (ad->s[i]->v.idx == idx && ad->s[i]->v.gen == gen) {
-			ivs_fd_install(fd, ad->s[i]);
+			if (!drop)
+				ivs_fd_install(fd, ad->s[i]);
 			return;
 		}
-	memset(&v, 0, sizeof(v));
-	v.idx = idx;
-	v.gen = gen;
-	v.side = side;
-	if (attach_ring(rg, side ? c->ring_s2c : c->ring_c2s, side ? c->ring_s2c_gen : c->ring_c2s_gen,
-			sv.vm, &v.tx, IVSOCK_RING_PRODUCER) < 0 ||
-	    attach_ring(rg, side ? c->ring_c2s : c->ring_s2c, side ? c->ring_c2s_gen : c->ring_s2c_gen,
-			sv.vm, &v.rx, IVSOCK_RING_CONSUMER) < 0)
+	/* A window of our own, granted on proof that we hold the socket. */
+	if (ivsock_agent_attach(&ag->conn, fd, idx, gen, side, &r, &wfd) < 0)
 		return;
 	s = ivs_sock_new(IVS_CONN, ag);
-	if (!s)
+	if (!s) {
+		if (wfd >= 0)
+			ivs_real.close(wfd);
 		return;
-	s->v = v;
+	}
+	if (ivsock_agent_map_block(&ag->conn, &r, wfd, &s->map) < 0 ||
+	    ivsock_chan_view_block(&s->v, s->map.base, r.ring_size, side, idx, gen) < 0) {
+		ivsock_agent_unmap_block(&s->map);
+		if (wfd >= 0)
+			ivs_real.close(wfd);
+		ivs_sock_put(s);
+		return;
+	}
+	s->winfd = wfd;
+	if (wfd >= 0)
+		ivs_fdguard_ref(wfd, &s->winfd);
+	if (drop) {
+		/* the fd was close-on-exec: this process's hold ends here */
+		if (atomic_fetch_sub(&s->v.my_ctl->holders, 1) <= 1) {
+			ivsock_chan_end_close_rings(&s->v, false);
+			ivs_ring_peer(s);
+			ivsock_agent_close_end(&ag->conn, fd, idx, gen, side, false);
+		}
+		ivs_conn_detach(s);
+		ivs_sock_put(s);
+		return;
+	}
 	s->kfd = fd;
 	s->shared = true; /* re-read indices, take the doorbell on first use */
+	s->inherited = true;
 	atomic_store(&s->state, IVS_ST_CONNECTED);
 	fl = ivs_rc.fcntl(fd, F_GETFL);
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
@@ -458,6 +465,15 @@ __attribute__((constructor)) static void exec_inherit(void)
 	 * can sandbox itself (seccomp without socket()/eventfd()) */
 	ivs_agent_prepare();
 out:
+	/* the close-on-exec fds kept open for the agent close now, before
+	 * the program runs (they were its, but are not in this image) */
+	for (const char *p = orig; p && (p = strchr(p, 'D')); p++) {
+		int fd;
+
+		if ((p == orig || p[-1] == ';') && sscanf(p + 1, "%d,", &fd) == 1 && fd >= 0 &&
+		    !ivs_fd_lookup(fd))
+			ivs_real.close(fd);
+	}
 	free(copy);
 	free(orig);
 }

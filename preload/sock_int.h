@@ -110,8 +110,10 @@ struct ivs_agent *ivs_agent_get(void);
 /* Connect now (if not yet) and resolve what held sockets need (doorbells,
  * this thread's eventfd): before the program can sandbox itself. */
 void ivs_agent_prepare(void);
-/* Ring the other end of a channel (reads its doorbell address afresh). */
-void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v);
+struct ivs_sock;
+/* Ring the other end of s's channel (reads its doorbell address afresh from
+ * the peer's ctl page; pci: through s's window, which rings only that VM). */
+void ivs_ring_peer(struct ivs_sock *s);
 /* Block until woken (wake fd / thread fd) or fd has `kev` or timeout_ms.
  * @return 0, -EINTR. */
 int ivs_sleep(int fd, short kev, int timeout_ms, short *revents);
@@ -140,7 +142,9 @@ struct ivs_sock {
 
 	/* connection */
 	_Atomic int state;
-	uint32_t offer_idx, offer_gen;
+	struct ivsock_block_map map; /* our window onto the channel's block */
+	int winfd;                  /* pci: that window (rings go through it); -1 */
+	bool inherited;             /* re-attached after exec: not our client's */
 	uint64_t offered_ns;        /* when the offer was posted */
 	_Atomic bool acceptor_won;  /* seen ACCEPTING: the acceptor took the offer,
 				     * the rings are the stream (never fall back) */
@@ -163,7 +167,8 @@ struct ivs_sock {
 	_Atomic int closed;         /* our end released */
 	bool shared;                /* another process may use it too (fork) */
 	bool reset_told;            /* ECONNRESET reported once; EOF after */
-	bool adopted;               /* we re-pointed our end's doorbell at us */
+	bool adopted;               /* we re-pointed our end's doorbell at us
+				     * (the words of our ctl page) */
 	uint32_t prev_peer, prev_vector; /* doorbell address before that */
 };
 

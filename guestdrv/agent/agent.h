@@ -12,6 +12,7 @@
 
 #include "ivsock/msg.h"
 #include "backend.h"
+#include "broker.h"
 #include "ids.h"
 #include "mailbox.h"
 
@@ -20,8 +21,13 @@ struct agent_opts {
 	const char *server;       /* ivsockd domain socket (server backend) */
 	const char *device;       /* /dev/ivsockN (pci backend) */
 	const char *listen;       /* NULL: abstract "\0ivsock-agent"; "@x": abstract; path */
-	const char *group;        /* extra group allowed to connect */
+	const char *allow_users;  /* NULL: every local user; else comma-separated
+				   * user names/uids admitted (plus root and us) */
+	const char *allow_groups; /* the same for groups (primary or supplementary) */
 	const char *hostname;     /* NULL: gethostname() */
+	long max_chans;           /* channel ends per non-root uid; -1: default */
+	long max_listeners;       /* listeners per non-root uid; -1: default */
+	long ring_share;          /* percent of each ring class per uid; -1: 50 */
 	long max_per_uid;         /* connections per non-root uid; -1: default
 				   * (1/8 of the fd limit, 8..1024), 0: no cap */
 	bool foreground;
@@ -49,6 +55,17 @@ struct agent_client {
 	bool hello;                /* a client id and vector were assigned */
 	uint32_t id;
 	uint32_t vector;
+	int be_fd;                 /* pci: this client's own open of the device
+				    * (its eventfd binding dies with it), or -1 */
+	/* what it holds, for the per-uid limits (broker.c) */
+	uint32_t ends, listeners;
+	uint32_t blocks[IVSOCK_CLASS_MAX];
+};
+
+#define AGENT_ALLOW_MAX 32
+
+struct agent_stats {
+	unsigned long opened, accepted, refused_open, refused_accept, bad_close;
 };
 
 struct agent {
@@ -58,9 +75,14 @@ struct agent {
 	int lfd;
 	struct agent_ev ev_listen, ev_ctl, ev_vec0, ev_nl, ev_timer, ev_sig;
 	int nlfd, tfd, sigfd;
-	bool have_group;
-	gid_t group;
+	/* admission: empty lists (and !restricted) = every local user */
+	bool restricted;
+	uint32_t nallow_uid, nallow_gid;
+	uid_t allow_uid[AGENT_ALLOW_MAX];
+	gid_t allow_gid[AGENT_ALLOW_MAX];
 	uid_t euid;
+	struct broker_limits limits;
+	struct agent_stats stats;
 	struct agent_client *clients;
 	unsigned long nclients;
 	unsigned long max_per_uid;      /* effective cap, 0: none */
@@ -89,6 +111,15 @@ void agent_accept(struct agent *a);
 void agent_listen_tick(struct agent *a, uint64_t now_ms);
 void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events);
 void agent_clients_close_all(struct agent *a);
+/* Send a reply (header + payload) with up to two fds on c's connection,
+ * never blocking. @return 0 or -errno. */
+int agent_reply(struct agent_client *c, uint16_t type, uint32_t seq, int32_t status,
+		const void *payload, uint32_t len, const int *fds, int nfds);
+
+/* admission.c: parse --allow-user/--allow-group (@return 0 or -EINVAL),
+ * and the per-uid limits once the region is known. */
+int agent_admission_init(struct agent *a);
+void agent_limits_init(struct agent *a);
 
 /* status.c: STATUS JSON (malloc'd, NUL-terminated) or NULL. The clients
  * list shows every client (pid, uid) only to a viewer that connected as

@@ -28,9 +28,24 @@ struct agent_backend_ops {
 	 * the socket (keep serving), -ENODEV once the device is gone (the
 	 * region is unmapped under us: stop). */
 	int (*handle_ctl)(struct agent_backend *b);
-	/* fds[0]: region fd, fds[1]: wait eventfd signalled on vector, for a new
-	 * client (both new and CLOEXEC; the caller sends and closes them). */
-	int (*client_fds)(struct agent_backend *b, uint32_t vector, int fds[2]);
+	/* For a new client: fds[0] what it maps the tables from (pci: a
+	 * read-only window onto [0, tables_size); server: the region memfd),
+	 * fds[1] its wait eventfd signalled on vector (both new and CLOEXEC;
+	 * the caller sends and closes them); *keep: an fd the agent keeps for
+	 * the client's lifetime (pci: its own open of the device, where the
+	 * eventfd is bound) or -1. */
+	int (*client_fds)(struct agent_backend *b, uint32_t vector, uint64_t tables_size,
+			  int fds[2], int *keep);
+	/* A window onto [off, off + len) of the region, writable over
+	 * [off + wr_off, off + wr_off + wr_len), ringing only ring_peer
+	 * (IVSOCK_WIN_NO_RING: nobody). pci: *fd = a new window fd; server:
+	 * *fd = -1, the client maps its region fd (nothing is enforced).
+	 * @return 0 or -errno. */
+	int (*window)(struct agent_backend *b, uint64_t off, uint64_t len, uint64_t wr_off,
+		      uint64_t wr_len, uint32_t ring_peer, int *fd);
+	/* Every window onto [off, off + len) stops working (pci); no-op on
+	 * the server backend. */
+	void (*revoke)(struct agent_backend *b, uint64_t off, uint64_t len);
 	/* A new CLOEXEC fd to signal (peer, vector), or -errno. */
 	int (*peer_fd)(struct agent_backend *b, uint32_t peer, uint32_t vector);
 	/* Drop doorbells of peers no longer alive in the directory. @return

@@ -147,24 +147,68 @@ static int pci_handle_ctl(struct agent_backend *b)
 	return 0;
 }
 
-static int pci_client_fds(struct agent_backend *b, uint32_t vector, int fds[2])
+static int cut_window(int dev_fd, uint64_t off, uint64_t len, uint64_t wr_off,
+		      uint64_t wr_len, uint32_t ring_peer)
+{
+	struct ivsock_dev_window w = {
+		.offset = off, .length = len, .wr_offset = wr_off, .wr_length = wr_len,
+		.ring_peer = ring_peer, .fd = -1,
+	};
+
+	if (ioctl(dev_fd, IVSOCK_IOC_WINDOW, &w) < 0)
+		return -errno;
+	return w.fd;
+}
+
+static int pci_client_fds(struct agent_backend *b, uint32_t vector, uint64_t tables_size,
+			  int fds[2], int *keep)
 {
 	struct pci *p = b->priv;
+	int dfd;
 
 	if (vector >= b->vectors)
 		return -EINVAL;
-	/* A new open per client: its eventfd bindings die with its file. */
-	fds[0] = open(p->path, O_RDWR | O_CLOEXEC);
-	if (fds[0] < 0)
+	/* A new open per client, kept by the agent: its eventfd binding
+	 * dies with it. The client itself never holds the device. */
+	dfd = open(p->path, O_RDWR | O_CLOEXEC);
+	if (dfd < 0)
 		return -errno;
-	fds[1] = bind_eventfd(fds[0], vector);
+	fds[1] = bind_eventfd(dfd, vector);
 	if (fds[1] < 0) {
 		int e = fds[1];
 
-		close(fds[0]);
+		close(dfd);
 		return e;
 	}
+	fds[0] = cut_window(p->dev_fd, 0, tables_size, 0, 0, IVSOCK_WIN_NO_RING);
+	if (fds[0] < 0) {
+		int e = fds[0];
+
+		close(fds[1]);
+		close(dfd);
+		return e;
+	}
+	*keep = dfd;
 	return 0;
+}
+
+static int pci_window(struct agent_backend *b, uint64_t off, uint64_t len, uint64_t wr_off,
+		      uint64_t wr_len, uint32_t ring_peer, int *fd)
+{
+	struct pci *p = b->priv;
+
+	*fd = cut_window(p->dev_fd, off, len, wr_off, wr_len, ring_peer);
+	return *fd < 0 ? *fd : 0;
+}
+
+static void pci_revoke(struct agent_backend *b, uint64_t off, uint64_t len)
+{
+	struct pci *p = b->priv;
+	struct ivsock_dev_range r = { .offset = off, .length = len };
+
+	if (ioctl(p->dev_fd, IVSOCK_IOC_WIN_REVOKE, &r) < 0)
+		log_rl(LOG_WARNING, "revoking windows onto [%llu, +%llu): %s",
+		       (unsigned long long)off, (unsigned long long)len, strerror(errno));
 }
 
 static int pci_peer_fd(struct agent_backend *b, uint32_t peer, uint32_t vector)
@@ -185,6 +229,8 @@ const struct agent_backend_ops agent_backend_pci_ops = {
 	.open = pci_open,
 	.handle_ctl = pci_handle_ctl,
 	.client_fds = pci_client_fds,
+	.window = pci_window,
+	.revoke = pci_revoke,
 	.peer_fd = pci_peer_fd,
 	.rescan = pci_rescan,
 	.close = pci_close,

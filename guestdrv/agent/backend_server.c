@@ -288,10 +288,13 @@ static int srv_handle_ctl(struct agent_backend *b)
 	}
 }
 
-static int srv_client_fds(struct agent_backend *b, uint32_t vector, int fds[2])
+static int srv_client_fds(struct agent_backend *b, uint32_t vector, uint64_t tables_size,
+			  int fds[2], int *keep)
 {
 	struct srv *s = b->priv;
 
+	(void)tables_size; /* a memfd cannot be cut: the client gets it all */
+	*keep = -1;
 	if (vector >= s->nown)
 		return -EINVAL;
 	fds[0] = fcntl(s->shm_fd, F_DUPFD_CLOEXEC, 0);
@@ -304,6 +307,15 @@ static int srv_client_fds(struct agent_backend *b, uint32_t vector, int fds[2])
 		close(fds[0]);
 		return e;
 	}
+	return 0;
+}
+
+/* Nothing to cut: the client maps its region fd at the block's offset. */
+static int srv_window(struct agent_backend *b, uint64_t off, uint64_t len, uint64_t wr_off,
+		      uint64_t wr_len, uint32_t ring_peer, int *fd)
+{
+	(void)b, (void)off, (void)len, (void)wr_off, (void)wr_len, (void)ring_peer;
+	*fd = -1;
 	return 0;
 }
 
@@ -343,6 +355,7 @@ const struct agent_backend_ops agent_backend_server_ops = {
 	.open = srv_open,
 	.handle_ctl = srv_handle_ctl,
 	.client_fds = srv_client_fds,
+	.window = srv_window,
 	.peer_fd = srv_peer_fd,
 	.rescan = srv_rescan,
 	.close = srv_close,

@@ -51,6 +51,8 @@ int agent_listen_open(struct agent *a)
 	return 0;
 }
 
+/* Every local user, unless --allow-user/--allow-group restrict it (root
+ * and the agent's own user are always in). */
 static bool peer_allowed(struct agent *a, int fd, struct ucred *cr)
 {
 	gid_t groups[256];
@@ -58,18 +60,23 @@ static bool peer_allowed(struct agent *a, int fd, struct ucred *cr)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
 		return false;
-	if (cr->uid == 0 || cr->uid == a->euid)
+	if (!a->restricted || cr->uid == 0 || cr->uid == a->euid)
 		return true;
-	if (!a->have_group)
+	for (uint32_t i = 0; i < a->nallow_uid; i++)
+		if (a->allow_uid[i] == cr->uid)
+			return true;
+	if (!a->nallow_gid)
 		return false;
-	if (cr->gid == a->group)
-		return true;
+	for (uint32_t i = 0; i < a->nallow_gid; i++)
+		if (a->allow_gid[i] == cr->gid)
+			return true;
 	len = sizeof(groups);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
 		return false;
-	for (size_t i = 0; i < len / sizeof(gid_t); i++)
-		if (groups[i] == a->group)
-			return true;
+	for (size_t k = 0; k < len / sizeof(gid_t); k++)
+		for (uint32_t i = 0; i < a->nallow_gid; i++)
+			if (groups[k] == a->allow_gid[i])
+				return true;
 	return false;
 }
 
@@ -152,9 +159,8 @@ static void admit(struct agent *a, int fd)
 
 	if (!peer_allowed(a, fd, &cr)) {
 		a->refused++;
-		log_rl(LOG_WARNING, "refusing pid %d uid %u: not root, not uid %u%s", (int)cr.pid,
-		       (unsigned)cr.uid, (unsigned)a->euid,
-		       a->have_group ? ", not in the group" : "");
+		log_rl(LOG_WARNING, "refusing pid %d uid %u: not in --allow-user/--allow-group",
+		       (int)cr.pid, (unsigned)cr.uid);
 		refuse(fd, -EACCES);
 		return;
 	}
@@ -175,6 +181,7 @@ static void admit(struct agent *a, int fd)
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->allowed = true;
+	c->be_fd = -1;
 	ev.data.ptr = c;
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		refuse(fd, -ENOMEM);
@@ -222,8 +229,7 @@ void agent_accept(struct agent *a)
 	}
 }
 
-/* Send a reply header (+ payload) with up to two fds. */
-static int reply(struct agent_client *c, uint16_t type, uint32_t seq, int32_t status,
+int agent_reply(struct agent_client *c, uint16_t type, uint32_t seq, int32_t status,
 		 const void *payload, uint32_t len, const int *fds, int nfds)
 {
 	struct ivsock_msg_hdr h;
@@ -258,26 +264,26 @@ static int reply(struct agent_client *c, uint16_t type, uint32_t seq, int32_t st
 static void do_hello(struct agent *a, struct agent_client *c, uint32_t seq)
 {
 	struct ivsock_ag_hello_reply r = { 0 };
-	int fds[2] = { -1, -1 }, id, rc;
+	int fds[2] = { -1, -1 }, keep = -1, id, rc;
 	uint32_t vector;
 
 	if (c->hello) {
-		reply(c, IVSOCK_AG_HELLO_REPLY, seq, -EALREADY, NULL, 0, NULL, 0);
+		agent_reply(c, IVSOCK_AG_HELLO_REPLY, seq, -EALREADY, NULL, 0, NULL, 0);
 		return;
 	}
 	id = agent_id_alloc(&a->ids);
 	if (id < 0) {
-		reply(c, IVSOCK_AG_HELLO_REPLY, seq, id, NULL, 0, NULL, 0);
+		agent_reply(c, IVSOCK_AG_HELLO_REPLY, seq, id, NULL, 0, NULL, 0);
 		return;
 	}
 	vector = agent_vector_alloc(&a->ids);
-	rc = a->be.ops->client_fds(&a->be, vector, fds);
+	rc = a->be.ops->client_fds(&a->be, vector, a->be.rg.tables_size, fds, &keep);
 	if (rc < 0) {
 		log_rl(LOG_WARNING, "pid %d: no fds for vector %u: %s", (int)c->pid, vector,
 		       strerror(-rc));
 		agent_vector_free(&a->ids, vector);
 		agent_id_free(&a->ids, (uint32_t)id);
-		reply(c, IVSOCK_AG_HELLO_REPLY, seq, rc, NULL, 0, NULL, 0);
+		agent_reply(c, IVSOCK_AG_HELLO_REPLY, seq, rc, NULL, 0, NULL, 0);
 		return;
 	}
 	r.backend = a->be.ops->kind;
@@ -288,10 +294,14 @@ static void do_hello(struct agent *a, struct agent_client *c, uint32_t seq)
 	r.vector = vector;
 	r.region_size = a->be.size;
 	r.format_id = a->be.rg.format_id;
-	rc = reply(c, IVSOCK_AG_HELLO_REPLY, seq, 0, &r, sizeof(r), fds, 2);
+	r.tables_size = a->be.rg.tables_size;
+	r.uid = (uint32_t)c->uid;
+	rc = agent_reply(c, IVSOCK_AG_HELLO_REPLY, seq, 0, &r, sizeof(r), fds, 2);
 	close(fds[0]);
 	close(fds[1]);
 	if (rc < 0) {
+		if (keep >= 0)
+			close(keep);
 		agent_vector_free(&a->ids, vector);
 		agent_id_free(&a->ids, (uint32_t)id);
 		return;
@@ -299,6 +309,7 @@ static void do_hello(struct agent *a, struct agent_client *c, uint32_t seq)
 	c->hello = true;
 	c->id = (uint32_t)id;
 	c->vector = vector;
+	c->be_fd = keep;
 	log_debug("client %u: pid %d uid %u, vector %u", c->id, (int)c->pid,
 		  (unsigned)c->uid, vector);
 }
@@ -309,15 +320,15 @@ static void do_peer_fd(struct agent *a, struct agent_client *c, uint32_t seq,
 	int fd;
 
 	if (p->peer_id > 65535 || p->vector > 65535) {
-		reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, -EINVAL, NULL, 0, NULL, 0);
+		agent_reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, -EINVAL, NULL, 0, NULL, 0);
 		return;
 	}
 	fd = a->be.ops->peer_fd(&a->be, p->peer_id, p->vector);
 	if (fd < 0) {
-		reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, fd, NULL, 0, NULL, 0);
+		agent_reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, fd, NULL, 0, NULL, 0);
 		return;
 	}
-	reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, 0, NULL, 0, &fd, 1);
+	agent_reply(c, IVSOCK_AG_PEER_FD_REPLY, seq, 0, NULL, 0, &fd, 1);
 	close(fd);
 }
 
@@ -327,10 +338,10 @@ static void do_status(struct agent *a, struct agent_client *c, uint32_t seq)
 	size_t len = json ? strlen(json) : 0;
 
 	if (!json || len > IVSOCK_MSG_MAX - sizeof(struct ivsock_msg_hdr))
-		reply(c, IVSOCK_AG_STATUS_REPLY, seq, json ? -EMSGSIZE : -ENOMEM, NULL, 0,
+		agent_reply(c, IVSOCK_AG_STATUS_REPLY, seq, json ? -EMSGSIZE : -ENOMEM, NULL, 0,
 		      NULL, 0);
 	else
-		reply(c, IVSOCK_AG_STATUS_REPLY, seq, 0, json, (uint32_t)len, NULL, 0);
+		agent_reply(c, IVSOCK_AG_STATUS_REPLY, seq, 0, json, (uint32_t)len, NULL, 0);
 	free(json);
 }
 
@@ -354,6 +365,7 @@ static void client_drop(struct agent *a, struct agent_client *c, bool release)
 		uint16_t id = (uint16_t)c->id;
 		int nch, nof, nli;
 
+		broker_client_gone(a, c);
 		nof = ivsock_offer_release_owner(rg, vm, id);
 		nli = ivsock_listener_release_owner(rg, vm, id);
 		nch = ivsock_chan_release_owner(rg, vm, id, agent_backend_ring, &a->be);
@@ -373,6 +385,8 @@ static void client_drop(struct agent *a, struct agent_client *c, bool release)
 		agent_vector_free(&a->ids, c->vector);
 		agent_id_free(&a->ids, c->id);
 	}
+	if (c->be_fd >= 0)
+		close(c->be_fd);
 	free(c);
 }
 
@@ -391,7 +405,7 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 		struct ivsock_msg_hdr h;
 		struct cmsghdr *cm;
 		ssize_t n;
-		int rc;
+		int rc, sock;
 
 		n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
@@ -401,8 +415,10 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 				break;
 			return;
 		}
-		/* Clients never send fds: close whatever came, before anything
+		/* Only broker requests carry an fd (the socket they act on):
+		 * keep the first one, close everything else, before anything
 		 * else (an empty SEQPACKET packet can carry fds too). */
+		sock = -1;
 		for (cm = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm; cm = CMSG_NXTHDR(&msg, cm)) {
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 				size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -411,9 +427,18 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 					int f;
 
 					memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-					close(f);
+					if (sock < 0)
+						sock = f;
+					else
+						close(f);
 				}
 			}
+		}
+		if (sock >= 0 && (n <= 0 || (msg.msg_flags & MSG_CTRUNC) ||
+				  n < (ssize_t)sizeof(struct ivsock_msg_hdr) ||
+				  ((struct ivsock_msg_hdr *)buf)->type < IVSOCK_AG_LISTEN)) {
+			close(sock);
+			sock = -1;
 		}
 		if (n <= 0)
 			break;
@@ -422,13 +447,22 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 		if (rc < 0) {
 			log_rl(LOG_WARNING, "pid %d sent a malformed request (%s): "
 			       "disconnecting", (int)c->pid, strerror(-rc));
+			if (sock >= 0)
+				close(sock);
 			break;
 		}
 		memcpy(&h, buf, sizeof(h));
+		if (h.type >= IVSOCK_AG_LISTEN && c->allowed) {
+			if (broker_handle(a, c, &h, buf + sizeof(h), sock) < 0)
+				goto bad;
+			continue;
+		}
+		if (sock >= 0)
+			close(sock);
 		if (!c->allowed) {
 			/* Requests have odd types, replies the next even one;
 			 * never answer with type 0 (invalid). */
-			reply(c, (h.type & 1) && h.type < 0xffff ? h.type + 1 : h.type,
+			agent_reply(c, (h.type & 1) && h.type < 0xffff ? h.type + 1 : h.type,
 			      h.seq, -EACCES, NULL, 0, NULL, 0);
 			break;
 		}
@@ -452,7 +486,7 @@ void agent_client_event(struct agent *a, struct agent_client *c, uint32_t events
 			do_status(a, c, h.seq);
 			break;
 		default:
-			reply(c, h.type, h.seq, -EOPNOTSUPP, NULL, 0, NULL, 0);
+			agent_reply(c, h.type, h.seq, -EOPNOTSUPP, NULL, 0, NULL, 0);
 			break;
 		}
 		continue;

@@ -41,8 +41,17 @@ static void usage(FILE *f)
 "  -d, --device PATH         guest device (pci backend; default /dev/ivsock0)\n"
 "  -l, --listen PATH|@NAME   where shims connect (default: abstract\n"
 "                            \"@" IVSOCK_AGENT_SOCK_ABSTRACT "\", one per network namespace)\n"
-"  -g, --group NAME          also accept members of this group (besides root\n"
-"                            and the agent's own user)\n"
+"      --allow-user LIST     admit only these users (names or uids, comma-\n"
+"                            separated; root and the agent's user always);\n"
+"                            default: every local user\n"
+"  -g, --allow-group LIST    admit only members of these groups (same rules;\n"
+"                            --group is the old name)\n"
+"      --max-channels-per-uid N   connections one non-root uid may hold\n"
+"                            (default: half the channel table; 0: no cap)\n"
+"      --max-listeners-per-uid N  listeners one non-root uid may register\n"
+"                            (default: half the registry; 0: no cap)\n"
+"      --ring-share-per-uid PCT   share of each ring size class one non-root\n"
+"                            uid may hold (default 50; 100: no cap)\n"
 "      --max-clients-per-uid N  connections one non-root uid may hold (default:\n"
 "                            1/8 of the fd limit, 8..1024; 0: no cap)\n"
 "  -H, --hostname NAME       name to register (default: gethostname())\n"
@@ -414,6 +423,11 @@ int main(int argc, char **argv)
 		{ "device", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "group", required_argument, NULL, 'g' },
+		{ "allow-group", required_argument, NULL, 'g' },
+		{ "allow-user", required_argument, NULL, 'U' },
+		{ "max-channels-per-uid", required_argument, NULL, 'C' },
+		{ "max-listeners-per-uid", required_argument, NULL, 'L' },
+		{ "ring-share-per-uid", required_argument, NULL, 'R' },
 		{ "hostname", required_argument, NULL, 'H' },
 		{ "max-clients-per-uid", required_argument, NULL, 'M' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -429,6 +443,7 @@ int main(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = a.reserve_fd = -1;
 	a.opt.max_per_uid = -1;
+	a.opt.max_chans = a.opt.max_listeners = a.opt.ring_share = -1;
 	a.be.ctl_fd = -1;
 	a.opt.device = "/dev/ivsock0";
 	while ((c = getopt_long(argc, argv, "b:s:d:l:g:H:fvh", opts, NULL)) != -1) {
@@ -437,7 +452,26 @@ int main(int argc, char **argv)
 		case 's': a.opt.server = optarg; break;
 		case 'd': a.opt.device = optarg; break;
 		case 'l': a.opt.listen = optarg; break;
-		case 'g': a.opt.group = optarg; break;
+		case 'g': a.opt.allow_groups = optarg; break;
+		case 'U': a.opt.allow_users = optarg; break;
+		case 'C':
+		case 'L':
+		case 'R': {
+			long *dst = c == 'C' ? &a.opt.max_chans : c == 'L' ? &a.opt.max_listeners
+					     : &a.opt.ring_share;
+			char *end;
+
+			errno = 0;
+			*dst = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || *dst < 0 || *dst > 0x7fffffff ||
+			    (c == 'R' && (*dst < 1 || *dst > 100))) {
+				fprintf(stderr, "ivsock-agent: bad value '%s' for --%s\n", optarg,
+					c == 'C' ? "max-channels-per-uid" :
+					c == 'L' ? "max-listeners-per-uid" : "ring-share-per-uid");
+				return 2;
+			}
+			break;
+		}
 		case 'H': a.opt.hostname = optarg; break;
 		case 'M': {
 			char *end;
@@ -468,23 +502,12 @@ int main(int argc, char **argv)
 		a.opt.backend = a.opt.server ? "server" : "pci";
 	agent_log_init(a.opt.foreground, a.opt.verbose);
 	a.euid = geteuid();
-	if (a.opt.group) {
-		struct group *g = getgrnam(a.opt.group);
-		char *end;
-		unsigned long gid = strtoul(a.opt.group, &end, 10);
-
-		if (g) {
-			a.group = g->gr_gid;
-		} else if (*end == '\0' && end != a.opt.group) {
-			a.group = (gid_t)gid;
-		} else {
-			log_err("unknown group '%s'", a.opt.group);
-			return 1;
-		}
-		a.have_group = true;
-	}
+	if (agent_admission_init(&a) < 0)
+		return 1;
 	limits(&a);
 	rc = setup(&a);
+	if (rc == 0)
+		agent_limits_init(&a);
 	if (rc == 0) {
 		log_info("serving on %s%s", a.opt.listen ? "" : "@",
 			 a.opt.listen ? a.opt.listen : IVSOCK_AGENT_SOCK_ABSTRACT);

@@ -26,6 +26,9 @@
 #define AGENT_FDS_MAX 2
 #define QUIET_NS (5ULL * 1000000000ULL) /* after a timeout: fail fast */
 
+/* recvmsg attempts before sleeping in poll for a reply (~20 us) */
+#define AGENT_REPLY_SPINS 64
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -168,12 +171,13 @@ int ivsock_agent_check_region_fd(int fd, uint32_t backend, uint64_t size)
 		return 0;
 	}
 	if (backend == IVSOCK_BACKEND_PCI) {
-		struct ivsock_dev_info di;
+		struct ivsock_dev_window w;
 
-		/* The guest driver's device: its region is BAR2, whose size
-		 * does not change under a mapping (unplug zaps it). */
-		if (!S_ISCHR(st.st_mode) || ioctl(fd, IVSOCK_IOC_INFO, &di) < 0 ||
-		    di.api_version != IVSOCK_DEV_API_VERSION || di.region_size < size)
+		/* A read-only window of the guest driver onto the tables: BAR2
+		 * memory, whose size does not change under a mapping (unplug
+		 * zaps it), and nothing writable or ringable through it. */
+		if (ioctl(fd, IVSOCK_IOC_WIN_INFO, &w) < 0 || w.offset != 0 || w.length < size ||
+		    w.wr_length != 0 || w.ring_peer != IVSOCK_WIN_NO_RING)
 			return -EBADFD;
 		return 0;
 	}
@@ -365,6 +369,15 @@ ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
 				  void *reply, size_t reply_cap, int *fds, int max_fds,
 				  int *nfds, int timeout_ms)
 {
+	return ivsock_agent_call_fd(sock, type, seq, payload, len, -1, reply_type, reply,
+				    reply_cap, fds, max_fds, nfds, timeout_ms);
+}
+
+/* Send one request (with send_fd as SCM_RIGHTS when >= 0), waiting for
+ * room until deadline. @return 0 or -errno. */
+static int send_request(int sock, uint16_t type, uint32_t seq, const void *payload,
+			uint32_t len, int send_fd, uint64_t deadline)
+{
 	struct ivsock_msg_hdr h;
 	struct iovec iov[2] = {
 		{ &h, sizeof(h) },
@@ -373,18 +386,26 @@ ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(AGENT_FDS_MAX * sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	uint64_t deadline = deadline_of(timeout_ms);
-	bool reset_once = false;
-	int got, rc;
 	ssize_t n;
+	int rc;
 
-	*nfds = 0;
-	if (max_fds < 0 || max_fds > AGENT_FDS_MAX || reply_cap < sizeof(h) ||
-	    len > IVSOCK_MSG_MAX - sizeof(h))
+	if (len > IVSOCK_MSG_MAX - sizeof(h))
 		return -EINVAL;
 	ivsock_msg_init(&h, type, len, seq);
+	if (send_fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+	}
 	for (;;) {
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0)
@@ -403,8 +424,37 @@ ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
 		}
 		return -errno;
 	}
-	if ((size_t)n != sizeof(h) + len)
-		return -EIO; /* SEQPACKET: all or nothing */
+	return (size_t)n == sizeof(h) + len ? 0 : -EIO; /* SEQPACKET: all or nothing */
+}
+
+int ivsock_agent_send(int sock, uint16_t type, uint32_t seq, const void *payload,
+		      uint32_t len, int send_fd, int timeout_ms)
+{
+	return send_request(sock, type, seq, payload, len, send_fd, deadline_of(timeout_ms));
+}
+
+ssize_t ivsock_agent_call_fd(int sock, uint16_t type, uint32_t seq, const void *payload,
+			     uint32_t len, int send_fd, uint16_t reply_type, void *reply,
+			     size_t reply_cap, int *fds, int max_fds, int *nfds, int timeout_ms)
+{
+	struct iovec iov[1];
+	struct msghdr msg;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(AGENT_FDS_MAX * sizeof(int))];
+	} ctl;
+	uint64_t deadline = deadline_of(timeout_ms);
+	bool reset_once = false;
+	int got, rc, spins = 0;
+	ssize_t n;
+
+	*nfds = 0;
+	if (max_fds < 0 || max_fds > AGENT_FDS_MAX || reply_cap < sizeof(struct ivsock_msg_hdr) ||
+	    len > IVSOCK_MSG_MAX - sizeof(struct ivsock_msg_hdr))
+		return -EINVAL;
+	rc = send_request(sock, type, seq, payload, len, send_fd, deadline);
+	if (rc < 0)
+		return rc;
 
 	for (;;) {
 		got = 0;
@@ -420,6 +470,13 @@ ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
+				/* The agent answers within microseconds when
+				 * it is awake: a short spin saves us a sleep
+				 * and a wake-up on connection set-up. */
+				if (spins++ < AGENT_REPLY_SPINS) {
+					ivsock_cpu_relax();
+					continue;
+				}
 				rc = wait_until(sock, POLLIN, deadline);
 				if (rc <= 0)
 					return rc == 0 ? -ETIMEDOUT : rc;
@@ -582,9 +639,11 @@ static bool reply_valid(const struct ivsock_ag_hello_reply *r)
 	if (r->vm_index >= IVSOCK_MAX_VMS || r->peer_id > 65535 ||
 	    r->client_id == 0 || r->client_id > 65535 || r->vector > 65535)
 		return false;
-	/* A power of two that fits the address space. */
+	/* A power of two that fits the address space; the tables a page
+	 * multiple inside it. */
 	return r->region_size >= 4096 && (r->region_size & (r->region_size - 1)) == 0 &&
-	       r->region_size <= (uint64_t)SIZE_MAX;
+	       r->region_size <= (uint64_t)SIZE_MAX && r->tables_size &&
+	       r->tables_size % IVSOCK_PAGE == 0 && r->tables_size < r->region_size;
 }
 
 int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *o,
@@ -601,6 +660,7 @@ int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *
 
 	memset(out, 0, sizeof(*out));
 	out->sock = -1;
+	out->region_fd = -1;
 	pthread_mutex_init(&out->lock, NULL);
 	if (o)
 		out->opts = *o;
@@ -630,20 +690,25 @@ int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *
 	}
 	/* Nothing received is used before it is checked: a region fd that
 	 * could shrink under the mapping would SIGBUS us later. */
-	if (ivsock_agent_check_region_fd(fds[0], rep.r.backend, rep.r.region_size) < 0 ||
+	if (ivsock_agent_check_region_fd(fds[0], rep.r.backend,
+					 rep.r.backend == IVSOCK_BACKEND_SERVER ? rep.r.region_size
+										: rep.r.tables_size) < 0 ||
 	    ivsock_agent_check_eventfd(fds[1]) < 0) {
 		rc = -EBADFD;
 		goto err_fds;
 	}
 	out->info = rep.r;
-	out->map_size = (size_t)rep.r.region_size;
-	out->map = mmap(NULL, out->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	/* The tables only, read-only: a process never writes them (the agent
+	 * does, on request) and maps ring memory one block at a time. */
+	out->map_size = (size_t)rep.r.tables_size;
+	out->map = mmap(NULL, out->map_size, PROT_READ, MAP_SHARED, fds[0], 0);
 	if (out->map == MAP_FAILED) {
 		out->map = NULL;
 		rc = -errno;
 		goto err_fds;
 	}
-	rc = ivsock_region_attach(&out->region, out->map, out->map_size);
+	rc = ivsock_region_attach_tables(&out->region, out->map, out->map_size,
+					 (size_t)rep.r.region_size);
 	if (rc < 0)
 		goto err_fds;
 	if (out->region.format_id != rep.r.format_id) {
@@ -651,23 +716,15 @@ int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *
 		goto err_fds;
 	}
 	if (rep.r.backend == IVSOCK_BACKEND_SERVER) {
-		close(fds[0]); /* the mapping keeps the memory */
+		out->region_fd = fds[0]; /* blocks are mapped from it */
 		fds[0] = -1;
 		out->db = make_evdb(out, fds[1]);
 	} else {
-		struct ivsock_dev_info di;
-
-		/* One MMIO store per doorbell instead of a system call, when the
-		 * driver lets us map its doorbell page. */
-		if (ioctl(fds[0], IVSOCK_IOC_INFO, &di) == 0 && (di.flags & IVSOCK_DEV_F_REGS_MAP)) {
-			out->regs = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
-					 MAP_SHARED, fds[0], (off_t)IVSOCK_DEV_MMAP_REGS);
-			if (out->regs == MAP_FAILED)
-				out->regs = NULL;
-		}
-		out->db = ivsock_devdb_new(fds[0], fds[1], out->regs);
-		if (out->db)
-			fds[0] = -1;
+		/* the tables window is only mapped; rings go through each
+		 * channel's own window */
+		close(fds[0]);
+		fds[0] = -1;
+		out->db = ivsock_waitdb_new(fds[1]);
 	}
 	if (!out->db) {
 		rc = -ENOMEM;
@@ -791,6 +848,10 @@ void ivsock_agent_close(struct ivsock_agent_conn *c)
 	if (c->map) {
 		munmap(c->map, c->map_size);
 		c->map = NULL;
+	}
+	if (c->region_fd >= 0) {
+		close(c->region_fd);
+		c->region_fd = -1;
 	}
 	if (c->sock >= 0) {
 		close(c->sock);

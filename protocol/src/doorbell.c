@@ -380,3 +380,42 @@ struct ivsock_doorbell *ivsock_devdb_new(int dev_fd, int wait_fd, void *regs)
 		d->doorbell_reg = (_Atomic uint32_t *)((uint8_t *)regs + IVSOCK_DEV_REG_DOORBELL);
 	return &d->db;
 }
+
+/* ---- wait-only doorbell: a process of a real guest waits on its eventfd
+ * and rings through each channel's window (IVSOCK_IOC_WIN_RING) ---- */
+
+static int waitdb_notify(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector)
+{
+	(void)db, (void)peer, (void)vector;
+	return -EOPNOTSUPP;
+}
+
+static void waitdb_free(struct ivsock_doorbell *db)
+{
+	if (db->wait_fd >= 0)
+		close(db->wait_fd);
+	free(db);
+}
+
+static const struct ivsock_doorbell_ops waitdb_ops = {
+	.notify = waitdb_notify,
+	.free = waitdb_free,
+};
+
+struct ivsock_doorbell *ivsock_waitdb_new(int wait_fd)
+{
+	struct ivsock_doorbell *db = calloc(1, sizeof(*db));
+
+	if (!db)
+		return NULL;
+	db->ops = &waitdb_ops;
+	db->wait_fd = wait_fd;
+	return db;
+}
+
+int ivsock_window_ring(int window_fd, uint32_t vector)
+{
+	uint32_t v = vector;
+
+	return ioctl(window_fd, IVSOCK_IOC_WIN_RING, &v) < 0 ? -errno : 0;
+}

@@ -61,10 +61,14 @@ struct ivsock_agent_conn {
 					      * non-blocking (every call polls
 					      * with a deadline) */
 	struct ivsock_ag_hello_reply info;   /* validated HELLO_REPLY */
-	void *map;                           /* region mapping (MAP_SHARED) */
-	size_t map_size;
+	void *map;                           /* the tables, mapped read-only */
+	size_t map_size;                     /* == info.tables_size */
+	int region_fd;                       /* server backend: the region memfd,
+					      * blocks are mapped from it; -1 on pci */
 	struct ivsock_region region;         /* attached view of map */
-	struct ivsock_doorbell *db;          /* evdb (server) or devdb (pci); its
+	struct ivsock_doorbell *db;          /* evdb (server) or wait-only (pci:
+					      * rings go through each channel's
+					      * window fd); its
 					      * wait_fd (non-blocking) fires on
 					      * info.vector; wake-ups may be shared
 					      * with other clients of that vector */
@@ -103,9 +107,9 @@ int ivsock_agent_check_peer(int sock, const struct ivsock_agent_opts *o);
  * Checks of fds received from the agent, before any use:
  * region: server backend: a memfd (F_GET_SEALS works) sealed at least with
  *         F_SEAL_SHRINK (nobody can shrink it under our mapping: no SIGBUS),
- *         a regular file of at least size bytes; pci backend: a character
- *         device answering IVSOCK_IOC_INFO with our API version and a region
- *         of at least size bytes.
+ *         a regular file of at least size bytes; pci backend: a window of
+ *         the guest driver (IVSOCK_IOC_WIN_INFO) onto [0, >= size) that is
+ *         read-only and rings nobody.
  * eventfd: /proc/self/fd/N reads "anon_inode:[eventfd]"; without /proc: an
  *         anonymous-inode file (same inode as a fresh eventfd) that accepts
  *         an 8-byte write of 0 (a no-op on an eventfd).
@@ -136,6 +140,15 @@ ssize_t ivsock_agent_call_timeout(int sock, uint16_t type, uint32_t seq,
 				  const void *payload, uint32_t len, uint16_t reply_type,
 				  void *reply, size_t reply_cap, int *fds, int max_fds,
 				  int *nfds, int timeout_ms);
+/* The same, sending send_fd (if >= 0) with the request (SCM_RIGHTS): the
+ * broker requests carry the socket they act on. Spins briefly (tens of
+ * microseconds of non-blocking receives) before sleeping for the reply. */
+ssize_t ivsock_agent_call_fd(int sock, uint16_t type, uint32_t seq, const void *payload,
+			     uint32_t len, int send_fd, uint16_t reply_type, void *reply,
+			     size_t reply_cap, int *fds, int max_fds, int *nfds, int timeout_ms);
+/* One-way request (UNLISTEN, CLOSE): no reply. @return 0 or -errno. */
+int ivsock_agent_send(int sock, uint16_t type, uint32_t seq, const void *payload,
+		      uint32_t len, int send_fd, int timeout_ms);
 
 /*
  * Connect to the agent at path (see ivsock_agent_sockaddr) and check it is
@@ -183,6 +196,60 @@ int ivsock_agent_peer_fd(struct ivsock_agent_conn *c, uint32_t peer, uint32_t ve
  */
 int ivsock_agent_status(struct ivsock_agent_conn *c, char **json);
 int ivsock_agent_status_at(const char *path, char **json);
+
+/* ---- the broker (docs/broker.md) ----
+ * Each call sends the socket it acts on; the agent checks it with the kernel
+ * (its addresses, SO_COOKIE). Every call has the connection's deadline and
+ * the same fail-fast rule as ivsock_agent_peer_fd(). */
+
+/* Register listening socket sock. @return 0 with the registry slot, or
+ * -errno (-EDQUOT per-uid limit, -ENOSPC table full, -EINVAL not listening). */
+int ivsock_agent_listen(struct ivsock_agent_conn *c, int sock, uint32_t *idx, uint32_t *gen);
+/* Withdraw it (one way). */
+int ivsock_agent_unlisten(struct ivsock_agent_conn *c, uint32_t idx, uint32_t gen);
+/*
+ * sock (bound to its source, not yet connected) is about to connect to
+ * (dst, dport): ask for a channel and the offer. @return 0 with *r and
+ * *wfd (the window, pci; -1 on the server backend), or -errno:
+ * -EHOSTUNREACH (not a VM of the domain), -ECONNREFUSED (no shimmed
+ * listener there), -EDQUOT, -ENOSPC (rings or tables full), -EINVAL.
+ */
+int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
+		      uint16_t dport, uint32_t size_class, struct ivsock_ag_chan *r, int *wfd);
+/* sock was just accepted: take its offer. @return 0 with *r, *wfd, or
+ * -ENOENT (no offer: plain TCP), -errno. */
+int ivsock_agent_accept(struct ivsock_agent_conn *c, int sock, struct ivsock_ag_chan *r,
+			int *wfd);
+/* Connector: give up waiting for the acceptor. @return 0 (the fallback is
+ * ours: take the bytes back, then ivsock_agent_close_end), -ESTALE (the
+ * acceptor won: the rings are the stream), -errno. */
+int ivsock_agent_abandon(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen);
+/* Our end is released (one way; sock may be -1 when c is the client that
+ * opened or accepted it). */
+int ivsock_agent_close_end(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen,
+			   int side, bool reset);
+/* A new window onto an end whose socket we hold (after exec). */
+int ivsock_agent_attach(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen,
+			int side, struct ivsock_ag_chan *r, int *wfd);
+
+/* A block mapped for one end: the whole block read-only, our half of it
+ * read-write (writes elsewhere fault: the window says so on pci). */
+struct ivsock_block_map {
+	void *base;
+	size_t len;
+	uint32_t ring_size;
+	int side;
+};
+/*
+ * Map the block r describes: through the window wfd (pci; checked with
+ * IVSOCK_IOC_WIN_INFO: its length and writable part must be exactly the
+ * block and our half), or through our region fd at r->block_off (server;
+ * checked against the region's class table). @return 0 or -EPROTO (the
+ * reply does not describe a block of this region), -errno of mmap.
+ */
+int ivsock_agent_map_block(struct ivsock_agent_conn *c, const struct ivsock_ag_chan *r, int wfd,
+			   struct ivsock_block_map *m);
+void ivsock_agent_unmap_block(struct ivsock_block_map *m);
 
 /* Unmap, free the doorbell, close the socket. NULL and repeated calls are
  * fine (c must have gone through ivsock_agent_connect(), even a failed one). */

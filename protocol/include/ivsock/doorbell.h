@@ -103,4 +103,12 @@ int ivsock_evdb_get(struct ivsock_doorbell *db, uint32_t peer, uint32_t vector);
  */
 struct ivsock_doorbell *ivsock_devdb_new(int dev_fd, int wait_fd, void *regs);
 
+/* A doorbell that only waits (wait_fd, owned): notify fails with
+ * -EOPNOTSUPP. A process of a real guest holds no device fd; it rings the
+ * other end of a channel through that channel's window. */
+struct ivsock_doorbell *ivsock_waitdb_new(int wait_fd);
+/* Ring the peer a window may ring, on vector. @return 0 or -errno
+ * (-EPERM: the window rings nobody, -ENODEV: revoked or unplugged). */
+int ivsock_window_ring(int window_fd, uint32_t vector);
+
 #endif

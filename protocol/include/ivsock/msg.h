@@ -60,10 +60,15 @@ struct ivsock_mb_register {
  * Trust, both ways, decided at connect time (SO_PEERCRED): the shim sends
  * nothing to a listener that is not root (or a uid it was told to trust,
  * IVSOCK_AGENT_UID) and checks every fd it receives (agent_client.h); the
- * agent admits root, its own uid and its --group, closes everyone else at
- * once with IVSOCK_AG_REFUSED, and caps connections per uid. Admission
- * sticks to the connection: a process that connected as root keeps it
- * after setuid().
+ * agent admits every local user by default (its --allow-user/--allow-group
+ * options restrict that), closes anyone else at once with IVSOCK_AG_REFUSED,
+ * and caps connections, channels and ring memory per uid.
+ *
+ * The agent is the broker of the control plane (docs/broker.md): a process
+ * never writes the shared tables; it asks the agent, proving with the socket
+ * itself (passed as SCM_RIGHTS, the agent reads its addresses from the
+ * kernel) that it acts on its own connection. It gets back a window onto
+ * exactly that connection's block and maps the tables read-only.
  */
 
 #define IVSOCK_AGENT_SOCK_ABSTRACT "ivsock-agent" /* "\0ivsock-agent" */
@@ -72,7 +77,9 @@ enum {
 	IVSOCK_AG_INVALID      = 0,
 	IVSOCK_AG_HELLO        = 1, /* shim -> agent: struct ivsock_ag_hello */
 	IVSOCK_AG_HELLO_REPLY  = 2, /* struct ivsock_ag_hello_reply + fds:
-				     * [0] region (memfd or /dev/ivsockN),
+				     * [0] the tables (pci: a read-only window
+				     *     onto [0, tables_size); server: the
+				     *     region memfd, mapped by offset),
 				     * [1] our wait eventfd */
 	IVSOCK_AG_PEER_FD      = 3, /* shim -> agent: struct ivsock_ag_peer */
 	IVSOCK_AG_PEER_FD_REPLY = 4, /* status; fd: the eventfd of (peer, vector) */
@@ -83,7 +90,32 @@ enum {
 				     * payload: status -EACCES (not admitted),
 				     * -EUSERS (per-uid cap), -EMFILE (agent out
 				     * of fds); the agent closes right after */
+	/* ---- the broker (docs/broker.md); fd[0] of a request is the
+	 *      socket it acts on, checked by the agent with the kernel ---- */
+	IVSOCK_AG_LISTEN       = 9,  /* struct ivsock_ag_listen + fd: a listening
+				      * TCP socket -> LISTEN_REPLY */
+	IVSOCK_AG_LISTEN_REPLY = 10, /* struct ivsock_ag_listen_reply */
+	IVSOCK_AG_UNLISTEN     = 11, /* struct ivsock_ag_listener_ref, one way */
+	IVSOCK_AG_OPEN         = 13, /* struct ivsock_ag_open + fd: a TCP socket
+				      * bound to its source, not connected yet
+				      * -> CHAN_REPLY */
+	IVSOCK_AG_CHAN_REPLY   = 14, /* struct ivsock_ag_chan + fds: [0] the
+				      * window onto the block (pci only) */
+	IVSOCK_AG_ACCEPT       = 15, /* no payload + fd: an accepted TCP socket
+				      * -> CHAN_REPLY (-ENOENT: no offer) */
+	IVSOCK_AG_ABANDON      = 17, /* struct ivsock_ag_chan_ref (+ fd) ->
+				      * ABANDON_REPLY: 0 the fallback is ours,
+				      * -ESTALE the acceptor won */
+	IVSOCK_AG_ABANDON_REPLY = 18,
+	IVSOCK_AG_CLOSE        = 19, /* struct ivsock_ag_chan_ref (+ fd), one
+				      * way: this end is released */
+	IVSOCK_AG_ATTACH       = 21, /* struct ivsock_ag_chan_ref + fd: the
+				      * socket of an end we hold (inherited
+				      * across exec) -> CHAN_REPLY */
 };
+
+/* Highest request type the agent knows (fuzzers, tests). */
+#define IVSOCK_AG_TYPE_MAX IVSOCK_AG_ATTACH
 
 enum { IVSOCK_BACKEND_SERVER = 1, IVSOCK_BACKEND_PCI = 2 };
 
@@ -101,11 +133,65 @@ struct ivsock_ag_hello_reply {
 	uint32_t vector;         /* our doorbell vector: peers ring (peer_id, vector) */
 	uint64_t region_size;
 	uint64_t format_id;      /* must equal the superblock's */
+	uint64_t tables_size;    /* bytes of fd[0] to map read-only */
+	uint32_t uid;            /* who the agent thinks we are (SO_PEERCRED) */
+	uint32_t reserved;
 };
 
 struct ivsock_ag_peer {
 	uint32_t peer_id;
 	uint32_t vector;
 };
+
+/* IVSOCK_AG_LISTEN: the address comes from the socket, not from here. */
+struct ivsock_ag_listen {
+	uint32_t flags;          /* 0 */
+	uint32_t reserved;       /* 0 */
+};
+
+struct ivsock_ag_listen_reply {
+	uint32_t listener;       /* registry slot, for UNLISTEN */
+	uint32_t listener_gen;
+};
+
+struct ivsock_ag_listener_ref {
+	uint32_t listener;
+	uint32_t listener_gen;
+};
+
+/* IVSOCK_AG_OPEN: where the socket is about to connect. The source comes
+ * from the socket (getsockname), so nobody can post an offer under another
+ * socket's 4-tuple. */
+struct ivsock_ag_open {
+	struct ivsock_addr dst;
+	uint16_t dport;          /* host order */
+	uint16_t reserved;       /* 0 */
+	uint32_t size_class;     /* preferred class, IVSOCK_AG_CLASS_DEFAULT */
+};
+#define IVSOCK_AG_CLASS_DEFAULT 0xffffffffU
+
+/* One channel end, as the agent granted it. */
+struct ivsock_ag_chan {
+	uint32_t channel;        /* (channel, channel_gen) names the connection */
+	uint32_t channel_gen;
+	uint32_t side;           /* IVSOCK_SIDE_CONNECTOR / _ACCEPTOR */
+	uint32_t ring_size;      /* data bytes per ring of the block's class */
+	uint64_t block_off;      /* server backend: offset of the block in the
+				  * region fd; pci: 0 (offset in the window) */
+	uint64_t block_len;      /* 2 * (4096 + ring_size) */
+	uint32_t peer_vm;        /* directory index of the other end's VM */
+	uint32_t peer_id;        /* acceptor: the connector's doorbell address */
+	uint32_t peer_vector;    /*   (connector: learnt from the block later) */
+	uint32_t flags;          /* IVSOCK_AG_CHAN_* */
+};
+enum { IVSOCK_AG_CHAN_CONNECTED = 1U << 0 }; /* ATTACH: both ends attached */
+
+struct ivsock_ag_chan_ref {
+	uint32_t channel;
+	uint32_t channel_gen;
+	uint32_t side;
+	uint32_t flags;          /* CLOSE: IVSOCK_AG_CLOSE_RESET */
+};
+enum { IVSOCK_AG_CLOSE_RESET = 1U << 0 };
 
 #endif

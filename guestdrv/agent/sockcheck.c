@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+/* What a socket passed with a broker request really is, asked of the kernel:
+ * the request's claims about addresses are never believed. */
+#include <errno.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "broker.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+static int getint(int fd, int level, int name, int *v)
+{
+	socklen_t l = sizeof(*v);
+
+	return getsockopt(fd, level, name, v, &l) < 0 ? -errno : 0;
+}
+
+int broker_sock_inspect(int fd, struct broker_sock *out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct stat st;
+	int dom = 0, type = 0, proto = 0, acc = 0;
+	socklen_t cl = sizeof(out->cookie);
+
+	memset(out, 0, sizeof(*out));
+	if (fd < 0)
+		return -EBADF;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	if (getint(fd, SOL_SOCKET, SO_DOMAIN, &dom) < 0 ||
+	    getint(fd, SOL_SOCKET, SO_TYPE, &type) < 0 ||
+	    getint(fd, SOL_SOCKET, SO_PROTOCOL, &proto) < 0)
+		return -ENOTSOCK;
+	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM || proto != IPPROTO_TCP)
+		return -EPROTONOSUPPORT;
+	if (getint(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc) < 0)
+		return -ENOTSOCK;
+	out->listening = acc != 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &out->cookie, &cl) < 0 || !out->cookie)
+		return -ENOTSOCK;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    ivsock_addr_from_sockaddr(&out->local, &out->lport, (struct sockaddr *)&ss, sl) < 0)
+		return -EAFNOSUPPORT;
+	if (dom == AF_INET6) {
+		int v6only = 0;
+
+		if (getint(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only) == 0)
+			out->v6only = v6only != 0;
+	}
+	sl = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    ivsock_addr_from_sockaddr(&out->peer, &out->pport, (struct sockaddr *)&ss, sl) == 0)
+		out->connected = true;
+	return 0;
+}
