@@ -136,16 +136,13 @@ struct ivs_agent *ivs_agent_peek(int which)
 
 void ivs_ring_peer(struct ivs_agent *ag, const struct ivsock_chan_view *v)
 {
-	const struct ivsock_chan_end *e;
 	uint32_t peer, vec;
 
 	if (!ag || !ag->conn.db || v->idx >= ag->rg->channel_cap)
 		return;
-	/* Read afresh each time: a forked holder may have re-pointed its end. */
-	e = &ag->rg->channels[v->idx].end[!v->side];
-	peer = *(volatile const uint32_t *)&e->peer_id;
-	vec = *(volatile const uint32_t *)&e->vector;
-	if (peer > 65535 || vec > 65535)
+	/* Read afresh each time: a forked holder may have re-pointed its end
+	 * (in its ctl page; validated there, else the table's copy). */
+	if (ivsock_chan_peer_doorbell(ag->rg, v, &peer, &vec) < 0)
 		return;
 	ivs_count(IVS_C_WAKES_SENT, 1);
 	ivsock_doorbell_notify(ag->conn.db, peer, vec);
@@ -311,7 +308,7 @@ static void hold_sock(int fd, struct ivs_sock *s, void *arg)
 		return;
 	s->held_gen = w->seq;
 	s->shared = true;
-	atomic_fetch_add(&s->ag->rg->channels[s->v.idx].end[s->v.side].holders, w->delta);
+	atomic_fetch_add(&s->v.my_ctl->holders, w->delta);
 }
 
 IVS_EXPORT pid_t fork(void)

@@ -44,9 +44,10 @@ static bool is_loopback(const struct ivsock_addr *a)
 	return a->family == IVSOCK_AF_INET6 && !memcmp(a->bytes, lo6, 16);
 }
 
-static struct ivsock_chan_end *my_end(struct ivs_sock *s)
+/* Our end's words in its ctl page: doorbell address, holders. */
+static struct ivsock_end_ctl *my_end(struct ivs_sock *s)
 {
-	return &s->ag->rg->channels[s->v.idx].end[s->v.side];
+	return s->v.my_ctl;
 }
 
 /* ---------------- listen ---------------- */
@@ -238,7 +239,7 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 			}
 		}
 	}
-	rc = ivsock_chan_open(ag->rg, &ag->me, &t, &idx, &gen);
+	rc = ivsock_chan_open(ag->rg, &ag->me, &t, ivsock_chan_dst_vm(ag->rg, ag->me.vm, &t), ag->rg->default_class, &idx, &gen);
 	if (rc < 0) {
 		ivs_fallback(IVS_C_FB_NO_RINGS, fd, "no channel/rings", rc);
 		return NULL;
@@ -472,7 +473,7 @@ IVS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 void ivs_sock_refresh(struct ivs_sock *s)
 {
 	unsigned gen = atomic_load_explicit(&ivs_fork_gen, memory_order_relaxed);
-	struct ivsock_chan_end *e;
+	struct ivsock_end_ctl *e;
 	struct ivs_agent *ag;
 
 	if (__builtin_expect(s->fork_gen == gen && !s->shared, 1))
@@ -492,9 +493,9 @@ void ivs_sock_refresh(struct ivs_sock *s)
 	 * our private indices are re-read from shared memory. */
 	/* Indices the other side corrupted: the ring stays broken (-EPROTO
 	 * from every operation, reported as a reset) instead of trusted. */
-	if (ivsock_ring_attach(&s->v.tx, s->v.tx.hdr, s->v.tx.size, IVSOCK_RING_PRODUCER) < 0)
+	if (ivsock_ring_reattach(&s->v.tx) < 0)
 		s->v.tx.broken = -EPROTO;
-	if (ivsock_ring_attach(&s->v.rx, s->v.rx.hdr, s->v.rx.size, IVSOCK_RING_CONSUMER) < 0)
+	if (ivsock_ring_reattach(&s->v.rx) < 0)
 		s->v.rx.broken = -EPROTO;
 	/*
 	 * Wake-ups for this end now go to this process. Ownership (the client
@@ -520,7 +521,7 @@ void ivs_sock_refresh(struct ivs_sock *s)
  * its wake-ups back to whoever had them before we took them. */
 static void unadopt(struct ivs_sock *s)
 {
-	struct ivsock_chan_end *e = my_end(s);
+	struct ivsock_end_ctl *e = my_end(s);
 
 	if (!s->adopted || e->vector != s->ag->me.vector || e->peer_id != s->ag->me.peer_id)
 		return;
@@ -650,7 +651,7 @@ void ivs_conn_flush_counts(struct ivs_sock *s, bool force)
 
 void ivs_conn_release(struct ivs_sock *s, int fd)
 {
-	struct ivsock_chan_end *e;
+	struct ivsock_end_ctl *e;
 	uint32_t unread;
 	int st;
 

@@ -272,20 +272,6 @@ IVS_EXPORT int execle(const char *path, const char *arg, ...)
 
 /* ---- the new image ---- */
 
-static int attach_ring(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen, uint8_t vm,
-		       struct ivsock_ring *r, enum ivsock_ring_role role)
-{
-	void *mem = ivsock_region_ring_mem(rg, ridx);
-	struct ivsock_slot_val v;
-
-	if (!mem || ivsock_region_ring_vm(rg, ridx) != vm)
-		return -EPROTO;
-	v = ivsock_slot_get(&rg->ringslots[ridx]);
-	if (v.gen != rgen || v.state == IVSOCK_SLOT_FREE)
-		return -ESTALE;
-	return ivsock_ring_attach(r, mem, rg->ring_size, role);
-}
-
 /* Sockets adopted so far in this image (dup'd fds share one). */
 struct adopted {
 	struct ivs_sock *s[64];
@@ -299,7 +285,9 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 	struct ivsock_chan_view v;
 	struct ivsock_channel *c;
 	struct ivsock_slot_val sv;
+	struct ivsock_end_ctl *e;
 	struct ivs_sock *s;
+	uint32_t rs = 0, blk = 0;
 	int fl;
 
 	if (idx >= rg->channel_cap || (side != 0 && side != 1))
@@ -308,9 +296,13 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 	sv = ivsock_slot_get(&c->slot);
 	if (sv.gen != gen || sv.state != IVSOCK_CHAN_CONNECTED)
 		return;
+	/* the block, validated (connector's partition, generation) */
+	e = ivsock_chan_end_ctl(rg, idx, side, &rs, &blk);
+	if (!e)
+		return;
 	if (drop) {
 		/* the fd was close-on-exec: this process's hold ends here */
-		if (atomic_fetch_sub(&c->end[side].holders, 1) <= 1 &&
+		if (atomic_fetch_sub(&e->holders, 1) <= 1 &&
 		    ivsock_chan_close(rg, idx, gen, side, false) == 0) {
 			memset(&v, 0, sizeof(v));
 			v.idx = idx;
@@ -324,14 +316,7 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 			ivs_fd_install(fd, ad->s[i]);
 			return;
 		}
-	memset(&v, 0, sizeof(v));
-	v.idx = idx;
-	v.gen = gen;
-	v.side = side;
-	if (attach_ring(rg, side ? c->ring_s2c : c->ring_c2s, side ? c->ring_s2c_gen : c->ring_c2s_gen,
-			sv.vm, &v.tx, IVSOCK_RING_PRODUCER) < 0 ||
-	    attach_ring(rg, side ? c->ring_c2s : c->ring_s2c, side ? c->ring_c2s_gen : c->ring_s2c_gen,
-			sv.vm, &v.rx, IVSOCK_RING_CONSUMER) < 0)
+	if (ivsock_chan_view_block(&v, ivsock_region_block_mem(rg, blk), rs, side, idx, gen) < 0)
 		return;
 	s = ivs_sock_new(IVS_CONN, ag);
 	if (!s)
