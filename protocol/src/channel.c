@@ -633,6 +633,35 @@ static int end_doorbell(const struct ivsock_region *rg, const struct ivsock_chan
 	return 0;
 }
 
+struct ivsock_end_ctl *ivsock_chan_end_ctl(const struct ivsock_region *rg, uint32_t idx,
+					   int side, uint32_t *ring_size, uint32_t *block)
+{
+	const struct ivsock_channel *c;
+	struct ivsock_slot_val v;
+	struct chan_refs r;
+	uint32_t rs = 0;
+	uint8_t cvm;
+	uint16_t ccl;
+	void *mem;
+
+	if (idx >= rg->channel_cap || (side != 0 && side != 1))
+		return NULL;
+	c = &rg->channels[idx];
+	v = ivsock_slot_get((ivsock_a64 *)&c->slot);
+	if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT ||
+	    conn_owner(rg, c, v, &cvm, &ccl) < 0)
+		return NULL;
+	read_refs(rg, c, cvm, &r);
+	mem = r.valid ? block_check(rg, r.block, r.block_gen, r.vm, -1, &rs) : NULL;
+	if (!mem)
+		return NULL;
+	if (ring_size)
+		*ring_size = rs;
+	if (block)
+		*block = r.block;
+	return ivsock_block_ctl(mem, rs, side);
+}
+
 int ivsock_chan_peer_doorbell(const struct ivsock_region *rg, const struct ivsock_chan_view *v,
 			      uint32_t *peer_id, uint32_t *vector)
 {

@@ -196,6 +196,15 @@ int ivsock_chan_close_view(struct ivsock_region *rg, const struct ivsock_chan_vi
 void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *v,
 		       uint64_t tx, uint64_t rx);
 
+/*
+ * For monitors (ivsockd, the agent's status): the ctl page of end `side` of
+ * channel idx if the channel is live (past INIT) and its block reference is
+ * valid (connector's partition, generation, owner), else NULL. *ring_size,
+ * *block (if non-NULL) receive the block's class ring size and index.
+ */
+struct ivsock_end_ctl *ivsock_chan_end_ctl(const struct ivsock_region *rg, uint32_t idx,
+					   int side, uint32_t *ring_size, uint32_t *block);
+
 /* Doorbell callback used by bulk cleanup: ring (peer_id, vector). */
 typedef void (*ivsock_ring_fn)(void *arg, uint32_t peer_id, uint32_t vector);
 

@@ -70,6 +70,13 @@ _Static_assert(sizeof(struct ivsock_ring_prod) == 2 * IVSOCK_CACHELINE,
 _Static_assert(sizeof(struct ivsock_ring_cons) == 2 * IVSOCK_CACHELINE,
 	       "consumer half is two cache lines");
 
+/* The shared words of a flat ring (ivsock_ring_format_flat()): producer
+ * half, then consumer half, then the data. */
+struct ivsock_ring_flat {
+	struct ivsock_ring_prod p;
+	struct ivsock_ring_cons c;
+};
+
 /* Bytes a flat ring (prod, cons, data contiguous: ivsock_ring_format_flat())
  * with data_size bytes of payload occupies in memory. */
 #define IVSOCK_RING_FOOTPRINT(data_size) \
