@@ -147,10 +147,10 @@ static int ivs_produce(struct ivsock_ring *r, size_t msg, uint64_t total, int ef
 /* One transfer of `total` bytes in `msg`-byte writes. @return GB/s or < 0. */
 static double run_ivsock(size_t msg, uint64_t total)
 {
-	struct ivsock_region rg;
+	struct ivsock_region_params dp;
 	struct ivsock_ring p, c;
 	struct shared_ctl *ctl;
-	uint32_t idx, gen;
+	uint32_t ring_size;
 	int fd, efd_c, efd_p, status;
 	void *base;
 	double t0 = 0, gbps = -1;
@@ -164,8 +164,12 @@ static double run_ivsock(size_t msg, uint64_t total)
 	if (base == MAP_FAILED || ctl == MAP_FAILED)
 		return -1;
 	memset(ctl, 0, sizeof(*ctl));
-	if (ivsock_region_format(&rg, base, REGION_SIZE, NULL) < 0 ||
-	    ivsock_ring_alloc(&rg, 0, 1, &idx, &gen) < 0)
+	/* One flat ring (producer words, consumer words, data: the v3 byte
+	 * layout) of the region's default ring size, in shared memory. */
+	ivsock_region_params_default(&dp);
+	ring_size = dp.class_size[dp.default_class];
+	if (IVSOCK_RING_FOOTPRINT(ring_size) > REGION_SIZE ||
+	    ivsock_ring_format_flat(base, ring_size) < 0)
 		return -1;
 	efd_c = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	efd_p = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -175,12 +179,8 @@ static double run_ivsock(size_t msg, uint64_t total)
 		return -1;
 	if (pid == 0) {
 		/* the consumer attaches its own view, as another process does */
-		struct ivsock_region crg;
-
 		pin(1);
-		if (ivsock_region_attach(&crg, base, REGION_SIZE) < 0 ||
-		    ivsock_ring_attach(&c, ivsock_region_ring_mem(&crg, idx), crg.ring_size,
-				       IVSOCK_RING_CONSUMER) < 0)
+		if (ivsock_ring_attach_flat(&c, base, ring_size, IVSOCK_RING_CONSUMER) < 0)
 			_exit(2);
 		atomic_store(&ctl->ready, 1);
 		while (!atomic_load(&ctl->go))
@@ -190,8 +190,7 @@ static double run_ivsock(size_t msg, uint64_t total)
 		_exit(ctl->status ? 3 : 0);
 	}
 	pin(0);
-	if (ivsock_ring_attach(&p, ivsock_region_ring_mem(&rg, idx), rg.ring_size,
-			       IVSOCK_RING_PRODUCER) < 0)
+	if (ivsock_ring_attach_flat(&p, base, ring_size, IVSOCK_RING_PRODUCER) < 0)
 		goto out;
 	while (!atomic_load(&ctl->ready))
 		ivsock_cpu_relax();
@@ -396,7 +395,7 @@ int main(int argc, char **argv)
 	if (spin_only)
 		printf("# --spin-only: no sleep/wake checks on the ivsock side\n");
 	printf("# ring: %u bytes (region default) for both; %llu bytes per transfer; "
-	       "median of %d runs\n", dp.ring_size, (unsigned long long)total, runs);
+	       "median of %d runs\n", dp.class_size[dp.default_class], (unsigned long long)total, runs);
 	printf("%8s %12s %14s %12s %7s\n", "size", "ivsock GB/s", "ivsock msgs/s",
 	       "bare GB/s", "ratio");
 	if (csv)
@@ -407,7 +406,7 @@ int main(int argc, char **argv)
 		/* interleave the two so drift hits both alike */
 		for (k = 0; k < runs; k++) {
 			iv[k] = run_ivsock(sizes[i], total);
-			bare[k] = run_bare(sizes[i], total, dp.ring_size);
+			bare[k] = run_bare(sizes[i], total, dp.class_size[dp.default_class]);
 			if (iv[k] < 0) {
 				fprintf(stderr, "ring_bench: ivsock run failed\n");
 				return 1;

@@ -149,6 +149,73 @@ int conf_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
+
+int conf_parse_classes(const char *s, struct dom_conf *d)
+{
+	char buf[256], *save = NULL, *tok;
+	uint32_t n = 0, sum = 0;
+	uint32_t size[IVSOCK_CLASS_MAX], share[IVSOCK_CLASS_MAX];
+
+	if (!s || strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char *colon = strchr(tok, ':');
+		uint64_t sz;
+		uint32_t sh;
+
+		if (!colon || n >= IVSOCK_CLASS_MAX)
+			return -EINVAL;
+		*colon = '\0';
+		if (conf_parse_size(tok, &sz) < 0 || sz < IVSOCK_BLOCK_RING_MIN ||
+		    sz > IVSOCK_BLOCK_RING_MAX || (sz & (sz - 1)))
+			return -EINVAL;
+		if (parse_u32(colon + 1, 0, 100, &sh) < 0)
+			return -EINVAL;
+		if (n && sz <= size[n - 1])
+			return -EINVAL; /* increasing sizes, one class each */
+		size[n] = (uint32_t)sz;
+		share[n] = sh;
+		sum += sh;
+		n++;
+	}
+	if (!n || sum > 100)
+		return -EINVAL;
+	d->nclasses = n;
+	memset(d->class_size, 0, sizeof(d->class_size));
+	memset(d->class_share, 0, sizeof(d->class_share));
+	memcpy(d->class_size, size, n * sizeof(size[0]));
+	memcpy(d->class_share, share, n * sizeof(share[0]));
+	return 0;
+}
+
+int conf_region_params(const struct dom_conf *d, struct ivsock_region_params *p)
+{
+	uint32_t k;
+
+	if (!d->nclasses && d->ring_size_set) {
+		ivsock_region_params_single(p, d->ring_size);
+	} else {
+		ivsock_region_params_default(p);
+		if (d->nclasses) {
+			p->nclasses = d->nclasses;
+			memcpy(p->class_size, d->class_size, sizeof(p->class_size));
+			memcpy(p->class_share, d->class_share, sizeof(p->class_share));
+			/* default class: the one of ring_size; without ring_size
+			 * the largest class <= 128K, else the smallest */
+			p->default_class = 0;
+			for (k = 0; k < p->nclasses; k++)
+				if (p->class_size[k] <= (d->ring_size_set ? d->ring_size : 128 * 1024))
+					p->default_class = k;
+			if (d->ring_size_set && p->class_size[p->default_class] != d->ring_size)
+				return -EINVAL;
+		}
+	}
+	p->vm_cap = d->max_vms;
+	return 0;
+}
+
 int conf_parse_duration(const char *s, uint32_t *ms)
 {
 	char *end;
@@ -269,8 +336,11 @@ static int dom_set(struct dom_conf *d, const char *key, const char *val)
 		if (conf_parse_size(val, &sz) < 0 || sz > (1U << 30))
 			return -EINVAL;
 		d->ring_size = (uint32_t)sz;
+		d->ring_size_set = true;
 		return 0;
 	}
+	if (!strcmp(key, "ring_classes") || !strcmp(key, "classes"))
+		return conf_parse_classes(val, d);
 	if (!strcmp(key, "max_vms"))
 		return parse_u32(val, 1, 254, &d->max_vms);
 	if (!strcmp(key, "grace_period") || !strcmp(key, "grace"))
@@ -462,6 +532,15 @@ int conf_validate(const struct daemon_conf *c, char *err, size_t errlen)
 			snprintf(err, errlen, "domain %s: ring_size %u is not a power of two >= 4K",
 				 d->name, d->ring_size);
 			return -EINVAL;
+		}
+		{
+			struct ivsock_region_params p;
+
+			if (conf_region_params(d, &p) < 0) {
+				snprintf(err, errlen, "domain %s: ring_size %u is not one of "
+					 "its ring_classes", d->name, d->ring_size);
+				return -EINVAL;
+			}
 		}
 		for (j = 0; j < i; j++) {
 			if (!strcmp(c->domains[j].name, d->name)) {

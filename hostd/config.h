@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "ivsock/layout.h"
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -24,7 +26,14 @@ struct dom_conf {
 	char backing[256];        /* "memfd" or a file path */
 	uint64_t region_size;     /* bytes, power of two */
 	uint32_t vectors;         /* per peer, 1..64 */
-	uint32_t ring_size;       /* bytes per ring, power of two */
+	uint32_t ring_size;       /* bytes per ring of the default class, power of two */
+	bool ring_size_set;       /* ring_size given explicitly */
+	/* ring_classes = size:share,... (0 classes: not given). Without it, a
+	 * ring_size given alone means one class of that size (the v3 region);
+	 * neither: the default classes (ivsock_region_params_default()). */
+	uint32_t nclasses;
+	uint32_t class_size[IVSOCK_CLASS_MAX];
+	uint32_t class_share[IVSOCK_CLASS_MAX];
 	uint32_t max_vms;         /* directory capacity, 1..254 */
 	uint32_t grace_ms;        /* dead VM partition kept this long at most */
 	bool shared_addrs;        /* may two live VMs claim one address? */
@@ -77,6 +86,11 @@ int conf_validate(const struct daemon_conf *c, char *err, size_t errlen);
 
 /* "256M", "128K", "1G", "65536" -> bytes. @return 0 or -EINVAL. */
 int conf_parse_size(const char *s, uint64_t *out);
+/* "4K:10,32K:20,128K:50,1M:20" -> sizes and shares. @return 0 or -EINVAL. */
+int conf_parse_classes(const char *s, struct dom_conf *d);
+/* Region format parameters of a domain (classes, default class, max_vms).
+ * @return 0, or -EINVAL if ring_size names no class of ring_classes. */
+int conf_region_params(const struct dom_conf *d, struct ivsock_region_params *p);
 /* "10s", "500ms", "2m", "3" (seconds) -> milliseconds. @return 0 or -EINVAL. */
 int conf_parse_duration(const char *s, uint32_t *ms);
 /* Is name allowed in domain d (empty list: any)? */

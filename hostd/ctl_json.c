@@ -97,6 +97,28 @@ static json_t *addr_json(const struct ivsock_addr *a)
 	return json_string(ivsock_addr_str(a, buf, sizeof(buf)));
 }
 
+/* The class table; with vm >= 0, that VM's blocks used per class. */
+static json_t *classes_json(struct domain *d, int vm)
+{
+	json_t *arr = json_array();
+	uint32_t k;
+
+	for (k = 0; k < d->rg.nclasses; k++) {
+		const struct ivsock_class_desc *c = &d->rg.class[k];
+		json_t *o = json_pack("{s:i, s:I, s:i, s:I, s:b}", "ring_size", (int)c->ring_size,
+				      "block_size", (json_int_t)c->block_size,
+				      "quota", (int)c->blocks_per_vm,
+				      "pool_off", (json_int_t)c->pool_off,
+				      "default", k == d->rg.default_class);
+
+		if (vm >= 0)
+			json_object_set_new(o, "used", json_integer(
+				ivsock_block_class_used(&d->rg, (uint8_t)vm, k)));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 json_t *ctl_json_domains(void)
 {
 	json_t *arr = json_array();
@@ -118,8 +140,8 @@ json_t *ctl_json_domains(void)
 			      "backing", d->conf.backing,
 			      "region_size", (json_int_t)d->conf.region_size,
 			      "vectors", (int)d->conf.vectors, "max_vms", (int)d->rg.vm_cap,
-			      "ring_size", (int)d->rg.ring_size,
-			      "rings_per_vm", (int)d->rg.rings_per_vm,
+			      "ring_size", (int)d->rg.class[d->rg.default_class].ring_size,
+			      "rings_per_vm", (int)d->rg.class[d->rg.default_class].blocks_per_vm * 2,
 			      "daemon_peer_id", (int)d->self_id, "clients", (int)d->nclients);
 		json_object_set_new(o, "vms_alive", json_integer(alive));
 		json_object_set_new(o, "vms_dead", json_integer(dead));
@@ -129,6 +151,9 @@ json_t *ctl_json_domains(void)
 		json_object_set_new(o, "refused", json_integer((json_int_t)d->refused));
 		json_object_set_new(o, "dropped", json_integer((json_int_t)d->dropped));
 		json_object_set_new(o, "format_id", json_string(fid));
+		json_object_set_new(o, "layout_version", json_integer(IVSOCK_LAYOUT_VERSION));
+		json_object_set_new(o, "default_class", json_integer(d->rg.default_class));
+		json_object_set_new(o, "ring_classes", classes_json(d, -1));
 		json_object_set_new(o, "heartbeat", json_integer((json_int_t)
 			ivsock_load_relaxed(&d->rg.sb->daemon_heartbeat)));
 		json_object_set_new(o, "epoch", json_integer(
@@ -171,9 +196,15 @@ static json_t *vm_json(struct domain *d, const struct ivsock_vm_info *info, bool
 
 		json_object_set_new(o, "channels", json_integer(
 			ivsock_chan_count_vm(&d->rg, (uint8_t)info->index)));
-		json_object_set_new(o, "rings_used", json_integer(
-			ivsock_ring_pool_used(&d->rg, (uint8_t)info->index)));
-		json_object_set_new(o, "rings_quota", json_integer(d->rg.rings_per_vm));
+		/* v3 names, in rings (two per block): used in all classes,
+		 * quota of the default class */
+		json_object_set_new(o, "rings_used", json_integer(2 * ivsock_block_pool_used(
+			&d->rg, (uint8_t)info->index)));
+		json_object_set_new(o, "rings_quota", json_integer(
+			2 * d->rg.class[d->rg.default_class].blocks_per_vm));
+		json_object_set_new(o, "blocks_used", json_integer(
+			ivsock_block_pool_used(&d->rg, (uint8_t)info->index)));
+		json_object_set_new(o, "ring_classes", classes_json(d, (int)info->index));
 		json_object_set_new(o, "mailbox_req_seq",
 				    json_integer(ivsock_load_relaxed(&mb->req_seq)));
 		json_object_set_new(o, "mailbox_resp_seq",
@@ -242,8 +273,10 @@ static const char *chan_state_name(uint8_t s)
 	}
 }
 
-static json_t *end_json(struct domain *d, const struct ivsock_chan_end *e, int side)
+static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan_end *e,
+			int side)
 {
+	const struct ivsock_end_ctl *ctl = ivsock_chan_end_ctl(&d->rg, idx, side, NULL, NULL);
 	uint32_t vm = e->vm_index, peer = e->peer_id, vector = e->vector, client = e->client;
 	uint32_t f = ivsock_load_acquire((ivsock_a32 *)&e->flags);
 	struct ivsock_vm_info info;
@@ -265,8 +298,8 @@ static json_t *end_json(struct domain *d, const struct ivsock_chan_end *e, int s
 			 "flags", flags,
 			 "state", !(f & IVSOCK_END_ATTACHED) ? "unattached" :
 				  (f & IVSOCK_END_CLOSED) ? "closed" : "open",
-			 "tx_bytes", (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&e->tx_bytes),
-			 "rx_bytes", (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&e->rx_bytes));
+			 "tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->tx_bytes) : 0,
+			 "rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->rx_bytes) : 0);
 }
 
 json_t *ctl_json_channels(void)
@@ -294,7 +327,7 @@ json_t *ctl_json_channels(void)
 				"sport", (int)t.sport,
 				"dst", ivsock_addr_str(&t.dst, dst, sizeof(dst)),
 				"dport", (int)t.dport,
-				"ends", end_json(d, &c->end[0], 0), end_json(d, &c->end[1], 1)));
+				"ends", end_json(d, i, &c->end[0], 0), end_json(d, i, &c->end[1], 1)));
 		}
 	}
 	return json_pack("{s:o}", "channels", arr);

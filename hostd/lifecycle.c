@@ -24,17 +24,17 @@ static void reclaim(struct domain *d, uint32_t vm, bool forced)
 	/* Always, not only when forced: slots the VM left in INIT or
 	 * ABANDONED are not counted by ivsock_chan_count_vm() but must go.
 	 * A channel whose other end is still open in a live VM is REVOKED,
-	 * not freed, and its rings stay claimed (ivsock_ring_release_vm()
+	 * not freed, and its block stays claimed (ivsock_block_release_vm()
 	 * skips them) until that end closes: nothing is reused under it. */
 	nch = ivsock_chan_reclaim_vm(&d->rg, (uint8_t)vm, domain_ring_cb, d);
 	nl = ivsock_listener_release_vm(&d->rg, (uint8_t)vm);
 	no = ivsock_offer_release_vm(&d->rg, (uint8_t)vm);
-	nr = ivsock_ring_release_vm(&d->rg, (uint8_t)vm);
+	nr = ivsock_block_release_vm(&d->rg, (uint8_t)vm);
 	ivsock_dir_remove(&d->rg, vm);
 	if (s->state == VMSLOT_ORPHAN)
 		peer_id_free(&d->ids, s->peer_id);
 	log_info("domain %s: vm %u reclaimed%s (%d channels revoked, %d listeners, "
-		 "%d offers, %d rings freed)", d->conf.name, vm,
+		 "%d offers, %d blocks freed)", d->conf.name, vm,
 		 forced ? " after the grace period" : "", nch, nl, no, nr);
 	memset(s, 0, sizeof(*s));
 }

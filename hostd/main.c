@@ -95,8 +95,12 @@ static bool same_geometry(const struct dom_conf *a, const struct dom_conf *b, co
 		*what = "region_size";
 	else if (a->vectors != b->vectors)
 		*what = "vectors";
-	else if (a->ring_size != b->ring_size)
+	else if (a->ring_size != b->ring_size || a->ring_size_set != b->ring_size_set)
 		*what = "ring_size";
+	else if (a->nclasses != b->nclasses ||
+		 memcmp(a->class_size, b->class_size, sizeof(a->class_size)) ||
+		 memcmp(a->class_share, b->class_share, sizeof(a->class_share)))
+		*what = "ring_classes";
 	else if (a->max_vms != b->max_vms)
 		*what = "max_vms";
 	else

@@ -81,11 +81,22 @@ static int adopt(struct domain *d, char *err, size_t errlen)
 		snprintf(err, errlen, "stored region: %s", ivsock_region_strerror(rc));
 		return rc;
 	}
-	if (d->rg.vm_cap != d->conf.max_vms || d->rg.ring_size != d->conf.ring_size) {
-		snprintf(err, errlen, "stored region was formatted with max_vms=%u "
-			 "ring_size=%u, config says %u/%u", d->rg.vm_cap, d->rg.ring_size,
-			 d->conf.max_vms, d->conf.ring_size);
-		return -EEXIST;
+	{
+		struct ivsock_region_params p;
+		bool same;
+		uint32_t k;
+
+		same = conf_region_params(&d->conf, &p) == 0 && d->rg.vm_cap == p.vm_cap &&
+		       d->rg.nclasses == p.nclasses && d->rg.default_class == p.default_class;
+		for (k = 0; same && k < p.nclasses; k++)
+			same = d->rg.class[k].ring_size == p.class_size[k];
+		if (!same) {
+			snprintf(err, errlen, "stored region was formatted with max_vms=%u "
+				 "and %u ring classes (default %u bytes), the config differs",
+				 d->rg.vm_cap, d->rg.nclasses,
+				 d->rg.class[d->rg.default_class].ring_size);
+			return -EEXIST;
+		}
 	}
 	d->self_id = d->rg.sb->daemon_peer_id;
 	if (d->self_id > 65535 || peer_id_reserve(&d->ids, d->self_id) < 0) {
@@ -147,22 +158,35 @@ int region_open(struct domain *d, int stored_fd, char *err, size_t errlen)
 		goto err;
 	}
 	d->self_id = (uint32_t)rc;
-	ivsock_region_params_default(&p);
-	p.vm_cap = d->conf.max_vms;
-	p.ring_size = d->conf.ring_size;
+	if (conf_region_params(&d->conf, &p) < 0) {
+		snprintf(err, errlen, "ring_size is not one of ring_classes");
+		rc = -EINVAL;
+		goto err;
+	}
 	p.daemon_peer_id = d->self_id;
 	rc = ivsock_region_format(&d->rg, d->base, d->conf.region_size, &p);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot format a %llu-byte region with max_vms=%u "
 			 "ring_size=%u: %s (lower max_vms or ring_size, or raise region_size)",
 			 (unsigned long long)d->conf.region_size,
-			 p.vm_cap, p.ring_size, ivsock_region_strerror(rc));
+			 p.vm_cap, p.class_size[p.default_class], ivsock_region_strerror(rc));
 		goto err;
 	}
 	ivsock_store_release(&d->rg.sb->daemon_epoch, 1);
-	log_info("domain %s: formatted %llu-byte region (sealed %s), %u VMs x %u rings "
-		 "of %u bytes", d->conf.name, (unsigned long long)d->conf.region_size,
-		 d->conf.backing, d->rg.vm_cap, d->rg.rings_per_vm, d->rg.ring_size);
+	{
+		char cls[160] = "";
+		size_t n = 0;
+		uint32_t k;
+
+		for (k = 0; k < d->rg.nclasses && n < sizeof(cls); k++)
+			n += (size_t)snprintf(cls + n, sizeof(cls) - n, "%s%u x %u bytes%s",
+					      k ? ", " : "", d->rg.class[k].blocks_per_vm,
+					      d->rg.class[k].ring_size,
+					      k == d->rg.default_class ? " (default)" : "");
+		log_info("domain %s: formatted %llu-byte region (sealed %s), %u VMs x blocks "
+			 "of rings: %s", d->conf.name, (unsigned long long)d->conf.region_size,
+			 d->conf.backing, d->rg.vm_cap, cls);
+	}
 	return 0;
 err:
 	munmap(d->base, d->conf.region_size);

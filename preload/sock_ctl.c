@@ -276,7 +276,7 @@ IVS_EXPORT int shutdown(int fd, int how)
 	 * still be in flight to our kernel socket, whose state decides what
 	 * shutdown() returns (ENOTCONN once both sides are closed). */
 	if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
-	    (ivsock_load_acquire(&s->v.rx.hdr->prod_flags) & IVSOCK_RING_EOF)) {
+	    (ivsock_load_acquire(&s->v.rx.p->prod_flags) & IVSOCK_RING_EOF)) {
 		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 
 		ivs_real.poll(&p, 1, 100);

@@ -787,8 +787,8 @@ uint64_t ivs_sock_event_seq(struct ivs_sock *s)
 	/* Only words the other side writes (its index and flags), each read
 	 * once; our own indices move only through our calls, which bump
 	 * event_seq themselves. */
-	uint64_t a = ivsock_load_acquire(&s->v.rx.hdr->tail);
-	uint64_t b = ivsock_load_acquire(&s->v.tx.hdr->head);
+	uint64_t a = ivsock_load_acquire(&s->v.rx.p->tail);
+	uint64_t b = ivsock_load_acquire(&s->v.tx.c->head);
 	uint64_t f = ivsock_ring_peer_flags(&s->v.rx) |
 		     (uint64_t)ivsock_ring_cons_flags(&s->v.tx) << 4;
 

@@ -56,13 +56,14 @@ static json_t *channels_json(struct agent *a)
 		ends = json_array();
 		for (int s = 0; s < 2; s++) {
 			struct ivsock_chan_end *e = &c->end[s];
+			struct ivsock_end_ctl *ctl = ivsock_chan_end_ctl(rg, i, s, NULL, NULL);
 
 			json_array_append_new(ends, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 				"vm", (json_int_t)e->vm_index, "client", (json_int_t)e->client,
 				"peer_id", (json_int_t)e->peer_id, "vector", (json_int_t)e->vector,
 				"flags", (json_int_t)ivsock_load_relaxed(&e->flags),
-				"tx_bytes", (json_int_t)ivsock_load_relaxed(&e->tx_bytes),
-				"rx_bytes", (json_int_t)ivsock_load_relaxed(&e->rx_bytes)));
+				"tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed(&ctl->tx_bytes) : 0,
+				"rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed(&ctl->rx_bytes) : 0));
 		}
 		o = json_pack("{s:I,s:I,s:s,s:o,s:I,s:o,s:I,s:o}",
 			      "index", (json_int_t)i, "gen", (json_int_t)v.gen,
@@ -112,9 +113,9 @@ char *agent_status_json(struct agent *a, bool all, uid_t uid)
 	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:b,s:I}}",
 			 "agent", agent, "clients", clients,
 			 "channels", channels_json(a), "ring_pool",
-			 "used", (json_int_t)ivsock_ring_pool_used(&a->be.rg,
-								  (uint8_t)a->be.vm_index),
-			 "quota", (json_int_t)a->be.rg.rings_per_vm,
+			 "used", (json_int_t)(2 * ivsock_block_pool_used(&a->be.rg,
+								      (uint8_t)a->be.vm_index)),
+			 "quota", (json_int_t)(2 * a->be.rg.class[a->be.rg.default_class].blocks_per_vm),
 			 "admission",
 			 "connections", (json_int_t)a->nclients,
 			 "max_per_uid", (json_int_t)a->max_per_uid,

@@ -10,13 +10,12 @@
 #include "ivsock/channel.h"
 #include "ivsock/directory.h"
 
-#define RING_ACTIVE 2U /* ring slot state after ivsock_ring_alloc() */
+#define BLOCK_ACTIVE 2U /* block slot state after ivsock_block_alloc() */
 
-/* Ring references of a channel and the partition they must lie in. */
+/* Block reference of a channel and the partition it must lie in. */
 struct chan_refs {
-	uint32_t vm;               /* connector's VM == ring partition */
-	uint32_t c2s, c2s_gen;
-	uint32_t s2c, s2c_gen;
+	uint32_t vm;               /* connector's VM == block partition */
+	uint32_t block, block_gen;
 	bool valid;
 };
 
@@ -29,9 +28,7 @@ static void end_write(struct ivsock_chan_end *e, const struct ivsock_end_id *id,
 	ivsock_st32(&e->peer_id, id->peer_id);
 	ivsock_st32(&e->vector, id->vector);
 	ivsock_st32(&e->client, (uint32_t)id->client);
-	ivsock_store_relaxed(&e->tx_bytes, 0);
-	ivsock_store_relaxed(&e->rx_bytes, 0);
-	ivsock_store_relaxed(&e->holders, 1);
+	ivsock_st32(&e->uid, id->uid);
 	ivsock_store_release(&e->flags, flags);
 }
 
@@ -41,10 +38,18 @@ static void end_clear(struct ivsock_chan_end *e)
 	ivsock_st32(&e->peer_id, 0);
 	ivsock_st32(&e->vector, 0);
 	ivsock_st32(&e->client, 0);
+	ivsock_st32(&e->uid, 0);
+	ivsock_store_relaxed(&e->flags, 0);
+}
+
+/* The end's words of its ctl page: doorbell address, one holder. */
+static void ctl_write(struct ivsock_end_ctl *e, const struct ivsock_end_id *id)
+{
+	ivsock_st32(&e->peer_id, id->peer_id);
+	ivsock_st32(&e->vector, id->vector);
 	ivsock_store_relaxed(&e->tx_bytes, 0);
 	ivsock_store_relaxed(&e->rx_bytes, 0);
-	ivsock_store_relaxed(&e->holders, 0);
-	ivsock_store_relaxed(&e->flags, 0);
+	ivsock_store_release(&e->holders, 1);
 }
 
 static int read_end(const struct ivsock_chan_end *e, struct ivsock_end_id *id,
@@ -59,6 +64,7 @@ static int read_end(const struct ivsock_chan_end *e, struct ivsock_end_id *id,
 	id->peer_id = peer;
 	id->vector = vec;
 	id->client = (uint16_t)cl;
+	id->uid = ivsock_ld32(&e->uid);
 	return 0;
 }
 
@@ -93,110 +99,183 @@ static int conn_owner(const struct ivsock_region *rg, const struct ivsock_channe
 	return 0;
 }
 
-static bool in_partition(const struct ivsock_region *rg, uint32_t ridx, uint32_t vm)
+static bool in_partition(const struct ivsock_region *rg, uint32_t bidx, uint32_t vm)
 {
-	return ridx < rg->vm_cap * rg->rings_per_vm && ivsock_region_ring_vm(rg, ridx) == vm;
+	return bidx < rg->nblocks && ivsock_region_block_vm(rg, bidx) == vm;
 }
 
-/* Copy the ring references once and check they lie in partition vm. */
+/* Copy the block reference once; it is checked again at each use
+ * (in_partition(), block_check()). */
 static void read_refs(const struct ivsock_region *rg, const struct ivsock_channel *c,
 		      uint32_t vm, struct chan_refs *r)
 {
 	r->vm = vm;
-	r->c2s = ivsock_ld32(&c->ring_c2s);
-	r->c2s_gen = ivsock_ld32(&c->ring_c2s_gen);
-	r->s2c = ivsock_ld32(&c->ring_s2c);
-	r->s2c_gen = ivsock_ld32(&c->ring_s2c_gen);
-	/* Each reference is checked again at each use (in_partition(),
-	 * ring_check()): a forged one is skipped, the other still used. */
-	r->valid = vm < rg->vm_cap && r->c2s != r->s2c;
+	r->block = ivsock_ld32(&c->block);
+	r->block_gen = ivsock_ld32(&c->block_gen);
+	r->valid = vm < rg->vm_cap && r->block_gen != 0;
 }
 
 static void refs_from_view(const struct ivsock_chan_view *v, struct chan_refs *r)
 {
 	r->vm = v->ring_vm;
-	if (v->side == IVSOCK_SIDE_CONNECTOR) {
-		r->c2s = v->tx_idx, r->c2s_gen = v->tx_gen;
-		r->s2c = v->rx_idx, r->s2c_gen = v->rx_gen;
-	} else {
-		r->c2s = v->rx_idx, r->c2s_gen = v->rx_gen;
-		r->s2c = v->tx_idx, r->s2c_gen = v->tx_gen;
-	}
-	r->valid = r->c2s_gen && r->s2c_gen;
+	r->block = v->block_idx;
+	r->block_gen = v->block_gen;
+	r->valid = r->block_gen != 0 && v->ring_vm < IVSOCK_MAX_VMS;
 }
 
 /*
- * A ring reference is usable iff it lies in the connector's partition and its
- * ring slot is claimed, with that generation, by the connector's VM (and, if
- * client >= 0, client). @return its memory or NULL.
+ * A block reference is usable iff it lies in the connector's partition and
+ * its block slot is claimed, with that generation, by the connector's VM
+ * (and, if client >= 0, client). @return its memory or NULL; *ring_size is
+ * its class's ring size.
  */
-static void *ring_check(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen,
-			uint32_t vm, int client)
+static void *block_check(const struct ivsock_region *rg, uint32_t bidx, uint32_t bgen,
+			 uint32_t vm, int client, uint32_t *ring_size)
 {
 	struct ivsock_slot_val v;
+	int k;
 
-	if (!rgen || !in_partition(rg, ridx, vm))
+	if (!bgen || !in_partition(rg, bidx, vm))
 		return NULL;
-	v = ivsock_slot_get(&rg->ringslots[ridx]);
-	if (v.gen != rgen || v.state != RING_ACTIVE || v.vm != vm ||
+	v = ivsock_slot_get(&rg->blockslots[bidx]);
+	if (v.gen != bgen || v.state != BLOCK_ACTIVE || v.vm != vm ||
 	    (client >= 0 && v.client != (uint16_t)client))
 		return NULL;
-	return ivsock_region_ring_mem(rg, ridx);
+	k = ivsock_region_block_class(rg, bidx);
+	if (k < 0)
+		return NULL;
+	*ring_size = rg->class[k].ring_size;
+	return ivsock_region_block_mem(rg, bidx);
 }
 
-static int attach_ring(struct ivsock_region *rg, uint32_t ridx, uint32_t rgen,
-		       uint32_t vm, int client, struct ivsock_ring *r,
-		       enum ivsock_ring_role role)
+/* Point v's rings and ctl pages at a block mapped at mem. tx is the ring we
+ * produce: our producer words, the peer's consumer words, data in our half;
+ * rx the other way round. Each ring is attached on its own (a ring whose
+ * indices are corrupt is left zeroed: no view). */
+static void view_attach_each(struct ivsock_chan_view *v, void *mem, uint32_t ring_size,
+			     int side)
 {
-	void *mem;
+	struct ivsock_end_ctl *me = ivsock_block_ctl(mem, ring_size, side);
+	struct ivsock_end_ctl *other = ivsock_block_ctl(mem, ring_size, !side);
 
-	if (!in_partition(rg, ridx, vm))
+	v->ring_size = ring_size;
+	v->my_ctl = me;
+	v->peer_ctl = other;
+	if (ivsock_ring_attach(&v->tx, &me->prod, &other->cons,
+			       ivsock_block_data(mem, ring_size, side), ring_size,
+			       IVSOCK_RING_PRODUCER) < 0)
+		memset(&v->tx, 0, sizeof(v->tx));
+	if (ivsock_ring_attach(&v->rx, &other->prod, &me->cons,
+			       ivsock_block_data(mem, ring_size, !side), ring_size,
+			       IVSOCK_RING_CONSUMER) < 0)
+		memset(&v->rx, 0, sizeof(v->rx));
+}
+
+static int view_attach(struct ivsock_chan_view *v, void *mem, uint32_t ring_size, int side)
+{
+	struct ivsock_end_ctl *me = ivsock_block_ctl(mem, ring_size, side);
+	struct ivsock_end_ctl *other = ivsock_block_ctl(mem, ring_size, !side);
+	int rc;
+
+	v->ring_size = ring_size;
+	v->my_ctl = me;
+	v->peer_ctl = other;
+	rc = ivsock_ring_attach(&v->tx, &me->prod, &other->cons,
+				ivsock_block_data(mem, ring_size, side), ring_size,
+				IVSOCK_RING_PRODUCER);
+	if (rc < 0)
+		return rc;
+	return ivsock_ring_attach(&v->rx, &other->prod, &me->cons,
+				  ivsock_block_data(mem, ring_size, !side), ring_size,
+				  IVSOCK_RING_CONSUMER);
+}
+
+int ivsock_chan_view_block(struct ivsock_chan_view *v, void *block, uint32_t ring_size,
+			   int side, uint32_t idx, uint32_t gen)
+{
+	if (!v || !block || (side != 0 && side != 1) ||
+	    ring_size < IVSOCK_BLOCK_RING_MIN || ring_size > IVSOCK_BLOCK_RING_MAX ||
+	    (ring_size & (ring_size - 1)))
+		return -EINVAL;
+	memset(v, 0, sizeof(*v));
+	v->idx = idx;
+	v->gen = gen;
+	v->side = side;
+	v->ring_vm = IVSOCK_VM_NONE;
+	v->peer.vm = IVSOCK_VM_NONE;
+	return view_attach(v, block, ring_size, side);
+}
+
+static int attach_block(struct ivsock_region *rg, const struct chan_refs *r, int client,
+			struct ivsock_chan_view *v)
+{
+	uint32_t ring_size = 0;
+	void *mem;
+	int rc;
+
+	if (!in_partition(rg, r->block, r->vm))
 		return -EPROTO;
-	mem = ring_check(rg, ridx, rgen, vm, client);
+	mem = block_check(rg, r->block, r->block_gen, r->vm, client, &ring_size);
 	if (!mem)
 		return -ESTALE;
-	return ivsock_ring_attach(r, mem, rg->ring_size, role);
+	rc = view_attach(v, mem, ring_size, v->side);
+	if (rc < 0)
+		return rc;
+	v->block_idx = r->block;
+	v->block_gen = r->block_gen;
+	v->ring_vm = r->vm;
+	return 0;
+}
+
+uint32_t ivsock_chan_dst_vm(const struct ivsock_region *rg, uint8_t my_vm,
+			    const struct ivsock_tuple *t)
+{
+	int rc;
+
+	if (ivsock_addr_is_loopback(&t->dst))
+		return my_vm;
+	rc = ivsock_dir_find_addr(rg, &t->dst);
+	return rc >= 0 ? (uint32_t)rc : IVSOCK_VM_NONE;
 }
 
 int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
-		     const struct ivsock_tuple *t, uint32_t *idx, uint32_t *gen)
+		     const struct ivsock_tuple *t, uint32_t dst_vm, uint32_t cls,
+		     uint32_t *idx, uint32_t *gen)
 {
-	uint32_t i, g, r1, g1, r2, g2, dst_vm;
+	uint32_t i, g, b, bg, ring_size = 0;
+	void *mem;
 	int rc;
 
-	if (me->vm >= rg->vm_cap)
+	if (me->vm >= rg->vm_cap || cls >= rg->nclasses ||
+	    (dst_vm >= rg->vm_cap && dst_vm != IVSOCK_VM_NONE))
 		return -EINVAL;
-	if (ivsock_addr_is_loopback(&t->dst)) {
-		dst_vm = me->vm;
-	} else {
-		rc = ivsock_dir_find_addr(rg, &t->dst);
-		dst_vm = rc >= 0 ? (uint32_t)rc : IVSOCK_VM_NONE;
-	}
-	rc = ivsock_ring_alloc(rg, me->vm, me->client, &r1, &g1);
+	rc = ivsock_block_alloc(rg, me->vm, cls, me->client, &b, &bg);
 	if (rc < 0)
 		return rc;
-	rc = ivsock_ring_alloc(rg, me->vm, me->client, &r2, &g2);
-	if (rc < 0)
-		goto err_free_r1;
+	mem = block_check(rg, b, bg, me->vm, me->client, &ring_size);
+	if (!mem) {
+		ivsock_block_free(rg, b, bg);
+		return -EAGAIN; /* someone moved our claim: corrupt peer */
+	}
 	for (i = 0; i < rg->channel_cap; i++) {
 		struct ivsock_channel *c = &rg->channels[i];
 
 		g = ivsock_slot_claim(&c->slot, me->vm, me->client);
 		if (!g)
 			continue;
-		ivsock_st32(&c->ring_c2s, r1);
-		ivsock_st32(&c->ring_c2s_gen, g1);
-		ivsock_st32(&c->ring_s2c, r2);
-		ivsock_st32(&c->ring_s2c_gen, g2);
+		ivsock_st32(&c->block, b);
+		ivsock_st32(&c->block_gen, bg);
+		ivsock_st32(&c->next_block, 0);
+		ivsock_st32(&c->next_block_gen, 0);
 		ivsock_copy_to_shared(&c->tuple, t, sizeof(*t));
 		ivsock_st32(&c->dst_vm, dst_vm);
 		end_clear(&c->end[1]);
+		ctl_write(ivsock_block_ctl(mem, ring_size, IVSOCK_SIDE_CONNECTOR), me);
 		end_write(&c->end[0], me, IVSOCK_END_ATTACHED);
 		if (ivsock_slot_move(&c->slot, g, IVSOCK_SLOT_INIT, IVSOCK_CHAN_OFFERED) < 0) {
 			/* Someone moved our claim (corrupt peer): give it all back,
-			 * rings first. */
-			ivsock_ring_free(rg, r2, g2);
-			ivsock_ring_free(rg, r1, g1);
+			 * block first. */
+			ivsock_block_free(rg, b, bg);
 			ivsock_slot_release(&c->slot, g);
 			return -EAGAIN;
 		}
@@ -204,23 +283,8 @@ int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 		*gen = g;
 		return 0;
 	}
-	rc = -ENOSPC;
-	ivsock_ring_free(rg, r2, g2);
-err_free_r1:
-	ivsock_ring_free(rg, r1, g1);
-	return rc;
-}
-
-static void view_set_refs(struct ivsock_chan_view *view, const struct chan_refs *r)
-{
-	view->ring_vm = r->vm;
-	if (view->side == IVSOCK_SIDE_CONNECTOR) {
-		view->tx_idx = r->c2s, view->tx_gen = r->c2s_gen;
-		view->rx_idx = r->s2c, view->rx_gen = r->s2c_gen;
-	} else {
-		view->tx_idx = r->s2c, view->tx_gen = r->s2c_gen;
-		view->rx_idx = r->c2s, view->rx_gen = r->c2s_gen;
-	}
+	ivsock_block_free(rg, b, bg);
+	return -ENOSPC;
 }
 
 int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
@@ -263,15 +327,9 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return rc;
 	if (view->peer.vm != v.vm || view->peer.client != v.client)
 		return -EPROTO;
-	rc = attach_ring(rg, refs.c2s, refs.c2s_gen, v.vm, v.client, &view->rx,
-			 IVSOCK_RING_CONSUMER);
+	rc = attach_block(rg, &refs, v.client, view);
 	if (rc < 0)
 		return rc;
-	rc = attach_ring(rg, refs.s2c, refs.s2c_gen, v.vm, v.client, &view->tx,
-			 IVSOCK_RING_PRODUCER);
-	if (rc < 0)
-		return rc;
-	view_set_refs(view, &refs);
 	/* Win the race against the connector's abandon first, and only then
 	 * write end[1]: a loser must never write into a slot that may have
 	 * been freed and reused meanwhile. While we write, the slot names us
@@ -284,6 +342,7 @@ int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return -ESTALE;
 	if (__builtin_expect(ivsock_chan_accepting_hook != NULL, 0))
 		ivsock_chan_accepting_hook(idx);
+	ctl_write(view->my_ctl, me);
 	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
 	/* Release: end[1] is visible to the connector once it sees CONNECTED;
 	 * the owner is the connector again. */
@@ -322,13 +381,9 @@ int ivsock_chan_view_connector(struct ivsock_region *rg, uint32_t idx, uint32_t 
 	read_refs(rg, c, cvm, &refs);
 	if (!refs.valid)
 		return -EPROTO;
-	rc = attach_ring(rg, refs.c2s, refs.c2s_gen, cvm, ccl, &view->tx, IVSOCK_RING_PRODUCER);
+	rc = attach_block(rg, &refs, ccl, view);
 	if (rc < 0)
 		return rc;
-	rc = attach_ring(rg, refs.s2c, refs.s2c_gen, cvm, ccl, &view->rx, IVSOCK_RING_CONSUMER);
-	if (rc < 0)
-		return rc;
-	view_set_refs(view, &refs);
 	dst_vm = ivsock_ld32(&c->dst_vm);
 	view->expect_peer_vm = dst_vm < rg->vm_cap ? dst_vm + 1 : 0;
 	view->peer.vm = IVSOCK_VM_NONE;
@@ -380,23 +435,19 @@ uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivs
 }
 
 /*
- * Free the rings, then the slot. Callers come here only when no end can use
+ * Free the block, then the slot. Callers come here only when no end can use
  * the channel any more (ABANDONED, or both ends closed); two of them may race:
- * every free is generation-checked, so the second one does nothing. Rings go
- * first so that a ring is never free (and reusable) while a live slot still
- * names it, and only rings of the connector's partition are freed (the
- * references are shared memory: a corrupt one must not free another VM's
- * ring). @return 1 if we released the slot.
+ * every free is generation-checked, so the second one does nothing. The block
+ * goes first so that it is never free (and reusable) while a live slot still
+ * names it, and only a block of the connector's partition is freed (the
+ * reference is shared memory: a corrupt one must not free another VM's
+ * block). @return 1 if we released the slot.
  */
 static int chan_free(struct ivsock_region *rg, struct ivsock_channel *c, uint32_t gen,
 		     const struct chan_refs *r)
 {
-	if (r->valid) {
-		if (in_partition(rg, r->c2s, r->vm))
-			ivsock_ring_free(rg, r->c2s, r->c2s_gen);
-		if (in_partition(rg, r->s2c, r->vm))
-			ivsock_ring_free(rg, r->s2c, r->s2c_gen);
-	}
+	if (r->valid && in_partition(rg, r->block, r->vm))
+		ivsock_block_free(rg, r->block, r->block_gen);
 	return ivsock_slot_release(&c->slot, gen) == 0 ? 1 : 0;
 }
 
@@ -429,9 +480,9 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 {
 	struct ivsock_channel *c = &rg->channels[idx];
 	struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
-	struct ivsock_ring tx, rx;
+	struct ivsock_chan_view bv;
 	struct chan_refs r;
-	uint32_t tx_idx, tx_gen, rx_idx, rx_gen, other;
+	uint32_t other, ring_size = 0;
 	void *mem;
 
 	if (v.gen != gen || v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
@@ -448,16 +499,15 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return side == IVSOCK_SIDE_CONNECTOR ? chan_free(rg, c, gen, &r) : -ESTALE;
 
 	if (r.valid) {
-		tx_idx = side == IVSOCK_SIDE_CONNECTOR ? r.c2s : r.s2c;
-		tx_gen = side == IVSOCK_SIDE_CONNECTOR ? r.c2s_gen : r.s2c_gen;
-		rx_idx = side == IVSOCK_SIDE_CONNECTOR ? r.s2c : r.c2s;
-		rx_gen = side == IVSOCK_SIDE_CONNECTOR ? r.s2c_gen : r.c2s_gen;
-		mem = ring_check(rg, tx_idx, tx_gen, r.vm, -1);
-		if (mem && ivsock_ring_attach(&tx, mem, rg->ring_size, IVSOCK_RING_PRODUCER) == 0)
-			ivsock_ring_close_write(&tx, reset);
-		mem = ring_check(rg, rx_idx, rx_gen, r.vm, -1);
-		if (mem && ivsock_ring_attach(&rx, mem, rg->ring_size, IVSOCK_RING_CONSUMER) == 0)
-			ivsock_ring_close_read(&rx);
+		mem = block_check(rg, r.block, r.block_gen, r.vm, -1, &ring_size);
+		if (mem) {
+			/* Each ring on its own: corrupt indices on one must
+			 * not keep the other from being closed. */
+			memset(&bv, 0, sizeof(bv));
+			bv.side = side;
+			view_attach_each(&bv, mem, ring_size, side);
+			ivsock_chan_end_close_rings(&bv, reset);
+		}
 	}
 
 	/* Store-buffering pair with the other end's close (or accept_abort()):
@@ -515,27 +565,129 @@ int ivsock_chan_close_view(struct ivsock_region *rg, const struct ivsock_chan_vi
 	return close_end(rg, v->idx, v->gen, v->side, reset, false, r.valid ? &r : NULL);
 }
 
+int ivsock_chan_end_close_rings(struct ivsock_chan_view *v, bool reset)
+{
+	int n = 0;
+
+	if (!v)
+		return -EINVAL;
+	/* A ring whose attach failed (corrupt indices: no view) is left
+	 * alone; the one that attached is still closed. */
+	if (v->tx.p && v->tx.c) {
+		ivsock_ring_close_write(&v->tx, reset);
+		n++;
+	}
+	if (v->rx.p && v->rx.c) {
+		ivsock_ring_close_read(&v->rx);
+		n++;
+	}
+	return n;
+}
+
 void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *v,
 		       uint64_t tx, uint64_t rx)
 {
-	struct ivsock_chan_end *e;
+	struct ivsock_end_ctl *e = v->my_ctl;
 
-	if (v->idx >= rg->channel_cap)
+	(void)rg;
+	if (!e)
 		return;
-	e = &rg->channels[v->idx].end[v->side];
 	if (tx)
 		ivsock_store_relaxed(&e->tx_bytes, ivsock_load_relaxed(&e->tx_bytes) + tx);
 	if (rx)
 		ivsock_store_relaxed(&e->rx_bytes, ivsock_load_relaxed(&e->rx_bytes) + rx);
 }
 
+/* Doorbell address of end `side` of c: the copy in its ctl page (a forked
+ * holder re-points it), validated, else the table's. @return 0 or -EPROTO. */
+static int end_doorbell(const struct ivsock_region *rg, const struct ivsock_channel *c,
+			int side, uint32_t *peer_id, uint32_t *vector)
+{
+	struct ivsock_slot_val v = ivsock_slot_get((ivsock_a64 *)&c->slot);
+	struct ivsock_end_id id;
+	struct chan_refs r;
+	uint32_t ring_size = 0;
+	uint8_t cvm;
+	uint16_t ccl;
+	void *mem;
+
+	if (v.state != IVSOCK_SLOT_FREE && v.state != IVSOCK_SLOT_INIT &&
+	    conn_owner(rg, c, v, &cvm, &ccl) == 0) {
+		read_refs(rg, c, cvm, &r);
+		mem = r.valid ? block_check(rg, r.block, r.block_gen, r.vm, -1, &ring_size) : NULL;
+		if (mem) {
+			struct ivsock_end_ctl *e = ivsock_block_ctl(mem, ring_size, side);
+			uint32_t p = ivsock_ld32(&e->peer_id), vec = ivsock_ld32(&e->vector);
+
+			if (p <= 65535 && vec <= 65535) {
+				*peer_id = p;
+				*vector = vec;
+				return 0;
+			}
+		}
+	}
+	if (read_end(&c->end[side], &id, rg->vm_cap) < 0)
+		return -EPROTO;
+	*peer_id = id.peer_id;
+	*vector = id.vector;
+	return 0;
+}
+
+struct ivsock_end_ctl *ivsock_chan_end_ctl(const struct ivsock_region *rg, uint32_t idx,
+					   int side, uint32_t *ring_size, uint32_t *block)
+{
+	const struct ivsock_channel *c;
+	struct ivsock_slot_val v;
+	struct chan_refs r;
+	uint32_t rs = 0;
+	uint8_t cvm;
+	uint16_t ccl;
+	void *mem;
+
+	if (idx >= rg->channel_cap || (side != 0 && side != 1))
+		return NULL;
+	c = &rg->channels[idx];
+	v = ivsock_slot_get((ivsock_a64 *)&c->slot);
+	if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT ||
+	    conn_owner(rg, c, v, &cvm, &ccl) < 0)
+		return NULL;
+	read_refs(rg, c, cvm, &r);
+	mem = r.valid ? block_check(rg, r.block, r.block_gen, r.vm, -1, &rs) : NULL;
+	if (!mem)
+		return NULL;
+	if (ring_size)
+		*ring_size = rs;
+	if (block)
+		*block = r.block;
+	return ivsock_block_ctl(mem, rs, side);
+}
+
+int ivsock_chan_peer_doorbell(const struct ivsock_region *rg, const struct ivsock_chan_view *v,
+			      uint32_t *peer_id, uint32_t *vector)
+{
+	const struct ivsock_end_ctl *e = v->peer_ctl;
+
+	if (e) {
+		uint32_t p = ivsock_ld32(&e->peer_id), vec = ivsock_ld32(&e->vector);
+
+		if (p <= 65535 && vec <= 65535) {
+			*peer_id = p;
+			*vector = vec;
+			return 0;
+		}
+	}
+	if (!rg || v->idx >= rg->channel_cap || (v->side != 0 && v->side != 1))
+		return -EPROTO;
+	return end_doorbell(rg, &rg->channels[v->idx], !v->side, peer_id, vector);
+}
+
 static void ring_end(const struct ivsock_region *rg, const struct ivsock_channel *c, int side,
 		     ivsock_ring_fn ring, void *arg)
 {
-	struct ivsock_end_id id;
+	uint32_t peer, vec;
 
-	if (ring && read_end(&c->end[side], &id, rg->vm_cap) == 0)
-		ring(arg, id.peer_id, id.vector);
+	if (ring && end_doorbell(rg, c, side, &peer, &vec) == 0)
+		ring(arg, peer, vec);
 }
 
 /*
@@ -643,45 +795,48 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 	return n;
 }
 
-int ivsock_ring_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client)
+int ivsock_block_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client)
 {
-	uint32_t i, first, nr = rg->rings_per_vm;
+	uint32_t i, k, nb = rg->nblocks;
 	uint64_t *pinned;
 	int n = 0;
 
-	if (vm >= rg->vm_cap || !nr)
+	if (vm >= rg->vm_cap || !nb)
 		return 0;
-	first = (uint32_t)vm * nr;
-	pinned = calloc((nr + 63) / 64, sizeof(*pinned));
+	pinned = calloc((nb + 63) / 64, sizeof(*pinned));
 	if (!pinned)
 		return -ENOMEM;
-	/* A ring named by a channel past INIT stays: that channel's last
+	/* A block named by a channel past INIT stays: that channel's last
 	 * close frees it. (INIT references are not written yet; an INIT slot
 	 * of a dead owner was released before we got here.) */
 	for (i = 0; i < rg->channel_cap; i++) {
 		struct ivsock_channel *c = &rg->channels[i];
 		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
-		uint32_t r[2];
-		int k;
+		uint32_t b[2];
 
 		if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
 			continue;
-		r[0] = ivsock_ld32(&c->ring_c2s);
-		r[1] = ivsock_ld32(&c->ring_s2c);
+		b[0] = ivsock_ld32(&c->block);
+		b[1] = ivsock_ld32(&c->next_block_gen) ? ivsock_ld32(&c->next_block) : nb;
 		for (k = 0; k < 2; k++)
-			if (r[k] >= first && r[k] - first < nr)
-				pinned[(r[k] - first) / 64] |= 1ULL << ((r[k] - first) % 64);
+			if (b[k] < nb)
+				pinned[b[k] / 64] |= 1ULL << (b[k] % 64);
 	}
-	for (i = 0; i < nr; i++) {
-		struct ivsock_slot_val v;
+	for (k = 0; k < rg->nclasses; k++) {
+		const struct ivsock_class_desc *cd = &rg->class[k];
+		uint32_t first = cd->first_block + (uint32_t)vm * cd->blocks_per_vm;
 
-		if (pinned[i / 64] & (1ULL << (i % 64)))
-			continue;
-		v = ivsock_slot_get(&rg->ringslots[first + i]);
-		if (v.state == IVSOCK_SLOT_FREE || !owner_matches(v, vm, client))
-			continue;
-		if (ivsock_ring_free(rg, first + i, v.gen) == 0)
-			n++;
+		for (i = first; i < first + cd->blocks_per_vm; i++) {
+			struct ivsock_slot_val v;
+
+			if (pinned[i / 64] & (1ULL << (i % 64)))
+				continue;
+			v = ivsock_slot_get(&rg->blockslots[i]);
+			if (v.state == IVSOCK_SLOT_FREE || !owner_matches(v, vm, client))
+				continue;
+			if (ivsock_block_free(rg, i, v.gen) == 0)
+				n++;
+		}
 	}
 	free(pinned);
 	return n;
@@ -692,7 +847,7 @@ int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t cli
 {
 	int n = release_matching(rg, vm, client, ring, arg);
 
-	ivsock_ring_release_unreferenced(rg, vm, client);
+	ivsock_block_release_unreferenced(rg, vm, client);
 	return n;
 }
 
@@ -701,7 +856,7 @@ int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 {
 	int n = release_matching(rg, vm, -1, ring, arg);
 
-	ivsock_ring_release_unreferenced(rg, vm, -1);
+	ivsock_block_release_unreferenced(rg, vm, -1);
 	return n;
 }
 

@@ -14,62 +14,83 @@ bool ivsock_ring_size_valid(size_t n)
 	return n >= 64 && n <= (1UL << 30) && (n & (n - 1)) == 0;
 }
 
-int ivsock_ring_format(void *mem, uint32_t data_size)
+int ivsock_ring_format(struct ivsock_ring_prod *p, struct ivsock_ring_cons *c,
+		       uint32_t data_size)
 {
-	struct ivsock_ring_hdr *h = mem;
-
-	if (!mem || !ivsock_ring_size_valid(data_size))
+	if (!p || !c || !ivsock_ring_size_valid(data_size))
 		return -EINVAL;
-	ivsock_store_relaxed(&h->tail, 0);
-	ivsock_store_relaxed(&h->prod_flags, 0);
-	ivsock_store_relaxed(&h->prod_sleep, 0);
-	ivsock_store_relaxed(&h->cons_sleep_seen, 0);
-	ivsock_store_relaxed(&h->head, 0);
-	ivsock_store_relaxed(&h->cons_flags, 0);
-	ivsock_store_relaxed(&h->cons_sleep, 0);
+	ivsock_store_relaxed(&p->tail, 0);
+	ivsock_store_relaxed(&p->prod_flags, 0);
+	ivsock_store_relaxed(&p->prod_sleep, 0);
+	ivsock_store_relaxed(&p->cons_sleep_seen, 0);
+	ivsock_store_relaxed(&c->head, 0);
+	ivsock_store_relaxed(&c->cons_flags, 0);
+	ivsock_store_relaxed(&c->cons_sleep, 0);
 	/* Pairs with the acquire of whoever is later handed this ring. */
-	ivsock_store_release(&h->prod_sleep_seen, 0);
+	ivsock_store_release(&c->prod_sleep_seen, 0);
 	return 0;
 }
 
-int ivsock_ring_attach(struct ivsock_ring *r, void *mem, uint32_t data_size,
+int ivsock_ring_attach(struct ivsock_ring *r, struct ivsock_ring_prod *p,
+		       struct ivsock_ring_cons *c, void *data, uint32_t data_size,
 		       enum ivsock_ring_role role)
 {
-	struct ivsock_ring_hdr *h = mem;
 	uint32_t head, tail;
 
-	if (!r || !mem || !ivsock_ring_size_valid(data_size))
+	if (!r || !p || !c || !data || !ivsock_ring_size_valid(data_size))
 		return -EINVAL;
 	if (role != IVSOCK_RING_PRODUCER && role != IVSOCK_RING_CONSUMER)
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
-	r->hdr = h;
-	r->data = (uint8_t *)mem + sizeof(*h);
+	r->p = p;
+	r->c = c;
+	r->data = data;
 	r->size = data_size;
 	r->mask = data_size - 1;
 	r->role = role;
 	/* Pairs with the release stores of both sides' indices. Our own words
 	 * are read here once (attach after fork or hand-over) and from then on
 	 * only stored. */
-	head = ivsock_load_acquire(&h->head);
-	tail = ivsock_load_acquire(&h->tail);
+	head = ivsock_load_acquire(&c->head);
+	tail = ivsock_load_acquire(&p->tail);
 	if ((uint32_t)(tail - head) > data_size)
 		return -EPROTO;
 	if (role == IVSOCK_RING_PRODUCER) {
 		r->own = tail;
 		r->peer = head;
-		r->my_sleep = ivsock_load_relaxed(&h->prod_sleep);
-		r->my_seen = ivsock_load_relaxed(&h->cons_sleep_seen);
-		r->my_flags = ivsock_load_relaxed(&h->prod_flags);
+		r->my_sleep = ivsock_load_relaxed(&p->prod_sleep);
+		r->my_seen = ivsock_load_relaxed(&p->cons_sleep_seen);
+		r->my_flags = ivsock_load_relaxed(&p->prod_flags);
 	} else {
 		r->own = head;
 		r->peer = tail;
-		r->my_sleep = ivsock_load_relaxed(&h->cons_sleep);
-		r->my_seen = ivsock_load_relaxed(&h->prod_sleep_seen);
-		r->my_flags = ivsock_load_relaxed(&h->cons_flags);
+		r->my_sleep = ivsock_load_relaxed(&c->cons_sleep);
+		r->my_seen = ivsock_load_relaxed(&c->prod_sleep_seen);
+		r->my_flags = ivsock_load_relaxed(&c->cons_flags);
 	}
 	ivsock_store_relaxed(&r->published, r->own);
 	return 0;
+}
+
+int ivsock_ring_format_flat(void *mem, uint32_t data_size)
+{
+	struct ivsock_ring_prod *p = mem;
+
+	if (!mem)
+		return -EINVAL;
+	return ivsock_ring_format(p, (struct ivsock_ring_cons *)(p + 1), data_size);
+}
+
+int ivsock_ring_attach_flat(struct ivsock_ring *r, void *mem, uint32_t data_size,
+			    enum ivsock_ring_role role)
+{
+	struct ivsock_ring_prod *p = mem;
+	struct ivsock_ring_cons *c;
+
+	if (!mem)
+		return -EINVAL;
+	c = (struct ivsock_ring_cons *)(p + 1);
+	return ivsock_ring_attach(r, p, c, c + 1, data_size, role);
 }
 
 /* ---------------- producer ---------------- */
@@ -86,7 +107,7 @@ static int refresh_head(struct ivsock_ring *r)
 		return r->broken;
 	/* Pairs with the release store of head in publish_head(): bytes the
 	 * consumer has released are no longer being read. */
-	head = ivsock_load_acquire(&r->hdr->head);
+	head = ivsock_load_acquire(&r->c->head);
 	if ((uint32_t)(head - r->peer) > (uint32_t)(pub - r->peer)) {
 		r->broken = -EPROTO;
 		return -EPROTO;
@@ -122,7 +143,7 @@ void ivsock_ring_publish(struct ivsock_ring *r)
 		return;
 	/* Pairs with the acquire of tail in refresh_tail(): the bytes copied
 	 * in are visible before the new tail is. */
-	ivsock_store_release(&r->hdr->tail, r->own);
+	ivsock_store_release(&r->p->tail, r->own);
 	ivsock_store_relaxed(&r->published, r->own);
 }
 
@@ -133,7 +154,7 @@ static ssize_t write_prologue(struct ivsock_ring *r, size_t *space)
 
 	if (r->broken)
 		return r->broken;
-	cflags = ivsock_load_relaxed(&r->hdr->cons_flags);
+	cflags = ivsock_load_relaxed(&r->c->cons_flags);
 	if (cflags & IVSOCK_RING_RCLOSED)
 		return -EPIPE;
 	used = r->own - r->peer;
@@ -208,12 +229,12 @@ bool ivsock_ring_consumer_needs_wake(struct ivsock_ring *r)
 	/* Pairs with the fence in ivsock_ring_consumer_prepare_sleep(): either
 	 * the consumer sees our new tail or we see its cons_sleep bump. */
 	ivsock_smp_mb();
-	want = ivsock_load_relaxed(&r->hdr->cons_sleep); /* once; any value is fine */
+	want = ivsock_load_relaxed(&r->c->cons_sleep); /* once; any value is fine */
 	seen = r->my_seen;
 	if (want == seen)
 		return false;
 	r->my_seen = want;
-	ivsock_store_relaxed(&r->hdr->cons_sleep_seen, want);
+	ivsock_store_relaxed(&r->p->cons_sleep_seen, want);
 	return true;
 }
 
@@ -226,10 +247,10 @@ int ivsock_ring_producer_prepare_sleep(struct ivsock_ring *r)
 		return r->broken;
 	ivsock_ring_publish(r);
 	seq = ++r->my_sleep;
-	ivsock_store_relaxed(&r->hdr->prod_sleep, seq);
+	ivsock_store_relaxed(&r->p->prod_sleep, seq);
 	/* Pairs with the fence in ivsock_ring_producer_needs_wake(). */
 	ivsock_smp_mb();
-	if (ivsock_load_relaxed(&r->hdr->cons_flags) & IVSOCK_RING_RCLOSED)
+	if (ivsock_load_relaxed(&r->c->cons_flags) & IVSOCK_RING_RCLOSED)
 		return -EPIPE;
 	space = ivsock_ring_writable(r);
 	if (space < 0)
@@ -245,7 +266,7 @@ void ivsock_ring_close_write(struct ivsock_ring *r, bool reset)
 	f = r->my_flags |= IVSOCK_RING_EOF | (reset ? IVSOCK_RING_RESET : 0);
 	/* Pairs with the acquire in ivsock_ring_peer_flags(): all data is
 	 * published before EOF is. */
-	ivsock_store_release(&r->hdr->prod_flags, f);
+	ivsock_store_release(&r->p->prod_flags, f);
 }
 
 ssize_t ivsock_ring_take_back(struct ivsock_ring *r, void *buf, size_t len)
@@ -266,7 +287,7 @@ ssize_t ivsock_ring_take_back(struct ivsock_ring *r, void *buf, size_t len)
 	if (n > first)
 		memcpy((uint8_t *)buf + first, r->data, n - first);
 	r->own = r->peer;
-	ivsock_store_release(&r->hdr->tail, r->own);
+	ivsock_store_release(&r->p->tail, r->own);
 	ivsock_store_relaxed(&r->published, r->own);
 	return n;
 }
@@ -289,7 +310,7 @@ static int refresh_tail(struct ivsock_ring *r)
 	if (r->broken)
 		return r->broken;
 	/* Pairs with the release store of tail in ivsock_ring_publish(). */
-	tail = ivsock_load_acquire(&r->hdr->tail);
+	tail = ivsock_load_acquire(&r->p->tail);
 	if ((uint32_t)(tail - r->own) > r->size) {
 		r->broken = -EPROTO;
 		return -EPROTO;
@@ -301,7 +322,7 @@ static int refresh_tail(struct ivsock_ring *r)
 uint32_t ivsock_ring_peer_flags(const struct ivsock_ring *r)
 {
 	/* Pairs with the release in ivsock_ring_close_write(). */
-	return ivsock_load_acquire(&r->hdr->prod_flags);
+	return ivsock_load_acquire(&r->p->prod_flags);
 }
 
 long ivsock_ring_readable(struct ivsock_ring *r)
@@ -336,7 +357,7 @@ static void publish_head(struct ivsock_ring *r)
 {
 	/* Pairs with the acquire of head in refresh_head(): we are done
 	 * reading the bytes before the producer may overwrite them. */
-	ivsock_store_release(&r->hdr->head, r->own);
+	ivsock_store_release(&r->c->head, r->own);
 	ivsock_store_relaxed(&r->published, r->own);
 }
 
@@ -461,12 +482,12 @@ bool ivsock_ring_producer_needs_wake(struct ivsock_ring *r)
 
 	/* Pairs with the fence in ivsock_ring_producer_prepare_sleep(). */
 	ivsock_smp_mb();
-	want = ivsock_load_relaxed(&r->hdr->prod_sleep); /* once; any value is fine */
+	want = ivsock_load_relaxed(&r->p->prod_sleep); /* once; any value is fine */
 	seen = r->my_seen;
 	if (want == seen)
 		return false;
 	r->my_seen = want;
-	ivsock_store_relaxed(&r->hdr->prod_sleep_seen, want);
+	ivsock_store_relaxed(&r->c->prod_sleep_seen, want);
 	return true;
 }
 
@@ -478,7 +499,7 @@ int ivsock_ring_consumer_prepare_sleep(struct ivsock_ring *r)
 	if (r->broken)
 		return r->broken;
 	seq = ++r->my_sleep;
-	ivsock_store_relaxed(&r->hdr->cons_sleep, seq);
+	ivsock_store_relaxed(&r->c->cons_sleep, seq);
 	/* Pairs with the fence in ivsock_ring_consumer_needs_wake(). */
 	ivsock_smp_mb();
 	n = ivsock_ring_readable(r);
@@ -495,13 +516,13 @@ void ivsock_ring_close_read(struct ivsock_ring *r)
 {
 	uint32_t f = r->my_flags |= IVSOCK_RING_RCLOSED;
 
-	ivsock_store_release(&r->hdr->cons_flags, f);
+	ivsock_store_release(&r->c->cons_flags, f);
 }
 
 long ivsock_ring_snap_readable(const struct ivsock_ring *r)
 {
 	/* Pairs with the release store of tail in ivsock_ring_publish(). */
-	uint32_t tail = ivsock_load_acquire(&r->hdr->tail);
+	uint32_t tail = ivsock_load_acquire(&r->p->tail);
 	uint32_t n = tail - ivsock_load_relaxed(&r->published);
 
 	return n > r->size ? -EPROTO : (long)n;
@@ -510,7 +531,7 @@ long ivsock_ring_snap_readable(const struct ivsock_ring *r)
 long ivsock_ring_snap_unconsumed(const struct ivsock_ring *r)
 {
 	/* Pairs with the release store of head in publish_head(). */
-	uint32_t head = ivsock_load_acquire(&r->hdr->head);
+	uint32_t head = ivsock_load_acquire(&r->c->head);
 	uint32_t n = ivsock_load_relaxed(&r->published) - head;
 
 	return n > r->size ? -EPROTO : (long)n;
@@ -518,5 +539,5 @@ long ivsock_ring_snap_unconsumed(const struct ivsock_ring *r)
 
 uint32_t ivsock_ring_cons_flags(const struct ivsock_ring *r)
 {
-	return ivsock_load_acquire(&r->hdr->cons_flags);
+	return ivsock_load_acquire(&r->c->cons_flags);
 }

@@ -84,12 +84,11 @@ static int region_fd(size_t size, size_t len, uint64_t *format_id)
 	FUZZ_ASSERT(ftruncate(fd, (off_t)size) == 0);
 	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	FUZZ_ASSERT(m != MAP_FAILED);
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&rg, m, size, &pr) == 0);
 	*format_id = rg.format_id;
 	FUZZ_ASSERT(ivsock_dir_add(&rg, 10, 2, "vm0", NULL) == 0);

@@ -33,12 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		region = aligned_alloc(4096, REGION_SIZE);
 		FUZZ_ASSERT(region);
 	}
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&rg, region, REGION_SIZE, &pr) == 0);
 	agent_mb_init(&m, &rg, 1, 0);
 	memset(&reg, 0, sizeof(reg));

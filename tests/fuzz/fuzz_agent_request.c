@@ -150,12 +150,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a.be.ctl_fd = -1;
 	a.be.base = region;
 	a.be.size = REGION_SIZE;
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&a.be.rg, region, REGION_SIZE, &pr) == 0);
 	FUZZ_ASSERT(ivsock_dir_add(&a.be.rg, 10, 4, "vm", NULL) == 0);
 	a.be.peer_id = 10;

@@ -197,12 +197,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!region)
 		region = fuzz_guarded_alloc(REGION_SIZE);
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 3;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = NCHAN;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&rg, region, REGION_SIZE, &pr) == 0);
 	memset(region + rg.sb->pool_off, 0, REGION_SIZE - rg.sb->pool_off);
 	v4(&a0, 0x0a000001);
@@ -237,7 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			x->t.dst = a1;
 			x->t.sport = (uint16_t)(40000 + (x - hs));
 			x->t.dport = 80;
-			rc = WD(ivsock_chan_open(&rg, &c_end, &x->t, &x->idx, &x->gen));
+			rc = WD(ivsock_chan_open(&rg, &c_end, &x->t, ivsock_chan_dst_vm(&rg, c_end.vm, &x->t), rg.default_class, &x->idx, &x->gen));
 			if (rc < 0)
 				break;
 			FUZZ_ASSERT(x->idx < rg.channel_cap);

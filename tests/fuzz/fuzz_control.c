@@ -68,12 +68,11 @@ static void reset_region(void)
 	struct ivsock_tuple t;
 	uint32_t idx, gen;
 
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&dom.rg, region, REGION_SIZE, &pr) == 0);
 	FUZZ_ASSERT(ivsock_dir_add(&dom.rg, 10, 1, "web", NULL) == 0);
 	slots[0].state = VMSLOT_LIVE;
@@ -85,7 +84,7 @@ static void reset_region(void)
 	t.dst.bytes[3] = 2;
 	t.sport = 40000;
 	t.dport = 80;
-	FUZZ_ASSERT(ivsock_chan_open(&dom.rg, &me, &t, &idx, &gen) == 0);
+	FUZZ_ASSERT(ivsock_chan_open(&dom.rg, &me, &t, ivsock_chan_dst_vm(&dom.rg, me.vm, &t), dom.rg.default_class, &idx, &gen) == 0);
 }
 
 /* One round of the daemon's loop, without blocking. @return events handled. */

@@ -99,12 +99,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		strcpy(d.conf.allow[0], "web");
 		strcpy(d.conf.allow[1], "db-1");
 	}
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&d.rg, region, REGION_SIZE, &pr) == 0);
 	d.slots = slots;
 	FUZZ_ASSERT(ivsock_dir_add(&d.rg, 10, 1, "vm-10", NULL) == 0);

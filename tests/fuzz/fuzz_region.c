@@ -46,12 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		struct ivsock_region_params pr;
 
-		ivsock_region_params_default(&pr);
+		ivsock_region_params_single(&pr, 4096U << (fuzz_u8(&in) % 6));
 		pr.vm_cap = 1 + fuzz_u8(&in) % 8;
 		pr.listener_cap = 1 + fuzz_u8(&in) % 32;
 		pr.offer_cap = 1 + fuzz_u8(&in) % 32;
 		pr.channel_cap = 1 + fuzz_u8(&in) % 16;
-		pr.ring_size = 64U << (fuzz_u8(&in) % 6);
 		if (ivsock_region_format(&rg, region, REGION_SIZE, &pr) < 0)
 			return 0;
 		/* Patches: (offset, length 1..8, bytes) into the superblock. */

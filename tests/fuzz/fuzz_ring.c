@@ -15,20 +15,20 @@
 
 static uint8_t src[2 * MAX_RING], dst[2 * MAX_RING + 64];
 
-static void poke(struct fuzz_in *in, struct ivsock_ring_hdr *h)
+static void poke(struct fuzz_in *in, struct ivsock_ring_flat *h)
 {
 	uint32_t v = fuzz_u32(in);
 
 	switch (fuzz_u8(in) % 8) {
-	case 0: ivsock_store_relaxed(&h->tail, v); break;
-	case 1: ivsock_store_relaxed(&h->head, v); break;
-	case 2: ivsock_store_relaxed(&h->prod_flags, v); break;
-	case 3: ivsock_store_relaxed(&h->cons_flags, v); break;
-	case 4: ivsock_store_relaxed(&h->cons_sleep, v); break;
-	case 5: ivsock_store_relaxed(&h->prod_sleep, v); break;
+	case 0: ivsock_store_relaxed(&h->p.tail, v); break;
+	case 1: ivsock_store_relaxed(&h->c.head, v); break;
+	case 2: ivsock_store_relaxed(&h->p.prod_flags, v); break;
+	case 3: ivsock_store_relaxed(&h->c.cons_flags, v); break;
+	case 4: ivsock_store_relaxed(&h->c.cons_sleep, v); break;
+	case 5: ivsock_store_relaxed(&h->p.prod_sleep, v); break;
 	/* the other side moves its index by a small step, as it would */
-	case 6: ivsock_store_relaxed(&h->tail, ivsock_load_relaxed(&h->tail) + (v & 0x3ff)); break;
-	default: ivsock_store_relaxed(&h->head, ivsock_load_relaxed(&h->head) + (v & 0x3ff)); break;
+	case 6: ivsock_store_relaxed(&h->p.tail, ivsock_load_relaxed(&h->p.tail) + (v & 0x3ff)); break;
+	default: ivsock_store_relaxed(&h->c.head, ivsock_load_relaxed(&h->c.head) + (v & 0x3ff)); break;
 	}
 }
 
@@ -38,19 +38,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t mode = fuzz_u8(&in);
 	uint32_t ring_size = 64U << (mode & 3);
 	int role = (mode & 4) ? IVSOCK_RING_PRODUCER : IVSOCK_RING_CONSUMER;
-	struct ivsock_ring_hdr *h;
+	struct ivsock_ring_flat *h;
 	struct ivsock_ring r;
 	uint8_t *mem;
 	int npoke, ops = 0;
 
 	mem = malloc(IVSOCK_RING_FOOTPRINT(ring_size));
 	FUZZ_ASSERT(mem);
-	FUZZ_ASSERT(ivsock_ring_format(mem, ring_size) == 0);
-	h = (struct ivsock_ring_hdr *)mem;
+	FUZZ_ASSERT(ivsock_ring_format_flat(mem, ring_size) == 0);
+	h = (struct ivsock_ring_flat *)mem;
 	/* The header as the other side left it. */
 	for (npoke = (mode >> 3) & 7; npoke > 0; npoke--)
 		poke(&in, h);
-	if (ivsock_ring_attach(&r, mem, ring_size, role) < 0)
+	if (ivsock_ring_attach_flat(&r, mem, ring_size, role) < 0)
 		goto out;
 
 	while (in.n && ops++ < 256) {
@@ -131,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		default:
 			/* re-attach, as after fork or a hand-over */
-			if (ivsock_ring_attach(&r, mem, ring_size, role) < 0)
+			if (ivsock_ring_attach_flat(&r, mem, ring_size, role) < 0)
 				goto out;
 			break;
 		}

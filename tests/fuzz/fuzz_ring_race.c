@@ -23,12 +23,12 @@
 static uint8_t src[2 * MAX_RING];
 static uint8_t *ringmem[4];
 
-static bool pads_clean(const struct ivsock_ring_hdr *h)
+static bool pads_clean(const struct ivsock_ring_flat *h)
 {
 	static const uint8_t zero[IVSOCK_CACHELINE];
 
-	return !memcmp(h->pad0, zero, sizeof(h->pad0)) && !memcmp(h->pad1, zero, sizeof(h->pad1)) &&
-	       !memcmp(h->pad2, zero, sizeof(h->pad2)) && !memcmp(h->pad3, zero, sizeof(h->pad3));
+	return !memcmp(h->p.pad0, zero, sizeof(h->p.pad0)) && !memcmp(h->p.pad1, zero, sizeof(h->p.pad1)) &&
+	       !memcmp(h->c.pad2, zero, sizeof(h->c.pad2)) && !memcmp(h->c.pad3, zero, sizeof(h->c.pad3));
 }
 
 static void check_view(const struct ivsock_ring *r, uint32_t size)
@@ -50,43 +50,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t ring_size = 64U << (2 * szi);
 	int role = (mode & 4) ? IVSOCK_RING_PRODUCER : IVSOCK_RING_CONSUMER;
 	bool third = mode & 8;   /* a third party also writes our own words */
-	struct ivsock_ring_hdr *h;
+	struct ivsock_ring_flat *h;
 	static struct scribbler sc;
 	struct ivsock_ring r;
 	int ops = 0;
 
 	if (!ringmem[szi])
 		ringmem[szi] = fuzz_guarded_alloc(IVSOCK_RING_FOOTPRINT(ring_size));
-	h = (struct ivsock_ring_hdr *)ringmem[szi];
+	h = (struct ivsock_ring_flat *)ringmem[szi];
 	memset(h, 0, IVSOCK_RING_FOOTPRINT(ring_size));
-	FUZZ_ASSERT(ivsock_ring_format(h, ring_size) == 0);
-	if (ivsock_ring_attach(&r, h, ring_size, role) < 0)
+	FUZZ_ASSERT(ivsock_ring_format_flat(h, ring_size) == 0);
+	if (ivsock_ring_attach_flat(&r, h, ring_size, role) < 0)
 		return 0;
 
 	scrib_init(&sc);
 	/* The other side's words. */
 	if (role == IVSOCK_RING_PRODUCER) {
-		scrib_add(&sc, &h->head, 4, ring_size);
-		scrib_add(&sc, &h->cons_flags, 4, IVSOCK_RING_RCLOSED);
-		scrib_add(&sc, &h->cons_sleep, 4, 1);
-		scrib_add(&sc, &h->prod_sleep_seen, 4, 1);
+		scrib_add(&sc, &h->c.head, 4, ring_size);
+		scrib_add(&sc, &h->c.cons_flags, 4, IVSOCK_RING_RCLOSED);
+		scrib_add(&sc, &h->c.cons_sleep, 4, 1);
+		scrib_add(&sc, &h->c.prod_sleep_seen, 4, 1);
 	} else {
-		scrib_add(&sc, &h->tail, 4, ring_size);
-		scrib_add(&sc, &h->prod_flags, 4, IVSOCK_RING_EOF | IVSOCK_RING_RESET);
-		scrib_add(&sc, &h->prod_sleep, 4, 1);
-		scrib_add(&sc, &h->cons_sleep_seen, 4, 1);
+		scrib_add(&sc, &h->p.tail, 4, ring_size);
+		scrib_add(&sc, &h->p.prod_flags, 4, IVSOCK_RING_EOF | IVSOCK_RING_RESET);
+		scrib_add(&sc, &h->p.prod_sleep, 4, 1);
+		scrib_add(&sc, &h->p.cons_sleep_seen, 4, 1);
 	}
 	if (third) {
 		if (role == IVSOCK_RING_PRODUCER) {
-			scrib_add(&sc, &h->tail, 4, ring_size);
-			scrib_add(&sc, &h->prod_flags, 4, IVSOCK_RING_EOF);
-			scrib_add(&sc, &h->prod_sleep, 4, 1);
-			scrib_add(&sc, &h->cons_sleep_seen, 4, 1);
+			scrib_add(&sc, &h->p.tail, 4, ring_size);
+			scrib_add(&sc, &h->p.prod_flags, 4, IVSOCK_RING_EOF);
+			scrib_add(&sc, &h->p.prod_sleep, 4, 1);
+			scrib_add(&sc, &h->p.cons_sleep_seen, 4, 1);
 		} else {
-			scrib_add(&sc, &h->head, 4, ring_size);
-			scrib_add(&sc, &h->cons_flags, 4, IVSOCK_RING_RCLOSED);
-			scrib_add(&sc, &h->cons_sleep, 4, 1);
-			scrib_add(&sc, &h->prod_sleep_seen, 4, 1);
+			scrib_add(&sc, &h->c.head, 4, ring_size);
+			scrib_add(&sc, &h->c.cons_flags, 4, IVSOCK_RING_RCLOSED);
+			scrib_add(&sc, &h->c.cons_sleep, 4, 1);
+			scrib_add(&sc, &h->c.prod_sleep_seen, 4, 1);
 		}
 	}
 	scrib_from_input(&sc, &in);
@@ -180,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		default:
 			/* re-attach, as after fork or a hand-over: reads our own
 			 * index back from shared memory, validated */
-			if (WD(ivsock_ring_attach(&r, h, ring_size, role)) < 0) {
+			if (WD(ivsock_ring_attach_flat(&r, h, ring_size, role)) < 0) {
 				free(dst);
 				goto out;
 			}

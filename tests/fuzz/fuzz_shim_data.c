@@ -114,12 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ag.rg = rg;
 		ag.me = (struct ivsock_end_id){ .vm = 0, .client = 1, .peer_id = 10, .vector = 1 };
 	}
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 256;
 	FUZZ_ASSERT(ivsock_region_format(rg, region, REGION_SIZE, &pr) == 0);
 	memset(region + rg->sb->pool_off, 0, REGION_SIZE - rg->sb->pool_off);
 	FUZZ_ASSERT(ivsock_dir_add(rg, 10, 2, "vm0", NULL) == 0);
@@ -128,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	t.src.family = t.dst.family = IVSOCK_AF_INET;
 	t.sport = 40000;
 	t.dport = 80;
-	FUZZ_ASSERT(ivsock_chan_open(rg, &ag.me, &t, &idx, &gen) == 0);
+	FUZZ_ASSERT(ivsock_chan_open(rg, &ag.me, &t, ivsock_chan_dst_vm(rg, ag.me.vm, &t), rg->default_class, &idx, &gen) == 0);
 	FUZZ_ASSERT(ivsock_chan_accept(rg, idx, gen, 0, &s_end, &av) == 0);
 	FUZZ_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
 

@@ -71,12 +71,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		region = aligned_alloc(4096, REGION_SIZE);
 		FUZZ_ASSERT(region);
 	}
-	ivsock_region_params_default(&pr);
+	ivsock_region_params_single(&pr, 4096);
 	pr.vm_cap = 2;
 	pr.listener_cap = 4;
 	pr.offer_cap = 4;
 	pr.channel_cap = 4;
-	pr.ring_size = 64;
 	FUZZ_ASSERT(ivsock_region_format(&rg, region, REGION_SIZE, &pr) == 0);
 	memset(region + rg.sb->pool_off, 0, REGION_SIZE - rg.sb->pool_off);
 
@@ -96,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	t.dst = a1;
 	t.sport = 40000;
 	t.dport = 80;
-	FUZZ_ASSERT(ivsock_chan_open(&rg, &c_end, &t, &idx, &gen) == 0);
+	FUZZ_ASSERT(ivsock_chan_open(&rg, &c_end, &t, ivsock_chan_dst_vm(&rg, c_end.vm, &t), rg.default_class, &idx, &gen) == 0);
 	FUZZ_ASSERT(ivsock_offer_post(&rg, 0, 1, &t, idx, gen, &gen) >= 0);
 
 	/* Hostile patches: (offset past the superblock, length 1..16, bytes). */

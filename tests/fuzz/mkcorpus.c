@@ -287,12 +287,11 @@ static void seeds_region(void)
 	if (mem) {
 		struct ivsock_region_params p;
 
-		ivsock_region_params_default(&p);
+		ivsock_region_params_single(&p, 4096);
 		p.vm_cap = 2;
 		p.listener_cap = 8;
 		p.offer_cap = 8;
 		p.channel_cap = 8;
-		p.ring_size = 4096;
 		if (ivsock_region_format(&rg, mem, 256 * 1024, &p) == 0) {
 			/* format_id is random: fix it so the seed is reproducible */
 			rg.sb->format_id = 0x1122334455667788ULL;

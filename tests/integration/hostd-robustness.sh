@@ -135,7 +135,7 @@ ctl channels | grep -q "chanvm/p[0-9]*/v0" || fail "channels table: $(ctl channe
 kill $CH; wait $CH 2>/dev/null || true
 for i in $(seq 1 30); do [ "$(ctl channels --json | jq '.channels | length')" = 0 ] && break; sleep 0.1; done
 [ "$(ctl channels --json | jq '.channels | length')" = 0 ] || fail "channel of a dead VM left: $(ctl channels)"
-grep -q "vm [0-9]* reclaimed (0 channels revoked, 0 listeners, 0 offers, 2 rings freed)" "$T/daemon.log" ||
+grep -q "vm [0-9]* reclaimed (0 channels revoked, 0 listeners, 0 offers, 1 blocks freed)" "$T/daemon.log" ||
 	grep -q "peer .* gone .*1 channel end reset" "$T/daemon.log" || fail "channel end not reset at disconnect"
 
 echo "== ivsockctl errors"

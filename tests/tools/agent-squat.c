@@ -65,12 +65,11 @@ static int make_region(const char *mode, uint64_t *format_id)
 	m = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return -1;
-	ivsock_region_params_default(&p);
+	ivsock_region_params_single(&p, 4096);
 	p.vm_cap = 4;
 	p.channel_cap = 16;
 	p.listener_cap = 16;
 	p.offer_cap = 64;
-	p.ring_size = 4096;
 	if (ivsock_region_format(&rg, m, REGION, &p) < 0)
 		return -1;
 	*format_id = rg.format_id;

@@ -491,7 +491,7 @@ int main(int argc, char **argv)
 		memcpy(t.dst.bytes, (uint8_t[]){ 10, 0, 0, 2 }, 4);
 		t.sport = (uint16_t)(2000 + i);
 		t.dport = 80;
-		if (ivsock_chan_open(&c.rg, &me, &t, &idx, &gen) < 0)
+		if (ivsock_chan_open(&c.rg, &me, &t, ivsock_chan_dst_vm(&c.rg, me.vm, &t), c.rg.default_class, &idx, &gen) < 0)
 			break;
 	}
 	if (many)
@@ -509,7 +509,7 @@ int main(int argc, char **argv)
 		memcpy(t.dst.bytes, (uint8_t[]){ 10, 0, 0, 2 }, 4);
 		t.sport = 1000;
 		t.dport = 80;
-		rc = ivsock_chan_open(&c.rg, &me, &t, &idx, &gen);
+		rc = ivsock_chan_open(&c.rg, &me, &t, ivsock_chan_dst_vm(&c.rg, me.vm, &t), c.rg.default_class, &idx, &gen);
 		if (rc < 0 || ivsock_chan_view_connector(&c.rg, idx, gen, &view) < 0)
 			die("channel open: %s", strerror(-rc));
 		ivsock_chan_count(&c.rg, &view, (uint64_t)chan_bytes, 0);

@@ -231,7 +231,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		ret = EX_NOCHAN;
 		goto out;
 	}
-	rc = ivsock_chan_open(&c.region, &me, &t, &idx, &gen);
+	rc = ivsock_chan_open(&c.region, &me, &t, ivsock_chan_dst_vm(&c.region, me.vm, &t), c.region.default_class, &idx, &gen);
 	if (rc < 0) {
 		fprintf(stderr, "ivsock-stream: channel: %s\n", strerror(-rc));
 		ret = EX_NOCHAN;

@@ -84,7 +84,7 @@ static void test_close_races_accept(void **state)
 		pthread_t th[3];
 		uint32_t k;
 
-		assert_int_equal(ivsock_chan_open(&t.rg, &C0, &tp, &r.idx, &r.gen), 0);
+		assert_int_equal(ivsock_chan_open(&t.rg, &C0, &tp, ivsock_chan_dst_vm(&t.rg, C0.vm, &tp), t.rg.default_class, &r.idx, &r.gen), 0);
 		assert_int_equal(ivsock_chan_view_connector(&t.rg, r.idx, r.gen, &r.c), 0);
 		pthread_barrier_init(&r.go, NULL, 3);
 		pthread_create(&th[0], NULL, acceptor, &r);

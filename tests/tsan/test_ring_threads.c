@@ -161,9 +161,9 @@ static void run(uint32_t size, size_t max_chunk)
 	t.total = e ? strtoull(e, NULL, 0) : (64ULL << 20);
 	t.mem = aligned_alloc(64, IVSOCK_RING_FOOTPRINT(size));
 	assert_non_null(t.mem);
-	assert_int_equal(ivsock_ring_format(t.mem, size), 0);
-	assert_int_equal(ivsock_ring_attach(&t.p, t.mem, size, IVSOCK_RING_PRODUCER), 0);
-	assert_int_equal(ivsock_ring_attach(&t.c, t.mem, size, IVSOCK_RING_CONSUMER), 0);
+	assert_int_equal(ivsock_ring_format_flat(t.mem, size), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&t.p, t.mem, size, IVSOCK_RING_PRODUCER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&t.c, t.mem, size, IVSOCK_RING_CONSUMER), 0);
 	t.efd_cons = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	t.efd_prod = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_true(t.efd_cons >= 0 && t.efd_prod >= 0);

@@ -76,7 +76,7 @@ static void offer(struct test_region *t, struct offered *o, uint16_t sport)
 	int rc;
 
 	o->t = tup(sport, 1);
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &o->t, &o->idx, &o->gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &o->t, ivsock_chan_dst_vm(&t->rg, C0.vm, &o->t), t->rg.default_class, &o->idx, &o->gen), 0);
 	assert_int_equal(ivsock_chan_view_connector(&t->rg, o->idx, o->gen, &o->c), 0);
 	rc = ivsock_offer_post(&t->rg, 0, 1, &o->t, o->idx, o->gen, &o->ogen);
 	assert_true(rc >= 0);
@@ -121,12 +121,12 @@ static void test_take_needs_address_and_listener(void **state)
 	uint32_t idx, gen, og, ch, cg;
 
 	t81.dport = 81; /* VM 1 has no listener on 81 */
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &t81, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &t81, ivsock_chan_dst_vm(&t->rg, C0.vm, &t81), t->rg.default_class, &idx, &gen), 0);
 	assert_true(ivsock_offer_post(&t->rg, 0, 1, &t81, idx, gen, &og) >= 0);
 	assert_int_equal(ivsock_offer_take_as(&t->rg, &t81, 1, &ch, &cg, NULL), -EACCES);
 	assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, 0, false), 1);
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tl, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tl, ivsock_chan_dst_vm(&t->rg, C0.vm, &tl), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(t->rg.channels[idx].dst_vm, 0);
 	assert_true(ivsock_offer_post(&t->rg, 0, 1, &tl, idx, gen, &og) >= 0);
 	/* VM 2 listens on the wildcard (loopback included) but is not VM 0 */

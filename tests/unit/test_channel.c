@@ -56,7 +56,7 @@ static void connect_pair(struct test_region *t, struct pair *p, const struct ivs
 {
 	struct ivsock_tuple tp = tup(1);
 
-	assert_int_equal(ivsock_chan_open(&t->rg, cid, &tp, &p->idx, &p->gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, cid, &tp, ivsock_chan_dst_vm(&t->rg, cid->vm, &tp), t->rg.default_class, &p->idx, &p->gen), 0);
 	assert_int_equal(ivsock_chan_accept(&t->rg, p->idx, p->gen, cid->vm, aid, &p->a), 0);
 	assert_int_equal(ivsock_chan_view_connector(&t->rg, p->idx, p->gen, &p->c), 0);
 }
@@ -69,7 +69,7 @@ static void test_open_accept_data(void **state)
 	uint32_t idx, gen;
 	char buf[16];
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), IVSOCK_CHAN_OFFERED);
 	assert_int_equal(ivsock_chan_state(&t->rg, idx, gen + 1), 0);
 	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
@@ -163,7 +163,7 @@ static void test_abandon_then_accept(void **state)
 	uint32_t idx, gen;
 	char back[16];
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_view_connector(&t->rg, idx, gen, &c), 0);
 	assert_int_equal(ivsock_ring_write(&c.tx, "pending", 7, false), 7);
 	assert_int_equal(ivsock_chan_abandon(&t->rg, idx, gen), 0);
@@ -198,7 +198,7 @@ static void test_close_offered(void **state)
 	struct ivsock_chan_view a;
 	uint32_t idx, gen;
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false), 1);
 	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
 	assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), -ESTALE);
@@ -211,20 +211,20 @@ static void test_quota_and_table_full(void **state)
 	uint32_t idx, gen, per = t->rg.rings_per_vm, n = 0;
 
 	/* VM 0 runs out of rings (2 per channel) or of channels */
-	while (ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen) == 0)
+	while (ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen) == 0)
 		n++;
 	assert_int_equal(n, per / 2 < t->rg.channel_cap ? per / 2 : t->rg.channel_cap);
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), -ENOSPC);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), -ENOSPC);
 	/* a failed open leaves no ring claimed */
 	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), n * 2);
 	/* VM 1 is not affected by VM 0's quota */
 	if (n < t->rg.channel_cap)
-		assert_int_equal(ivsock_chan_open(&t->rg, &A1, &tp, &idx, &gen), 0);
+		assert_int_equal(ivsock_chan_open(&t->rg, &A1, &tp, ivsock_chan_dst_vm(&t->rg, A1.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	{
 		struct ivsock_end_id bad = C0;
 
 		bad.vm = 4;
-		assert_int_equal(ivsock_chan_open(&t->rg, &bad, &tp, &idx, &gen), -EINVAL);
+		assert_int_equal(ivsock_chan_open(&t->rg, &bad, &tp, ivsock_chan_dst_vm(&t->rg, bad.vm, &tp), t->rg.default_class, &idx, &gen), -EINVAL);
 	}
 }
 
@@ -322,7 +322,7 @@ static void open_offered(struct test_region *t, uint32_t *idx, uint32_t *gen)
 {
 	struct ivsock_tuple tp = tup(11);
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, idx, gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, idx, gen), 0);
 }
 
 static void test_corrupt_refs(void **state)

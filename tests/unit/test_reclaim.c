@@ -74,7 +74,7 @@ static int connect_pair(struct test_region *t, struct pair *p, const struct ivso
 			const struct ivsock_end_id *aid, uint16_t sport)
 {
 	struct ivsock_tuple tp = tup(sport);
-	int rc = ivsock_chan_open(&t->rg, cid, &tp, &p->idx, &p->gen);
+	int rc = ivsock_chan_open(&t->rg, cid, &tp, ivsock_chan_dst_vm(&t->rg, cid->vm, &tp), t->rg.default_class, &p->idx, &p->gen);
 
 	if (rc < 0)
 		return rc;
@@ -198,9 +198,9 @@ static void test_reclaim_frees_what_has_no_live_end(void **state)
 	assert_int_equal(ivsock_dir_add(&t->rg, 11, 4, "vm1", NULL), 1);
 	assert_int_equal(connect_pair(t, &closed, &C0, &A1, 1), 0);
 	assert_int_equal(ivsock_chan_close_view(&t->rg, &closed.a, false), 0);
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0); /* offered */
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0); /* offered */
 	tp.sport++;
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_abandon(&t->rg, idx, gen), 0);      /* abandoned */
 	for (i = 0; i < (int)t->rg.channel_cap; i++) {                     /* INIT */
 		g = ivsock_slot_claim(&t->rg.channels[i].slot, 0, 1);

@@ -37,9 +37,8 @@ static int setup(void **state)
 	test_params_small(&p);
 	p.channel_cap = NCHAN;
 	p.vm_cap = 2;
-	p.ring_size = 4096;
-	assert_int_equal(test_region_map(t, 1U << 22, &p), 0);
-	assert_true(t->rg.rings_per_vm >= 2 * NCHAN);
+	assert_int_equal(test_region_map(t, 1U << 23, &p), 0);
+	assert_true(t->rg.class[0].blocks_per_vm >= NCHAN);
 	*state = t;
 	return 0;
 }
@@ -121,7 +120,7 @@ static void test_bulk_release_accepting_is_bounded(void **state)
 	for (i = 0; i < NCHAN; i++) {
 		struct ivsock_tuple tp = tup((uint16_t)(1000 + i));
 
-		assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx[i], &gen[i]), 0);
+		assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx[i], &gen[i]), 0);
 		assert_int_equal(acc_win(t, idx[i], gen[i], &A1), 0);
 		if (i % 2)
 			acc_write_end(t, idx[i], &A1); /* stopped after writing its end */
@@ -160,7 +159,7 @@ static void test_acceptor_dies_in_accepting(void **state)
 	uint32_t idx, gen;
 	char buf[8];
 
-	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, &idx, &gen), 0);
+	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_view_connector(&t->rg, idx, gen, &c), 0);
 	assert_int_equal(ivsock_ring_write(&c.tx, "early", 5, false), 5);
 	assert_int_equal(acc_win(t, idx, gen, &A1), 0);

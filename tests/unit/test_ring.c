@@ -29,9 +29,9 @@ static int setup(void **state)
 	f->mem = aligned_alloc(64, IVSOCK_RING_FOOTPRINT(RSIZE));
 	assert_non_null(f->mem);
 	memset(f->mem, 0xa5, IVSOCK_RING_FOOTPRINT(RSIZE));
-	assert_int_equal(ivsock_ring_format(f->mem, RSIZE), 0);
-	assert_int_equal(ivsock_ring_attach(&f->p, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
-	assert_int_equal(ivsock_ring_attach(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	assert_int_equal(ivsock_ring_format_flat(f->mem, RSIZE), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&f->p, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	*state = f;
 	return 0;
 }
@@ -76,7 +76,7 @@ static void test_size_valid(void **state)
 	assert_true(ivsock_ring_size_valid(64));
 	assert_true(ivsock_ring_size_valid(1U << 30));
 	assert_false(ivsock_ring_size_valid(1UL << 31));
-	assert_int_equal(ivsock_ring_format(NULL, 4096), -EINVAL);
+	assert_int_equal(ivsock_ring_format_flat(NULL, 4096), -EINVAL);
 }
 
 static void test_attach_args(void **state)
@@ -84,9 +84,9 @@ static void test_attach_args(void **state)
 	struct fix *f = *state;
 	struct ivsock_ring r;
 
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, 1000, IVSOCK_RING_PRODUCER), -EINVAL);
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, RSIZE, 7), -EINVAL);
-	assert_int_equal(ivsock_ring_attach(&r, NULL, RSIZE, IVSOCK_RING_PRODUCER), -EINVAL);
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, 1000, IVSOCK_RING_PRODUCER), -EINVAL);
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, RSIZE, 7), -EINVAL);
+	assert_int_equal(ivsock_ring_attach_flat(&r, NULL, RSIZE, IVSOCK_RING_PRODUCER), -EINVAL);
 }
 
 static void test_empty(void **state)
@@ -281,7 +281,7 @@ static void test_reset_alone(void **state)
 	uint8_t b[16];
 
 	put(f, 3, false);
-	__atomic_store_n(&f->c.hdr->prod_flags, IVSOCK_RING_RESET, __ATOMIC_RELEASE);
+	__atomic_store_n(&f->c.p->prod_flags, IVSOCK_RING_RESET, __ATOMIC_RELEASE);
 	get(f, 3);
 	assert_int_equal(ivsock_ring_read(&f->c, b, sizeof(b)), -ECONNRESET);
 	assert_int_equal(ivsock_ring_peek(&f->c, b, 4, 0), -ECONNRESET);
@@ -314,13 +314,13 @@ static void test_take_back(void **state)
 	assert_int_equal(ivsock_ring_unconsumed(&f->p), 0);
 	assert_int_equal(ivsock_ring_take_back(&f->p, b, sizeof(b)), 0);
 	/* a consumer attaching now sees an empty ring */
-	assert_int_equal(ivsock_ring_attach(&c2, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&c2, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	assert_int_equal(ivsock_ring_readable(&c2), 0);
 
 	/* partly consumed, wrapped, with a batched (unpublished) tail */
 	f->wpos = 0;
 	f->rpos = 0;
-	assert_int_equal(ivsock_ring_attach(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	put(f, RSIZE - 30, false);
 	get(f, RSIZE - 30);
 	put(f, 100, false);
@@ -372,8 +372,8 @@ static void test_reattach(void **state)
 	get(f, 1000);
 	put(f, 10, true); /* private to the old view: lost on re-attach */
 	/* a new process attaches both views from the shared words only */
-	assert_int_equal(ivsock_ring_attach(&p2, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
-	assert_int_equal(ivsock_ring_attach(&c2, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&p2, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&c2, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	f->p = p2;
 	f->c = c2;
 	f->wpos -= 10;
@@ -387,51 +387,51 @@ static void test_reattach(void **state)
 static void test_attach_corrupt(void **state)
 {
 	struct fix *f = *state;
-	struct ivsock_ring_hdr *h = f->mem;
+	struct ivsock_ring_flat *h = f->mem;
 	struct ivsock_ring r;
 
-	ivsock_store_relaxed(&h->tail, RSIZE + 1);
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, RSIZE, IVSOCK_RING_PRODUCER), -EPROTO);
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), -EPROTO);
-	ivsock_store_relaxed(&h->tail, 5);
-	ivsock_store_relaxed(&h->head, 6); /* head past tail */
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), -EPROTO);
+	ivsock_store_relaxed(&h->p.tail, RSIZE + 1);
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, RSIZE, IVSOCK_RING_PRODUCER), -EPROTO);
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), -EPROTO);
+	ivsock_store_relaxed(&h->p.tail, 5);
+	ivsock_store_relaxed(&h->c.head, 6); /* head past tail */
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), -EPROTO);
 	/* free-running indices across the 2^32 wrap are fine */
-	ivsock_store_relaxed(&h->head, 0xfffffff0U);
-	ivsock_store_relaxed(&h->tail, 0x10U);
-	assert_int_equal(ivsock_ring_attach(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	ivsock_store_relaxed(&h->c.head, 0xfffffff0U);
+	ivsock_store_relaxed(&h->p.tail, 0x10U);
+	assert_int_equal(ivsock_ring_attach_flat(&r, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	assert_int_equal(ivsock_ring_readable(&r), 0x20);
 }
 
 static void test_index_wrap_2_32(void **state)
 {
 	struct fix *f = *state;
-	struct ivsock_ring_hdr *h = f->mem;
+	struct ivsock_ring_flat *h = f->mem;
 	int i;
 
-	ivsock_store_relaxed(&h->head, 0xffffff00U);
-	ivsock_store_relaxed(&h->tail, 0xffffff00U);
-	assert_int_equal(ivsock_ring_attach(&f->p, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
-	assert_int_equal(ivsock_ring_attach(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
+	ivsock_store_relaxed(&h->c.head, 0xffffff00U);
+	ivsock_store_relaxed(&h->p.tail, 0xffffff00U);
+	assert_int_equal(ivsock_ring_attach_flat(&f->p, f->mem, RSIZE, IVSOCK_RING_PRODUCER), 0);
+	assert_int_equal(ivsock_ring_attach_flat(&f->c, f->mem, RSIZE, IVSOCK_RING_CONSUMER), 0);
 	for (i = 0; i < 10; i++) {
 		put(f, 1500, false);
 		get(f, 1500);
 	}
-	assert_true(ivsock_load_relaxed(&h->tail) < 0x10000U);
+	assert_true(ivsock_load_relaxed(&h->p.tail) < 0x10000U);
 }
 
 static void test_corrupt_head(void **state)
 {
 	struct fix *f = *state;
-	struct ivsock_ring_hdr *h = f->mem;
+	struct ivsock_ring_flat *h = f->mem;
 	uint8_t b[8] = { 0 };
 
 	put(f, 100, false);
 	/* consumer claims to have consumed more than was ever published */
-	ivsock_store_relaxed(&h->head, 101);
+	ivsock_store_relaxed(&h->c.head, 101);
 	assert_int_equal(ivsock_ring_writable(&f->p), -EPROTO);
 	/* sticky even after the word is repaired */
-	ivsock_store_relaxed(&h->head, 0);
+	ivsock_store_relaxed(&h->c.head, 0);
 	assert_int_equal(ivsock_ring_write(&f->p, b, sizeof(b), false), -EPROTO);
 	assert_int_equal(ivsock_ring_unconsumed(&f->p), -EPROTO);
 	assert_int_equal(ivsock_ring_producer_prepare_sleep(&f->p), -EPROTO);
@@ -441,12 +441,12 @@ static void test_corrupt_head(void **state)
 static void test_corrupt_tail(void **state)
 {
 	struct fix *f = *state;
-	struct ivsock_ring_hdr *h = f->mem;
+	struct ivsock_ring_flat *h = f->mem;
 	uint8_t b[8];
 
-	ivsock_store_relaxed(&h->tail, RSIZE + 1);
+	ivsock_store_relaxed(&h->p.tail, RSIZE + 1);
 	assert_int_equal(ivsock_ring_read(&f->c, b, sizeof(b)), -EPROTO);
-	ivsock_store_relaxed(&h->tail, 0);
+	ivsock_store_relaxed(&h->p.tail, 0);
 	assert_int_equal(ivsock_ring_readable(&f->c), -EPROTO);
 	assert_int_equal(ivsock_ring_peek(&f->c, b, 1, 0), -EPROTO);
 	assert_int_equal(ivsock_ring_consumer_prepare_sleep(&f->c), -EPROTO);

@@ -310,7 +310,7 @@ static void test_hostile_peer(void **state)
 	assert_int_equal(ivsock_dir_add(&h->t.rg, 2, 1, "acceptor", NULL), 1);
 	assert_int_equal(ivsock_dir_set_addrs(&h->t.rg, 1, &a4, 1), 0);
 	assert_true(ivsock_listener_add(&h->t.rg, 0, 1, &a4, 80, 0, &lg) >= 0);
-	assert_int_equal(ivsock_chan_open(&h->t.rg, &me0, &h->tup, &h->idx, &h->gen), 0);
+	assert_int_equal(ivsock_chan_open(&h->t.rg, &me0, &h->tup, ivsock_chan_dst_vm(&h->t.rg, me0.vm, &h->tup), h->t.rg.default_class, &h->idx, &h->gen), 0);
 	assert_true(ivsock_offer_post(&h->t.rg, 0, 1, &h->tup, h->idx, h->gen, &og) >= 0);
 	assert_int_equal(ivsock_chan_accept(&h->t.rg, h->idx, h->gen, 0, &me1, &a), 0);
 	assert_int_equal(ivsock_chan_view_connector(&h->t.rg, h->idx, h->gen, &c), 0);

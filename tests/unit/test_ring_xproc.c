@@ -231,7 +231,7 @@ static void run_stream(size_t max_chunk)
 	p.vm_cap = 4;
 	assert_int_equal(test_region_map(&x.t, REGION, &p), 0);
 	assert_int_equal(x.t.rg.ring_size, 128 * 1024);
-	assert_int_equal(ivsock_chan_open(&x.t.rg, &me0, &tup, &x.idx, &x.gen), 0);
+	assert_int_equal(ivsock_chan_open(&x.t.rg, &me0, &tup, ivsock_chan_dst_vm(&x.t.rg, me0.vm, &tup), x.t.rg.default_class, &x.idx, &x.gen), 0);
 	assert_int_equal(ivsock_chan_accept(&x.t.rg, x.idx, x.gen, 0, &me1, &x.acc), 0);
 	assert_int_equal(ivsock_chan_view_connector(&x.t.rg, x.idx, x.gen, &x.conn), 0);
 	x.efd_cons = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

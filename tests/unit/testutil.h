@@ -30,12 +30,11 @@ struct test_region {
 /* Small params so a test region is a few MiB: 4 VMs, 4 KiB rings. */
 static inline void test_params_small(struct ivsock_region_params *p)
 {
-	ivsock_region_params_default(p);
+	ivsock_region_params_single(p, 4096);
 	p->vm_cap = 4;
 	p->listener_cap = 16;
 	p->offer_cap = 64;
 	p->channel_cap = 16;
-	p->ring_size = 4096;
 }
 
 /*

@@ -131,12 +131,11 @@ static struct fake *fake_start(enum mode mode)
 	assert_int_equal(fcntl(f->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
 	m = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
 	assert_ptr_not_equal(m, MAP_FAILED);
-	ivsock_region_params_default(&p);
+	ivsock_region_params_single(&p, 4096);
 	p.vm_cap = 4;
 	p.channel_cap = 16;
 	p.listener_cap = 16;
 	p.offer_cap = 64;
-	p.ring_size = 4096;
 	assert_int_equal(ivsock_region_format(&rg, m, REGION, &p), 0);
 	f->format_id = rg.format_id;
 	munmap(m, REGION);

@@ -25,12 +25,11 @@ static int setup(void **state)
 	struct ivsock_region_params p;
 	struct fx *f = calloc(1, sizeof(*f));
 
-	ivsock_region_params_default(&p);
+	ivsock_region_params_single(&p, 4096);
 	p.vm_cap = 4;
 	p.channel_cap = 16;
 	p.listener_cap = 16;
 	p.offer_cap = 64;
-	p.ring_size = 4096;
 	f->mem = aligned_alloc(4096, REGION);
 	assert_int_equal(ivsock_region_format(&f->rg, f->mem, REGION, &p), 0);
 	agent_mb_init(&f->m, &f->rg, 2, 1000);

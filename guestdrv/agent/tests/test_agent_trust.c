@@ -394,12 +394,11 @@ static struct fake *fake_start(enum bad bad)
 	f->memfd = sealed_memfd(REGION, false);
 	f->map = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
 	assert_ptr_not_equal(f->map, MAP_FAILED);
-	ivsock_region_params_default(&p);
+	ivsock_region_params_single(&p, 4096);
 	p.vm_cap = 4;
 	p.channel_cap = 16;
 	p.listener_cap = 16;
 	p.offer_cap = 64;
-	p.ring_size = 4096;
 	assert_int_equal(ivsock_region_format(&f->rg, f->map, REGION, &p), 0);
 	if (bad == BAD_SHORT)
 		assert_int_equal(ftruncate(f->memfd, REGION / 2), 0);

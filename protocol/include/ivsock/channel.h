@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Channels: two rings (connector->acceptor, acceptor->connector) allocated
- * from the connector's partition, plus one end record per side.
+ * Channels: one block (two rings, connector->acceptor and acceptor->connector,
+ * each end's ctl page beside the data it writes) allocated from the
+ * connector's partition of a size class, plus one end record per side.
  *
  * State machine (slot state; every move is one CAS on the slot word):
  *
@@ -21,9 +22,10 @@
  * acceptor (or its agent, if it died there) moves it on and then the normal
  * rule applies. Nothing waits for anything.
  *
- * Rings are freed before the slot, so a ring is never free while a live slot
- * still names it; a ring reference is used only if it lies in the
- * connector's partition and its ring slot has the expected generation.
+ * The block is freed before the slot, so a block is never free while a live
+ * slot still names it; a block reference is used only if it lies in the
+ * connector's partition (of any class) and its block slot has the expected
+ * generation and owner.
  */
 #ifndef IVSOCK_CHANNEL_H
 #define IVSOCK_CHANNEL_H
@@ -39,11 +41,14 @@ struct ivsock_end_id {
 	uint16_t client;
 	uint32_t peer_id;
 	uint32_t vector;
+	uint32_t uid;       /* owner uid (recorded in the end, for monitors and limits) */
 };
 
 /* A process's validated view of its side of a channel. Private memory: the
- * ring references checked at accept (or at view_connector) are kept here and
- * ivsock_chan_close_view() uses them, never the shared copy again. */
+ * block reference checked at accept (or at view_connector) is kept here and
+ * ivsock_chan_close_view() uses it, never the shared copy again. The rings
+ * and ctl pointers point wherever the block is mapped (the whole region, or
+ * a window onto the block: ivsock_chan_view_block()). */
 struct ivsock_chan_view {
 	uint32_t idx, gen;
 	int side;
@@ -52,29 +57,42 @@ struct ivsock_chan_view {
 	struct ivsock_end_id peer;   /* where to ring the other side (validated
 				      * copy; acceptor's is read at attach) */
 	uint32_t peer_vm_gen;
-	uint32_t ring_vm;            /* partition both rings belong to */
-	uint32_t tx_idx, tx_gen;     /* validated ring references */
-	uint32_t rx_idx, rx_gen;
+	uint32_t block_idx, block_gen; /* validated block reference (0, 0: unknown) */
+	uint32_t ring_size;          /* the block's class */
+	uint32_t ring_vm;            /* partition the block belongs to */
+	struct ivsock_end_ctl *my_ctl;   /* our end's ctl page (we write it) */
+	struct ivsock_end_ctl *peer_ctl; /* the other end's (read only) */
 	uint32_t expect_peer_vm;     /* 1 + VM index the other end must be in
 				      * (0: not known, e.g. a hand-built view) */
 };
 
 /*
- * Connector: claim a channel, allocate both rings in our partition, fill
- * end[0] and the tuple, move to OFFERED. On failure nothing stays claimed.
- * @return 0 with *idx and *gen, -ENOSPC (table or partition quota full).
+ * Connector: claim a channel, allocate a block of class cls in our partition,
+ * fill end[0] (uid included), the tuple, dst_vm (the VM owning t->dst as we
+ * found it, IVSOCK_VM_NONE if unknown: the acceptor must be in it), ctl page
+ * 0's doorbell words with holders = 1, and move to OFFERED. On failure
+ * nothing stays claimed.
+ * @return 0 with *idx and *gen, -ENOSPC (table or class quota full),
+ *         -EINVAL (vm, cls or dst_vm out of range).
  */
 int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
-		     const struct ivsock_tuple *t, uint32_t *idx, uint32_t *gen);
+		     const struct ivsock_tuple *t, uint32_t dst_vm, uint32_t cls,
+		     uint32_t *idx, uint32_t *gen);
+
+/* The destination VM a connector records (v3 behaviour): my_vm for a
+ * loopback destination, else the VM whose directory entry holds t->dst,
+ * else IVSOCK_VM_NONE. */
+uint32_t ivsock_chan_dst_vm(const struct ivsock_region *rg, uint8_t my_vm,
+			    const struct ivsock_tuple *t);
 
 /*
  * Acceptor in VM me->vm: validate the channel an offer pointed to, win it
  * (OFFERED -> ACCEPTING), write end[1], publish CONNECTED, and fill view.
  * Refused without touching the channel when: the slot owner is not
  * expect_vm (the offer's poster), the connector recorded a destination VM
- * that is not me->vm, the connector's end is not the slot owner, a ring
- * reference is outside the connector's partition, names a free ring, or has
- * another generation or owner. @return 0, -ESTALE (gone or abandoned: use
+ * that is not me->vm, the connector's end is not the slot owner, the block
+ * reference is outside the connector's partition, names a free block, or has
+ * another generation or owner. Writes ctl page 1's doorbell words, holders = 1. @return 0, -ESTALE (gone or abandoned: use
  * TCP), -EACCES (the connection is meant for another VM), -EPROTO (garbage
  * from the connector), -EINVAL.
  */
@@ -90,6 +108,32 @@ extern void (*ivsock_chan_accepting_hook)(uint32_t idx);
 /* Connector: attach the rings of our own channel into view. */
 int ivsock_chan_view_connector(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 			       struct ivsock_chan_view *view);
+
+/*
+ * Build a view of end `side` of channel (idx, gen) from its block mapped at
+ * `block` anywhere (a window in a process that does not map the region):
+ * attaches tx (we produce) and rx (we consume), sets my_ctl / peer_ctl.
+ * block_idx, block_gen are left 0 (unknown), ring_vm IVSOCK_VM_NONE, peer.vm
+ * IVSOCK_VM_NONE. @return 0, -EINVAL (bad size/side), -EPROTO (indices in
+ * the block inconsistent).
+ */
+int ivsock_chan_view_block(struct ivsock_chan_view *v, void *block, uint32_t ring_size,
+			   int side, uint32_t idx, uint32_t gen);
+
+/*
+ * The process's part of a close, touching only the block: EOF (or RESET)
+ * on tx, RCLOSED on rx. The table part (end flags CLOSED, the last closer
+ * frees) is ivsock_chan_close(), which does both. @return rings closed.
+ */
+int ivsock_chan_end_close_rings(struct ivsock_chan_view *v, bool reset);
+
+/*
+ * Where to ring the other end of v: the doorbell words of its ctl page
+ * (validated <= 65535), else (rg given) its table record.
+ * @return 0 or -EPROTO.
+ */
+int ivsock_chan_peer_doorbell(const struct ivsock_region *rg, const struct ivsock_chan_view *v,
+			      uint32_t *peer_id, uint32_t *vector);
 
 /*
  * Connector: read the acceptor's end once it is CONNECTED (for doorbells).
@@ -134,12 +178,12 @@ uint32_t ivsock_chan_peer_flags(const struct ivsock_region *rg, const struct ivs
 
 /*
  * Release our end: EOF (or reset) on our tx ring, RCLOSED on our rx ring,
- * CLOSED in our end flags; whoever closes last frees the rings, then the
+ * CLOSED in our end flags; whoever closes last frees the block, then the
  * slot. Never waits: a channel in ACCEPTING is left to the acceptor, which
  * frees it when it closes. Safe to call on any state.
- * ivsock_chan_close() re-reads the ring references from the channel and
- * validates them (partition, generation); ivsock_chan_close_view() uses the
- * ones validated at accept. @return 1 if we freed it, 0 if the other end
+ * ivsock_chan_close() re-reads the block reference from the channel and
+ * validates it (partition, generation); ivsock_chan_close_view() uses the
+ * one validated at accept. @return 1 if we freed it, 0 if the other end
  * still holds it (or it is in flux), -ESTALE, -EINVAL.
  */
 int ivsock_chan_close(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
@@ -147,9 +191,19 @@ int ivsock_chan_close(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 int ivsock_chan_close_view(struct ivsock_region *rg, const struct ivsock_chan_view *v,
 			   bool reset);
 
-/* Add to our end's byte counters (relaxed; audited by ivsockd). */
+/* Add to our end's byte counters in its ctl page (relaxed; audited by
+ * ivsockd). rg is not used (may be NULL). */
 void ivsock_chan_count(struct ivsock_region *rg, const struct ivsock_chan_view *v,
 		       uint64_t tx, uint64_t rx);
+
+/*
+ * For monitors (ivsockd, the agent's status): the ctl page of end `side` of
+ * channel idx if the channel is live (past INIT) and its block reference is
+ * valid (connector's partition, generation, owner), else NULL. *ring_size,
+ * *block (if non-NULL) receive the block's class ring size and index.
+ */
+struct ivsock_end_ctl *ivsock_chan_end_ctl(const struct ivsock_region *rg, uint32_t idx,
+					   int side, uint32_t *ring_size, uint32_t *block);
 
 /* Doorbell callback used by bulk cleanup: ring (peer_id, vector). */
 typedef void (*ivsock_ring_fn)(void *arg, uint32_t peer_id, uint32_t vector);
@@ -158,7 +212,7 @@ typedef void (*ivsock_ring_fn)(void *arg, uint32_t peer_id, uint32_t vector);
  * A process died: close, with reset, every end owned by (vm, client) and ring
  * the surviving peers; free the channels it was opening (INIT), finish for
  * it an accept it died in (ACCEPTING -> ABANDONED: the connector falls back
- * without loss), and free the rings it owned that no channel references any
+ * without loss), and free the blocks it owned that no channel references any
  * more. Never waits. Used by the VM's agent. @return channels touched.
  */
 int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client,
@@ -169,11 +223,11 @@ int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 /*
  * Dead VM vm is reclaimed (ivsockd, grace period over or nothing left):
  * every end of vm is closed with reset (as ivsock_chan_release_vm), channels
- * with no live end are freed (rings, then slot), and a channel whose rings
- * are in vm's partition but whose other end is still open in another VM is
- * moved to REVOKED (same generation), that end is rung, and its rings stay
- * claimed until it closes (its close frees them): nothing is reused under a
- * survivor. Call before ivsock_ring_release_vm(). @return channels freed or
+ * with no live end are freed (block, then slot), and a channel whose block
+ * is in vm's partition but whose other end is still open in another VM is
+ * moved to REVOKED (same generation), that end is rung, and its block stays
+ * claimed until it closes (its close frees it): nothing is reused under a
+ * survivor. Call before ivsock_block_release_vm(). @return channels freed or
  * revoked.
  */
 int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,

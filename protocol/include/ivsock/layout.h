@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The shared region: superblock, VM directory, listener registry, connection
- * offers, channel table, per-VM control mailboxes and the per-VM ring pool.
+ * offers, channel table, per-VM control mailboxes, one slot word per block,
+ * then the block pool: page-aligned channel blocks in up to IVSOCK_CLASS_MAX
+ * size classes, each class split in per-VM partitions.
  * Offsets, never pointers; every capacity is fixed at format time and read
  * from the superblock once, validated, and kept in a private struct
  * ivsock_region. Who writes each field is written next to it; docs/layout.md
@@ -19,13 +21,18 @@
 #include "ivsock/ring.h"
 
 #define IVSOCK_MAGIC          0x3130524b434f5356ULL /* "VSOCKR01" little-endian */
-#define IVSOCK_LAYOUT_VERSION 3U
+#define IVSOCK_LAYOUT_VERSION 4U
 
 #define IVSOCK_NAME_MAX       64
 #define IVSOCK_VM_MAX_ADDRS   8
 #define IVSOCK_MAILBOX_MSG_MAX 1024
 #define IVSOCK_MAX_VMS        255 /* owner VM index is 8 bits; 255 reserved */
 #define IVSOCK_VM_NONE        255
+
+#define IVSOCK_PAGE           4096u /* window granule: blocks, halves, tables */
+#define IVSOCK_CLASS_MAX      4     /* ring size classes of the block pool */
+#define IVSOCK_BLOCK_RING_MIN IVSOCK_PAGE /* smallest ring of a block */
+#define IVSOCK_BLOCK_RING_MAX (1U << 30)
 
 /* Address families on the wire (independent of the host's AF_* values). */
 enum { IVSOCK_AF_NONE = 0, IVSOCK_AF_INET = 4, IVSOCK_AF_INET6 = 6 };
@@ -81,6 +88,17 @@ static inline void ivsock_copy_to_shared(void *dst, const void *src, size_t n)
 
 enum { IVSOCK_DAEMON_UP = 1, IVSOCK_DAEMON_STOPPED = 2 };
 
+/* One size class of the block pool (written by ivsockd at format). */
+struct ivsock_class_desc {
+	uint32_t ring_size;       /* data bytes per ring of this class; power of two >= 4096 */
+	uint32_t blocks_per_vm;   /* per-VM quota of blocks of this class (may be 0) */
+	uint64_t block_size;      /* 2 * (IVSOCK_PAGE + ring_size) */
+	uint32_t first_block;     /* global index of this class's first block */
+	uint32_t pad;
+	uint64_t pool_off;        /* byte offset of this class's blocks (page aligned) */
+};
+_Static_assert(sizeof(struct ivsock_class_desc) == 32, "class descriptor is 32 bytes");
+
 struct ivsock_superblock {
 	uint64_t magic;           /* IVSOCK_MAGIC */
 	uint32_t version;         /* IVSOCK_LAYOUT_VERSION */
@@ -91,17 +109,19 @@ struct ivsock_superblock {
 	uint32_t listener_cap;
 	uint32_t offer_cap;       /* power of two (open addressing) */
 	uint32_t channel_cap;
-	uint32_t ring_size;       /* data bytes per ring; power of two */
-	uint32_t ring_stride;     /* header + data, cache-line multiple */
-	uint32_t rings_per_vm;    /* partition size == per-VM ring quota */
 	uint32_t daemon_peer_id;  /* ivshmem peer ID the daemon answers on */
+	uint32_t nclasses;        /* 1..IVSOCK_CLASS_MAX classes in class[] */
+	uint32_t default_class;   /* class a connection gets unless told otherwise */
+	uint32_t pad0;
+	struct ivsock_class_desc class[IVSOCK_CLASS_MAX]; /* unused ones zero */
 	uint64_t vm_off;
 	uint64_t listener_off;
 	uint64_t offer_off;
 	uint64_t channel_off;
 	uint64_t mailbox_off;
-	uint64_t ringslot_off;    /* one slot word per ring of the pool */
-	uint64_t pool_off;        /* ring memory: vm_cap partitions */
+	uint64_t blockslot_off;   /* one slot word per block of the pool */
+	uint64_t pool_off;        /* block memory: classes one after another;
+				   * [0, pool_off) is the tables part (no payload) */
 	uint64_t pool_size;
 	/* own cache line: moves every heartbeat */
 	_Alignas(IVSOCK_CACHELINE) ivsock_a64 daemon_heartbeat; /* bumped every heartbeat period by ivsockd */
@@ -175,29 +195,30 @@ enum {
 	IVSOCK_END_DEAD     = 1U << 2, /* process died: peer reports ECONNRESET */
 };
 
+/* An end's record in the table: written by that end's agent only (its
+ * processes write the end's ctl page instead, see struct ivsock_end_ctl). */
 struct ivsock_chan_end {
 	uint32_t vm_index;
-	uint32_t peer_id;          /* doorbell address of this end: (peer_id, vector) */
+	uint32_t peer_id;          /* initial doorbell address of this end: (peer_id,
+				    * vector), as recorded at open/accept; the live
+				    * copy is in the end's ctl page */
 	uint32_t vector;
 	uint32_t client;           /* agent client id */
 	ivsock_a32 flags;          /* IVSOCK_END_* */
-	ivsock_a32 holders;        /* processes of this end's VM holding it (fork);
-				    * atomic add/sub by those processes */
-	ivsock_a64 tx_bytes;
-	ivsock_a64 rx_bytes;
-	uint8_t pad2[IVSOCK_CACHELINE - 40];
+	uint32_t uid;              /* owner uid (monitors, per-uid limits) */
+	uint8_t pad2[IVSOCK_CACHELINE - 24];
 };
 
 struct ivsock_channel {
 	ivsock_a64 slot;           /* state IVSOCK_CHAN_*; owner = connector, except
 				    * in ACCEPTING: owner = the acceptor that won
 				    * the offer (so that its death is found) */
-	/* written by the connector in INIT, before the offer is posted, and
-	 * never again; readers copy them once (ivsock_ld32) and validate: */
-	uint32_t ring_c2s;         /* ring index in the pool, connector -> acceptor */
-	uint32_t ring_c2s_gen;
-	uint32_t ring_s2c;         /* acceptor -> connector */
-	uint32_t ring_s2c_gen;
+	/* written by the connector's side in INIT, before the offer is posted,
+	 * and never again; readers copy them once (ivsock_ld32) and validate: */
+	uint32_t block;            /* block index in the pool (connector's partition) */
+	uint32_t block_gen;
+	uint32_t next_block;       /* reserved for ring -> ring switching: 0 */
+	uint32_t next_block_gen;
 	struct ivsock_tuple tuple;
 	uint32_t dst_vm;           /* VM owning tuple.dst (the listener's VM) as the
 				    * connector found it, IVSOCK_VM_NONE if unknown;
@@ -209,6 +230,57 @@ struct ivsock_channel {
 _Static_assert(sizeof(struct ivsock_chan_end) == IVSOCK_CACHELINE, "end is one line");
 _Static_assert(sizeof(struct ivsock_channel) % IVSOCK_CACHELINE == 0, "channel lines");
 _Static_assert(offsetof(struct ivsock_channel, end) == 2 * IVSOCK_CACHELINE, "end[] did not move");
+
+/* ------------- the block: one channel's memory, two halves -------------
+ *
+ *   offset 0          ctl page of end 0 (connector)  written only by end 0
+ *   offset 4096       data of ring c2s (S bytes)     written only by end 0
+ *   offset 4096+S     ctl page of end 1 (acceptor)   written only by end 1
+ *   offset 8192+S     data of ring s2c (S bytes)     written only by end 1
+ *   block size = 2 * (4096 + S)
+ *
+ * Each end writes exactly one contiguous half and only reads the other: the
+ * kernel window of end X is RW over half X, RO over the other half. */
+struct ivsock_end_ctl {
+	/* lines 0-1: producer words of the ring this end produces into */
+	struct ivsock_ring_prod prod;
+	/* lines 2-3: consumer words of the ring this end consumes */
+	struct ivsock_ring_cons cons;
+	/* line 4: end words */
+	uint32_t peer_id;          /* doorbell address of this end (peer_id, vector);
+				    * a forked holder re-points them to itself */
+	uint32_t vector;
+	ivsock_a32 holders;        /* processes holding this end: atomic add/sub */
+	uint32_t pad0;
+	ivsock_a64 tx_bytes;       /* counters (relaxed; audited by ivsockd) */
+	ivsock_a64 rx_bytes;
+	uint8_t pad1[IVSOCK_CACHELINE - 32];
+	/* rest of the page: zero, reserved (one writer: this end) */
+};
+_Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
+_Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_PAGE, "ctl words fit a page");
+
+/* Byte offset and length of half `side` inside a block of class ring_size
+ * (what a window maps). */
+static inline uint64_t ivsock_block_half_off(uint32_t ring_size, int side)
+{
+	return side ? IVSOCK_PAGE + (uint64_t)ring_size : 0;
+}
+
+static inline uint64_t ivsock_block_half_len(uint32_t ring_size)
+{
+	return IVSOCK_PAGE + (uint64_t)ring_size;
+}
+
+static inline uint64_t ivsock_block_size(uint32_t ring_size)
+{
+	return 2 * ivsock_block_half_len(ring_size);
+}
+
+/* Pointers into a block of class ring_size mapped at `block`: the ctl page
+ * of end `side`, and the data of the ring end `side` produces. */
+struct ivsock_end_ctl *ivsock_block_ctl(void *block, uint32_t ring_size, int side);
+uint8_t *ivsock_block_data(void *block, uint32_t ring_size, int side);
 
 /* ------- control mailbox of a VM: agent <-> ivsockd requests ------- */
 
@@ -238,14 +310,18 @@ struct ivsock_region {
 	struct ivsock_superblock *sb;
 	/* validated copies of the superblock geometry */
 	uint32_t vm_cap, listener_cap, offer_cap, channel_cap;
-	uint32_t ring_size, ring_stride, rings_per_vm;
+	uint32_t nclasses, default_class;
+	struct ivsock_class_desc class[IVSOCK_CLASS_MAX]; /* ring_size, blocks_per_vm,
+							   * block_size, first_block, pool_off */
+	uint32_t nblocks;          /* all classes, all VMs */
+	uint64_t tables_size;      /* == pool_off: the tables part, page aligned */
 	uint64_t format_id;
 	struct ivsock_vm_entry *vms;
 	struct ivsock_listener *listeners;
 	struct ivsock_offer *offers;
 	struct ivsock_channel *channels;
 	struct ivsock_mailbox *mailboxes;
-	ivsock_a64 *ringslots;
+	ivsock_a64 *blockslots;
 	uint8_t *pool;
 };
 
@@ -254,23 +330,33 @@ struct ivsock_region_params {
 	uint32_t listener_cap; /* default 256 */
 	uint32_t offer_cap;    /* default 1024, rounded up to a power of two */
 	uint32_t channel_cap;  /* default 1024 */
-	uint32_t ring_size;    /* default 128 KiB */
+	uint32_t nclasses;     /* 1..IVSOCK_CLASS_MAX; default 4 */
+	uint32_t class_size[IVSOCK_CLASS_MAX];  /* ring size of each class: power of
+						 * two >= 4 KiB, strictly increasing;
+						 * default 4K, 32K, 128K, 1M */
+	uint32_t class_share[IVSOCK_CLASS_MAX]; /* percent of the pool of each class
+						 * (sum <= 100); default 10/20/50/20 */
+	uint32_t default_class; /* default 2 (128 KiB) */
 	uint32_t daemon_peer_id;
 };
 
 /* Fill p with the defaults above. */
 void ivsock_region_params_default(struct ivsock_region_params *p);
+/* Defaults, but one class of ring_size getting the whole pool. */
+void ivsock_region_params_single(struct ivsock_region_params *p, uint32_t ring_size);
 
 /*
  * Lay out and zero a region of `size` bytes (a power of two) at base.
- * @return 0, -EINVAL (bad size/params), -ENOSPC (tables do not fit).
+ * @return 0, -EINVAL (bad size/params), -ENOSPC (tables do not fit, or no
+ *         class gets a block).
  */
 int ivsock_region_format(struct ivsock_region *rg, void *base, size_t size,
 			 const struct ivsock_region_params *p);
 
 /*
  * Attach to a region someone else formatted: checks magic, version, size,
- * and that every table lies inside the region.
+ * and recomputes the whole geometry from the capacities and the class list
+ * (ring_size, blocks_per_vm of each class); anything else is refused.
  * @return 0, -EBADF (wrong magic: not an ivsock region), -EPROTONOSUPPORT
  *         (layout version mismatch), -EMSGSIZE (size mismatch), -EPROTO
  *         (inconsistent geometry). ivsock_region_strerror() explains.
@@ -278,35 +364,38 @@ int ivsock_region_format(struct ivsock_region *rg, void *base, size_t size,
 int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size);
 const char *ivsock_region_strerror(int err);
 
-/* Ring `idx` of the pool: its memory, or NULL if idx is out of range. */
-void *ivsock_region_ring_mem(const struct ivsock_region *rg, uint32_t idx);
+/* Block `idx` of the pool: its memory, or NULL if idx is out of range. */
+void *ivsock_region_block_mem(const struct ivsock_region *rg, uint32_t idx);
+/* Its byte offset in the region (page aligned), 0 if out of range. */
+uint64_t ivsock_region_block_off(const struct ivsock_region *rg, uint32_t idx);
+/* Its class, -1 if out of range. */
+int ivsock_region_block_class(const struct ivsock_region *rg, uint32_t idx);
+/* Its partition (VM index), IVSOCK_VM_NONE if out of range. */
+uint32_t ivsock_region_block_vm(const struct ivsock_region *rg, uint32_t idx);
 
-/* Partition (VM index) a ring index belongs to. */
-static inline uint32_t ivsock_region_ring_vm(const struct ivsock_region *rg, uint32_t idx)
-{
-	return idx / rg->rings_per_vm;
-}
-
-/* ----- ring pool: per-VM partitions with a quota of rings_per_vm ----- */
+/* ---- block pool: per class, per-VM partitions of blocks_per_vm blocks ---- */
 
 /*
- * Claim a ring from VM vm's partition for (vm, client) and format it.
- * @return 0 with *idx, *gen set; -ENOSPC when the partition (quota) is full.
+ * Claim a block of class cls from VM vm's partition for (vm, client) and
+ * format both its rings (both ctl pages zeroed).
+ * @return 0 with *idx, *gen set; -ENOSPC when that quota is full (or 0),
+ *         -EINVAL (vm or cls out of range).
  */
-int ivsock_ring_alloc(struct ivsock_region *rg, uint8_t vm, uint16_t client,
-		      uint32_t *idx, uint32_t *gen);
-/* @return 0 or -ESTALE (already freed / generation moved on). */
-int ivsock_ring_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
-/* Free every ring of vm's partition (ivsockd reclaiming a dead VM), except
- * the rings a channel still references (a survivor in a live VM still has
+int ivsock_block_alloc(struct ivsock_region *rg, uint8_t vm, uint32_t cls, uint16_t client,
+		       uint32_t *idx, uint32_t *gen);
+/* @return 0 or -ESTALE (already freed / generation moved on), -EINVAL. */
+int ivsock_block_free(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
+/* Free every block of vm's partitions (ivsockd reclaiming a dead VM), except
+ * the blocks a channel still references (a survivor in a live VM still has
  * its end open: they are freed by its close). @return how many were freed. */
-int ivsock_ring_release_vm(struct ivsock_region *rg, uint8_t vm);
-/* Free the rings of vm's partition owned by (vm, client) (client < 0: any)
- * that no channel references: rings a killed process claimed and had not
+int ivsock_block_release_vm(struct ivsock_region *rg, uint8_t vm);
+/* Free the blocks of vm's partitions owned by (vm, client) (client < 0: any)
+ * that no channel references: blocks a killed process claimed and had not
  * put in a channel yet, or whose channel is gone. @return how many. */
-int ivsock_ring_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client);
-/* Rings currently claimed in vm's partition. */
-uint32_t ivsock_ring_pool_used(const struct ivsock_region *rg, uint8_t vm);
+int ivsock_block_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int client);
+/* Blocks currently claimed in vm's partitions: all classes / class cls. */
+uint32_t ivsock_block_pool_used(const struct ivsock_region *rg, uint8_t vm);
+uint32_t ivsock_block_class_used(const struct ivsock_region *rg, uint8_t vm, uint32_t cls);
 
 /* ------------------------ addresses and tuples ------------------------ */
 

@@ -18,29 +18,33 @@
 
 #include "ivsock/barrier.h"
 
-/* Flags in ivsock_ring_hdr.prod_flags (written by the producer only). */
+/* Flags in ivsock_ring_prod.prod_flags (written by the producer only). */
 enum {
 	IVSOCK_RING_EOF   = 1U << 0, /* producer will write no more (shutdown/close) */
 	IVSOCK_RING_RESET = 1U << 1, /* producer aborted: reader reports ECONNRESET */
 };
 
-/* Flags in ivsock_ring_hdr.cons_flags (written by the consumer only). */
+/* Flags in ivsock_ring_cons.cons_flags (written by the consumer only). */
 enum {
 	IVSOCK_RING_RCLOSED = 1U << 0, /* consumer gone: writes fail with EPIPE */
 };
 
 /*
- * Shared header. Sleep/wake uses sequence pairs so every word keeps a single
+ * Shared words. Sleep/wake uses sequence pairs so every word keeps a single
  * writer: the consumer bumps cons_sleep before sleeping; the producer, after
  * publishing, rings the doorbell iff cons_sleep != cons_sleep_seen and then
  * copies it into cons_sleep_seen. Symmetric for a producer waiting for space.
  *
- * Four cache lines, one writer each. The index of each side sits alone on a
- * "hot" line that moves on every publication; flags and sleep words sit on a
- * "cold" line that changes only at close or sleep, so the per-message
- * wake-up check of the other side reads a line it already has cached.
+ * Four cache lines, one writer each, in two halves that may live in
+ * different pages (layout v4: the producer's half sits in the ctl page of
+ * the end that produces, the consumer's half in the ctl page of the end that
+ * consumes; a process then writes only its own page). The index of each
+ * side sits alone on a "hot" line that moves on every publication; flags and
+ * sleep words sit on a "cold" line that changes only at close or sleep, so
+ * the per-message wake-up check of the other side reads a line it already
+ * has cached.
  */
-struct ivsock_ring_hdr {
+struct ivsock_ring_prod {
 	/* --- producer hot line: written only by the producer --- */
 	ivsock_a32 tail;            /* free-running count of bytes published */
 	uint8_t pad0[IVSOCK_CACHELINE - 4];
@@ -49,6 +53,9 @@ struct ivsock_ring_hdr {
 	ivsock_a32 prod_sleep;      /* bumped when the producer waits for space */
 	ivsock_a32 cons_sleep_seen; /* last cons_sleep the producer answered */
 	uint8_t pad1[IVSOCK_CACHELINE - 12];
+};
+
+struct ivsock_ring_cons {
 	/* --- consumer hot line: written only by the consumer --- */
 	ivsock_a32 head;            /* free-running count of bytes consumed */
 	uint8_t pad2[IVSOCK_CACHELINE - 4];
@@ -58,18 +65,30 @@ struct ivsock_ring_hdr {
 	ivsock_a32 prod_sleep_seen; /* last prod_sleep the consumer answered */
 	uint8_t pad3[IVSOCK_CACHELINE - 12];
 };
-_Static_assert(sizeof(struct ivsock_ring_hdr) == 4 * IVSOCK_CACHELINE,
-	       "ring header is four cache lines");
+_Static_assert(sizeof(struct ivsock_ring_prod) == 2 * IVSOCK_CACHELINE,
+	       "producer half is two cache lines");
+_Static_assert(sizeof(struct ivsock_ring_cons) == 2 * IVSOCK_CACHELINE,
+	       "consumer half is two cache lines");
 
-/* Bytes a ring with data_size bytes of payload occupies in shared memory. */
+/* The shared words of a flat ring (ivsock_ring_format_flat()): producer
+ * half, then consumer half, then the data. */
+struct ivsock_ring_flat {
+	struct ivsock_ring_prod p;
+	struct ivsock_ring_cons c;
+};
+
+/* Bytes a flat ring (prod, cons, data contiguous: ivsock_ring_format_flat())
+ * with data_size bytes of payload occupies in memory. */
 #define IVSOCK_RING_FOOTPRINT(data_size) \
-	(sizeof(struct ivsock_ring_hdr) + (size_t)(data_size))
+	(sizeof(struct ivsock_ring_prod) + sizeof(struct ivsock_ring_cons) + \
+	 (size_t)(data_size))
 
 enum ivsock_ring_role { IVSOCK_RING_PRODUCER = 1, IVSOCK_RING_CONSUMER = 2 };
 
 /* Process-private view of one ring. Never placed in shared memory. */
 struct ivsock_ring {
-	struct ivsock_ring_hdr *hdr;
+	struct ivsock_ring_prod *p; /* producer's words (shared) */
+	struct ivsock_ring_cons *c; /* consumer's words (shared) */
 	uint8_t *data;
 	uint32_t size;      /* power of two, trusted (from our own configuration) */
 	uint32_t mask;
@@ -94,20 +113,40 @@ struct ivsock_ring {
 bool ivsock_ring_size_valid(size_t n);
 
 /*
- * Format a ring header at mem (zero indices, no flags). Done once by whoever
+ * Format a ring's shared words (zero indices, no flags). Done once by whoever
  * allocates the ring, before publishing it to anyone.
  * @return 0, or -EINVAL if data_size is not a valid ring size.
  */
-int ivsock_ring_format(void *mem, uint32_t data_size);
+int ivsock_ring_format(struct ivsock_ring_prod *p, struct ivsock_ring_cons *c,
+		       uint32_t data_size);
 
 /*
- * Attach a private view to a formatted ring. Our own index is read once from
- * shared memory (so a view can be re-attached after fork or hand-over) and
- * checked against the peer's.
+ * Attach a private view to a formatted ring whose producer words are at p,
+ * consumer words at c and data_size bytes of data at data. Our own index is
+ * read once from shared memory (so a view can be re-attached after fork or
+ * hand-over) and checked against the peer's.
  * @return 0, -EINVAL (bad size/role), -EPROTO (indices inconsistent).
  */
-int ivsock_ring_attach(struct ivsock_ring *r, void *mem, uint32_t data_size,
+int ivsock_ring_attach(struct ivsock_ring *r, struct ivsock_ring_prod *p,
+		       struct ivsock_ring_cons *c, void *data, uint32_t data_size,
 		       enum ivsock_ring_role role);
+
+/*
+ * One flat buffer of IVSOCK_RING_FOOTPRINT(size) bytes: producer words (two
+ * lines), consumer words (two lines), then the data (the v3 byte layout; for
+ * tests and ring_bench). Same returns as above.
+ */
+int ivsock_ring_format_flat(void *mem, uint32_t data_size);
+int ivsock_ring_attach_flat(struct ivsock_ring *r, void *mem, uint32_t data_size,
+			    enum ivsock_ring_role role);
+
+/* Re-attach a view in place (after fork or hand-over: re-read our own index
+ * from shared memory), same pointers and size. */
+static inline int ivsock_ring_reattach(struct ivsock_ring *r)
+{
+	return ivsock_ring_attach(r, r->p, r->c, r->data, r->size,
+				  (enum ivsock_ring_role)r->role);
+}
 
 /* ---- producer side ---- */
 
