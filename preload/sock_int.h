@@ -188,6 +188,8 @@ void ivs_table_atfork_child(void);
 void ivs_listener_release(struct ivs_sock *s);
 /* Process's last fd of s closed: EOF/release the channel (holders). */
 void ivs_conn_release(struct ivs_sock *s, int fd);
+/* Unmap s's block and close its window (the end itself is not released). */
+void ivs_conn_detach(struct ivs_sock *s);
 /* Make the private views of s valid in this process (after fork). */
 void ivs_sock_refresh(struct ivs_sock *s);
 /* Connector fallback while OFFERED: abandon, take back unconsumed bytes and

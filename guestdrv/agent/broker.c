@@ -9,6 +9,7 @@
 
 #include "ivsock/channel.h"
 #include "ivsock/directory.h"
+#include "ivsock/ivsock_dev.h"
 #include "ivsock/listener.h"
 #include "ivsock/offer.h"
 #include "agent.h"

@@ -280,7 +280,9 @@ int ivsock_region_format(struct ivsock_region *rg, void *base, size_t size,
 	return 0;
 }
 
-int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size)
+/* Attach a region of `size` bytes of which the first map_len are mapped
+ * at base (the whole region, or only its tables part). */
+static int attach(struct ivsock_region *rg, void *base, size_t map_len, size_t size)
 {
 	const struct ivsock_superblock *sb = base;
 	struct ivsock_class_desc cls[IVSOCK_CLASS_MAX];
@@ -288,7 +290,7 @@ int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size)
 	uint64_t magic;
 	uint32_t vm_cap, listener_cap, offer_cap, channel_cap, nclasses, def, k;
 
-	if (!rg || !base || size < sizeof(*sb))
+	if (!rg || !base || map_len < sizeof(*sb) || map_len > size)
 		return -EINVAL;
 	magic = ivsock_load_acquire((ivsock_a64 *)&sb->magic);
 	if (magic != IVSOCK_MAGIC)
@@ -344,6 +346,8 @@ int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size)
 	 * a page and hold nothing of the pool. */
 	if (g.pool_off % IVSOCK_PAGE)
 		return -EPROTO;
+	if (map_len < g.pool_off)
+		return -EMSGSIZE; /* a tables mapping shorter than the tables */
 
 	memset(rg, 0, sizeof(*rg));
 	rg->base = base;
@@ -356,7 +360,20 @@ int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size)
 	rg->default_class = def;
 	rg->format_id = sb->format_id;
 	bind_tables(rg, &g);
+	if (map_len < size)
+		rg->pool = NULL; /* not mapped here: blocks come through windows */
 	return 0;
+}
+
+int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size)
+{
+	return attach(rg, base, size, size);
+}
+
+int ivsock_region_attach_tables(struct ivsock_region *rg, void *base, size_t map_len,
+				size_t region_size)
+{
+	return attach(rg, base, map_len, region_size);
 }
 
 const char *ivsock_region_strerror(int err)

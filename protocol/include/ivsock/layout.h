@@ -206,7 +206,9 @@ struct ivsock_chan_end {
 	uint32_t client;           /* agent client id */
 	ivsock_a32 flags;          /* IVSOCK_END_* */
 	uint32_t uid;              /* owner uid (monitors, per-uid limits) */
-	uint8_t pad2[IVSOCK_CACHELINE - 24];
+	uint64_t cookie;           /* SO_COOKIE of the end's socket, recorded by its
+				    * agent: a holder proves ownership with it */
+	uint8_t pad2[IVSOCK_CACHELINE - 32];
 };
 
 struct ivsock_channel {
@@ -223,6 +225,9 @@ struct ivsock_channel {
 	uint32_t dst_vm;           /* VM owning tuple.dst (the listener's VM) as the
 				    * connector found it, IVSOCK_VM_NONE if unknown;
 				    * an acceptor of another VM is refused */
+	uint32_t offer;            /* the offer posted for it (connector's agent,
+				    * after posting; read only by that agent) */
+	uint32_t offer_gen;
 	/* each end on its own cache line */
 	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
 };
@@ -362,6 +367,14 @@ int ivsock_region_format(struct ivsock_region *rg, void *base, size_t size,
  *         (inconsistent geometry). ivsock_region_strerror() explains.
  */
 int ivsock_region_attach(struct ivsock_region *rg, void *base, size_t size);
+/*
+ * The same for a process that maps only the tables part, [0, map_len) with
+ * map_len >= tables_size, of a region of region_size bytes (read-only: it
+ * reads the tables and gets ring memory one block at a time, through
+ * windows). rg->pool is NULL: the block accessors must not be used.
+ */
+int ivsock_region_attach_tables(struct ivsock_region *rg, void *base, size_t map_len,
+				size_t region_size);
 const char *ivsock_region_strerror(int err);
 
 /* Block `idx` of the pool: its memory, or NULL if idx is out of range. */
