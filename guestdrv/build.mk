@@ -10,6 +10,7 @@ AGENT_BIN  := $(O)/guestdrv/agent/ivsock-agent
 AGENT_LDLIBS := -ljansson
 
 STREAM_BIN := $(O)/tests/tools/ivsock-stream
+SNOOP_BIN  := $(O)/tests/tools/ivsock-snoop
 AGENT_TOOL_SRCS := $(wildcard tests/tools/agent-*.c)
 AGENT_TOOLS := $(AGENT_TOOL_SRCS:tests/tools/%.c=$(O)/tests/tools/%)
 
@@ -20,7 +21,8 @@ AGENT_TESTS := $(AGENT_TEST_SRCS:guestdrv/agent/tests/%.c=$(O)/tests/unit/%)
 
 # Statically linked copies for busybox guests (tests/vm): `make guest-static`.
 GUEST_STATIC_DIR := $(O)/guest-static
-GUEST_STATIC := $(GUEST_STATIC_DIR)/ivsock-agent $(GUEST_STATIC_DIR)/ivsock-stream
+GUEST_STATIC := $(GUEST_STATIC_DIR)/ivsock-agent $(GUEST_STATIC_DIR)/ivsock-stream \
+		$(GUEST_STATIC_DIR)/ivsock-snoop
 
 $(AGENT_LIB): $(AGENT_OBJS)
 	$(call msg,AR,$@)
@@ -31,6 +33,10 @@ $(AGENT_BIN): $(O)/guestdrv/agent/main.o $(AGENT_LIB) $(PROTO_LIB)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(AGENT_LDLIBS)
 
 $(STREAM_BIN): $(O)/tests/tools/ivsock-stream.o $(PROTO_LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+$(SNOOP_BIN): $(O)/tests/tools/ivsock-snoop.o $(PROTO_LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
@@ -53,6 +59,11 @@ $(GUEST_STATIC_DIR)/ivsock-stream: $(O)/tests/tools/ivsock-stream.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -static -o $@ $^ -lpthread
 
+$(GUEST_STATIC_DIR)/ivsock-snoop: $(O)/tests/tools/ivsock-snoop.o $(PROTO_LIB)
+	$(call msg,LD,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -static -o $@ $^ -lpthread
+
 .PHONY: guest-static kmod install-guestdrv
 guest-static: $(GUEST_STATIC)
 
@@ -70,5 +81,5 @@ install-guestdrv: $(AGENT_BIN)
 
 install-targets: install-guestdrv
 
-ALL   += $(AGENT_BIN) $(STREAM_BIN) $(AGENT_TOOLS) $(AGENT_TESTS)
+ALL   += $(AGENT_BIN) $(STREAM_BIN) $(SNOOP_BIN) $(AGENT_TOOLS) $(AGENT_TESTS)
 TESTS += $(AGENT_TESTS)

@@ -30,7 +30,7 @@ static json_t *addr_json(const struct ivsock_addr *a)
 	return json_string(ivsock_addr_str(a, buf, sizeof(buf)));
 }
 
-static json_t *channels_json(struct agent *a)
+static json_t *channels_json(struct agent *a, bool all, uid_t uid)
 {
 	const struct ivsock_region *rg = &a->be.rg;
 	json_t *arr = json_array();
@@ -50,6 +50,10 @@ static json_t *channels_json(struct agent *a)
 				ours = true;
 		if (!ours)
 			continue;
+		/* a non-root viewer sees the connections of its own uid */
+		if (!all && !((c->end[0].vm_index == a->be.vm_index && c->end[0].uid == uid) ||
+			      (c->end[1].vm_index == a->be.vm_index && c->end[1].uid == uid)))
+			continue;
 		t = c->tuple;
 		t.src.family = t.src.family == IVSOCK_AF_INET6 ? IVSOCK_AF_INET6 : IVSOCK_AF_INET;
 		t.dst.family = t.dst.family == IVSOCK_AF_INET6 ? IVSOCK_AF_INET6 : IVSOCK_AF_INET;
@@ -58,8 +62,9 @@ static json_t *channels_json(struct agent *a)
 			struct ivsock_chan_end *e = &c->end[s];
 			struct ivsock_end_ctl *ctl = ivsock_chan_end_ctl(rg, i, s, NULL, NULL);
 
-			json_array_append_new(ends, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+			json_array_append_new(ends, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 				"vm", (json_int_t)e->vm_index, "client", (json_int_t)e->client,
+				"uid", (json_int_t)e->uid,
 				"peer_id", (json_int_t)e->peer_id, "vector", (json_int_t)e->vector,
 				"flags", (json_int_t)ivsock_load_relaxed(&e->flags),
 				"tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed(&ctl->tx_bytes) : 0,
@@ -106,24 +111,37 @@ char *agent_status_json(struct agent *a, bool all, uid_t uid)
 		/* Who runs what is not everyone's business. */
 		if (!c->hello || (!all && c->uid != uid))
 			continue;
-		json_array_append_new(clients, json_pack("{s:I,s:I,s:I,s:I}",
+		json_array_append_new(clients, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
 			"pid", (json_int_t)c->pid, "uid", (json_int_t)c->uid,
-			"client_id", (json_int_t)c->id, "vector", (json_int_t)c->vector));
+			"client_id", (json_int_t)c->id, "vector", (json_int_t)c->vector,
+			"channels", (json_int_t)c->ends, "listeners", (json_int_t)c->listeners));
 	}
-	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:b,s:I}}",
+	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I},s:{s:b,s:I,s:I,s:I,s:I,s:I,s:b,s:I},"
+			 "s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I}}",
 			 "agent", agent, "clients", clients,
-			 "channels", channels_json(a), "ring_pool",
+			 "channels", channels_json(a, all, uid), "ring_pool",
 			 "used", (json_int_t)(2 * ivsock_block_pool_used(&a->be.rg,
 								      (uint8_t)a->be.vm_index)),
 			 "quota", (json_int_t)(2 * a->be.rg.class[a->be.rg.default_class].blocks_per_vm),
 			 "admission",
+			 "restricted", a->restricted,
 			 "connections", (json_int_t)a->nclients,
 			 "max_per_uid", (json_int_t)a->max_per_uid,
 			 "refused", (json_int_t)a->refused,
 			 "capped", (json_int_t)a->capped,
 			 "shed", (json_int_t)a->shed,
 			 "paused", a->listen_paused,
-			 "log_suppressed", (json_int_t)agent_log_suppressed());
+			 "log_suppressed", (json_int_t)agent_log_suppressed(),
+			 "limits",
+			 "max_channels_per_uid", (json_int_t)a->limits.max_chans,
+			 "max_listeners_per_uid", (json_int_t)a->limits.max_listeners,
+			 "ring_share_per_uid", (json_int_t)a->limits.ring_share,
+			 "broker",
+			 "opened", (json_int_t)a->stats.opened,
+			 "accepted", (json_int_t)a->stats.accepted,
+			 "open_refused", (json_int_t)a->stats.refused_open,
+			 "accept_refused", (json_int_t)a->stats.refused_accept,
+			 "bad_close", (json_int_t)a->stats.bad_close);
 	if (!root)
 		return NULL;
 	out = json_dumps(root, JSON_INDENT(2));

@@ -51,6 +51,8 @@ static void save_count(void)
 	}
 }
 
+static uint64_t g_tables_size; /* of the region it made */
+
 static int make_region(const char *mode, uint64_t *format_id)
 {
 	bool sealed = strcmp(mode, "unsealed") != 0 && strcmp(mode, "forge") != 0;
@@ -73,6 +75,7 @@ static int make_region(const char *mode, uint64_t *format_id)
 	if (ivsock_region_format(&rg, m, REGION, &p) < 0)
 		return -1;
 	*format_id = rg.format_id;
+	g_tables_size = rg.tables_size;
 	munmap(m, REGION);
 	/* "short": the superblock survives, the rest is cut off */
 	if (size != REGION && ftruncate(fd, (off_t)size) < 0)
@@ -106,6 +109,7 @@ static void answer_hello(int c, const char *mode, const struct ivsock_msg_hdr *r
 	rep.r.vector = 0;
 	rep.r.region_size = REGION;
 	rep.r.format_id = format_id;
+	rep.r.tables_size = g_tables_size;
 	fds[0] = region;
 	if (strcmp(mode, "notevent") == 0) {
 		if (pipe2(pp, O_CLOEXEC) < 0)

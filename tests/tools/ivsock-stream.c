@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * ivsock-stream: stream checksummed bytes through an ivsock channel, set up
- * exactly as the shim does it (DESIGN §6): the receiver listens on TCP and
- * registers a listener; the sender binds, posts an offer keyed by the TCP
- * 4-tuple, connects; the receiver accepts and takes the offer by the
- * accepted socket's 4-tuple. The bytes then go through the rings only.
+ * exactly as the shim does it (DESIGN §6, docs/broker.md): the receiver
+ * listens on TCP and has the agent register the listener; the sender binds,
+ * asks the agent for a channel (which posts the offer keyed by the TCP
+ * 4-tuple), connects; the receiver accepts and asks the agent for the offer
+ * of the accepted socket. Each side maps only its window onto the block.
+ * The bytes then go through the rings only.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -123,9 +125,13 @@ static bool doorbell_wait(struct ivsock_agent_conn *c, int tcp)
 	return (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+/* The window of the connection being streamed (pci: rings go through it). */
+static int g_wfd = -1;
+
 static void ring_peer(struct ivsock_agent_conn *c, const struct ivsock_end_id *peer)
 {
-	int rc = ivsock_doorbell_notify(c->db, peer->peer_id, peer->vector);
+	int rc = g_wfd >= 0 ? ivsock_window_ring(g_wfd, peer->vector)
+			    : ivsock_doorbell_notify(c->db, peer->peer_id, peer->vector);
 
 	stats.rung++;
 	if (rc < 0 && rc != -ENOENT)
@@ -158,15 +164,53 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
 	return -EINVAL;
 }
 
-static struct ivsock_end_id me_of(const struct ivsock_agent_conn *c)
+/* Map the block the agent granted and build the view of our end. */
+static int attach(struct ivsock_agent_conn *c, const struct ivsock_ag_chan *r, int wfd,
+		  struct ivsock_block_map *m, struct ivsock_chan_view *v)
 {
-	struct ivsock_end_id me = {
-		.vm = (uint8_t)c->info.vm_index,
-		.client = (uint16_t)c->info.client_id,
-		.peer_id = c->info.peer_id,
-		.vector = c->info.vector,
-	};
-	return me;
+	int rc = ivsock_agent_map_block(c, r, wfd, m);
+
+	if (rc == 0)
+		rc = ivsock_chan_view_block(v, m->base, r->ring_size, (int)r->side, r->channel,
+					    r->channel_gen);
+	if (rc < 0) {
+		ivsock_agent_unmap_block(m);
+		if (wfd >= 0)
+			close(wfd);
+		return rc;
+	}
+	g_wfd = wfd;
+	if (r->peer_id <= 65535 && r->peer_vector <= 65535) {
+		v->peer.peer_id = r->peer_id;
+		v->peer.vector = r->peer_vector;
+	}
+	return 0;
+}
+
+/* The other end's doorbell address, from its ctl page (it may not be
+ * attached yet: then there is nobody to ring). */
+static bool learn_peer(struct ivsock_agent_conn *c, struct ivsock_chan_view *v)
+{
+	uint32_t peer, vec;
+
+	if (ivsock_chan_learn_peer(&c->region, v) < 0 ||
+	    ivsock_chan_peer_doorbell(NULL, v, &peer, &vec) < 0)
+		return false;
+	v->peer.peer_id = peer;
+	v->peer.vector = vec;
+	return true;
+}
+
+static void release(struct ivsock_agent_conn *c, struct ivsock_block_map *m,
+		    struct ivsock_chan_view *v, bool reset)
+{
+	ivsock_chan_end_close_rings(v, reset);
+	ivsock_agent_unmap_block(m);
+	if (g_wfd >= 0) {
+		close(g_wfd);
+		g_wfd = -1;
+	}
+	ivsock_agent_close_end(c, -1, v->idx, v->gen, v->side, reset);
 }
 
 /* ---------------- sender ---------------- */
@@ -178,15 +222,15 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 	socklen_t dlen, slen = sizeof(src);
 	struct ivsock_tuple t = { 0 };
 	struct ivsock_chan_view v;
-	struct ivsock_end_id me;
+	struct ivsock_block_map m = { 0 };
+	struct ivsock_ag_chan r;
 	struct stream_hdr h = { STREAM_MAGIC, 1, bytes, o->seed };
 	struct prng g = { .s = o->seed | 1 };
 	uint8_t *buf;
 	uint64_t sent = 0, sum = FNV_INIT;
-	uint32_t idx, gen, ogen;
 	bool peer_known = false;
 	size_t have = 0, off = 0;
-	int fd = -1, probe, rc, vm, oidx, ret = EX_ERR;
+	int fd = -1, probe, rc, vm, wfd = -1, ret = EX_ERR;
 	uint16_t p;
 
 	if (parse_addr(host, port, &dst, &dlen) < 0) {
@@ -200,7 +244,6 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 			? ivsock_region_strerror(rc) : strerror(-rc));
 		return EX_ERR;
 	}
-	me = me_of(&c);
 	buf = malloc(CHUNK);
 
 	/* The source address the kernel will use toward dst, then a real bind
@@ -231,26 +274,18 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		ret = EX_NOCHAN;
 		goto out;
 	}
-	rc = ivsock_chan_open(&c.region, &me, &t, ivsock_chan_dst_vm(&c.region, me.vm, &t), c.region.default_class, &idx, &gen);
+	rc = ivsock_agent_open(&c, fd, &t.dst, t.dport, IVSOCK_AG_CLASS_DEFAULT, &r, &wfd);
+	if (rc == 0)
+		rc = attach(&c, &r, wfd, &m, &v);
 	if (rc < 0) {
 		fprintf(stderr, "ivsock-stream: channel: %s\n", strerror(-rc));
 		ret = EX_NOCHAN;
 		goto out;
 	}
-	rc = ivsock_chan_view_connector(&c.region, idx, gen, &v);
-	oidx = rc < 0 ? rc : ivsock_offer_post(&c.region, me.vm, me.client, &t, idx, gen, &ogen);
-	if (oidx < 0) {
-		fprintf(stderr, "ivsock-stream: offer: %s\n", strerror(-oidx));
-		ivsock_chan_abandon(&c.region, idx, gen);
-		ivsock_chan_close(&c.region, idx, gen, IVSOCK_SIDE_CONNECTOR, true);
-		ret = EX_NOCHAN;
-		goto out;
-	}
 	if (connect(fd, (struct sockaddr *)&dst, dlen) < 0) {
 		perror("ivsock-stream: connect");
-		ivsock_offer_cancel(&c.region, (uint32_t)oidx, ogen);
-		ivsock_chan_abandon(&c.region, idx, gen);
-		ivsock_chan_close(&c.region, idx, gen, IVSOCK_SIDE_CONNECTOR, true);
+		ivsock_agent_abandon(&c, fd, v.idx, v.gen);
+		release(&c, &m, &v, true);
 		goto out;
 	}
 
@@ -271,7 +306,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 			off = 0;
 		}
 		if (!peer_known)
-			peer_known = ivsock_chan_learn_peer(&c.region, &v) == 0;
+			peer_known = learn_peer(&c, &v);
 		n = ivsock_ring_write(&v.tx, buf + off, have - off, false);
 		if (n < 0) {
 			fprintf(stderr, "ivsock-stream: write: %s after %llu bytes\n",
@@ -281,7 +316,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		}
 		off += (size_t)n;
 		if (n > 0) {
-			ivsock_chan_count(&c.region, &v, (uint64_t)n, 0);
+			ivsock_chan_count(NULL, &v, (uint64_t)n, 0);
 			/* Only an attached acceptor can be asleep; one that attaches
 			 * later sees the data before it ever sleeps. */
 			if (peer_known && ivsock_ring_consumer_needs_wake(&v.tx))
@@ -292,7 +327,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 			ivsock_cpu_relax();
 		rc = ivsock_ring_producer_prepare_sleep(&v.tx);
 		if (rc == 1 && doorbell_wait(&c, fd) &&
-		    ivsock_chan_abandon(&c.region, idx, gen) == 0) {
+		    ivsock_agent_abandon(&c, fd, v.idx, v.gen) == 0) {
 			/* The acceptor closed TCP without ever attaching. */
 			fprintf(stderr, "ivsock-stream: the receiver never took the offer\n");
 			ret = EX_NOCHAN;
@@ -301,7 +336,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 	}
 	ivsock_ring_close_write(&v.tx, false);
 	if (!peer_known)
-		peer_known = ivsock_chan_learn_peer(&c.region, &v) == 0;
+		peer_known = learn_peer(&c, &v);
 	if (peer_known && ivsock_ring_consumer_needs_wake(&v.tx))
 		ring_peer(&c, &v.peer);
 	if (!o->quiet) {
@@ -311,9 +346,10 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 	}
 	ret = EX_OK;
 close:
-	ivsock_chan_close(&c.region, idx, gen, IVSOCK_SIDE_CONNECTOR, ret != EX_OK);
+	ivsock_chan_end_close_rings(&v, ret != EX_OK);
 	if (peer_known)
 		ring_peer(&c, &v.peer);
+	release(&c, &m, &v, ret != EX_OK);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -350,38 +386,34 @@ static int serve_one(const struct opts *o, struct ivsock_agent_conn *c, int lfd)
 {
 	struct sockaddr_storage local, peer;
 	socklen_t llen = sizeof(local), plen = sizeof(peer);
-	struct ivsock_tuple t = { 0 };
 	struct ivsock_chan_view v;
-	struct ivsock_end_id me = me_of(c);
+	struct ivsock_block_map m = { 0 };
+	struct ivsock_ag_chan r;
 	struct stream_hdr h;
 	struct prng g;
 	uint8_t *buf = malloc(CHUNK), *want = malloc(CHUNK);
 	uint64_t got = 0, sum = FNV_INIT;
-	uint32_t idx, gen;
-	uint8_t owner;
 	size_t hgot = 0;
 	ssize_t n;
-	int fd, rc, ret = EX_ERR;
+	int fd, rc, wfd = -1, ret = EX_ERR;
 
 	fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
 	if (fd < 0 || getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
 		perror("ivsock-stream: accept");
 		goto out;
 	}
-	/* The tuple as the connector saw it. */
-	ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&peer, plen);
-	ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&local, llen);
 	memset(&stats, 0, sizeof(stats));
 	clock_gettime(CLOCK_MONOTONIC, &stats.t0);
-	rc = ivsock_offer_take(&c->region, &t, &idx, &gen, &owner);
+	rc = ivsock_agent_accept(c, fd, &r, &wfd);
 	if (rc < 0) {
-		printf("NOCHAN no offer for this connection (plain TCP)\n");
+		printf("NOCHAN no offer for this connection (plain TCP): %s\n", strerror(-rc));
 		ret = EX_NOCHAN;
 		goto out;
 	}
-	rc = ivsock_chan_accept(&c->region, idx, gen, owner, &me, &v);
+	rc = attach(c, &r, wfd, &m, &v);
 	if (rc < 0) {
 		printf("NOCHAN offer's channel unusable: %s\n", strerror(-rc));
+		ivsock_agent_close_end(c, -1, r.channel, r.channel_gen, IVSOCK_SIDE_ACCEPTOR, true);
 		ret = EX_NOCHAN;
 		goto out;
 	}
@@ -429,9 +461,10 @@ static int serve_one(const struct opts *o, struct ivsock_agent_conn *c, int lfd)
 		ret = EX_OK;
 	}
 close:
-	ivsock_chan_count(&c->region, &v, 0, got);
-	ivsock_chan_close(&c->region, idx, gen, IVSOCK_SIDE_ACCEPTOR, ret != EX_OK);
+	ivsock_chan_count(NULL, &v, 0, got);
+	ivsock_chan_end_close_rings(&v, ret != EX_OK);
 	ring_peer(c, &v.peer);
+	release(c, &m, &v, ret != EX_OK);
 out:
 	fflush(stdout);
 	if (fd >= 0)
@@ -448,7 +481,7 @@ static int do_listen(const struct opts *o, uint16_t port)
 	struct sockaddr_in sa4 = { .sin_family = AF_INET, .sin_port = htons(port) };
 	struct ivsock_addr any = { .family = IVSOCK_AF_INET6 };
 	struct ivsock_agent_conn c;
-	uint32_t lgen;
+	uint32_t lidx, lgen;
 	int lfd, one = 1, zero = 0, li, rc, ret = EX_OK;
 
 	rc = ivsock_agent_connect(o->agent, &c);
@@ -476,8 +509,10 @@ static int do_listen(const struct opts *o, uint16_t port)
 		ivsock_agent_close(&c);
 		return EX_ERR;
 	}
-	li = ivsock_listener_add(&c.region, (uint8_t)c.info.vm_index,
-				 (uint16_t)c.info.client_id, &any, port, 0, &lgen);
+	(void)any; /* the agent reads the address from the socket */
+	li = ivsock_agent_listen(&c, lfd, &lidx, &lgen);
+	if (li == 0)
+		li = (int)lidx;
 	if (li < 0) {
 		fprintf(stderr, "ivsock-stream: listener registry: %s\n", strerror(-li));
 		ivsock_agent_close(&c);
@@ -491,7 +526,7 @@ static int do_listen(const struct opts *o, uint16_t port)
 		if (rc != EX_OK)
 			ret = rc;
 	}
-	ivsock_listener_remove(&c.region, (uint32_t)li, lgen);
+	ivsock_agent_unlisten(&c, (uint32_t)li, lgen);
 	close(lfd);
 	ivsock_agent_close(&c);
 	return ret;
