@@ -45,6 +45,12 @@
 #define ivsock_vm_flags_set(vma, f) ((vma)->vm_flags |= (f))
 #endif
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define ivsock_vm_flags_clear(vma, f) vm_flags_clear(vma, f)
+#else
+#define ivsock_vm_flags_clear(vma, f) ((vma)->vm_flags &= ~(f))
+#endif
+
 /* PCI_IRQ_LEGACY was renamed in 6.8 and later removed. */
 #ifndef PCI_IRQ_INTX
 #define PCI_IRQ_INTX PCI_IRQ_LEGACY
@@ -110,6 +116,14 @@ struct ivsock_dev {
 	struct list_head files;		/* struct ivsock_file */
 
 	/*
+	 * Windows (ivsock_win.c) with an open file, so also every window
+	 * still mapped somewhere. Lock order: @lock -> @win_lock ->
+	 * i_mmap_rwsem.
+	 */
+	struct mutex win_lock;		/* protects @windows */
+	struct list_head windows;	/* struct ivsock_win */
+
+	/*
 	 * Set last in remove(), after mappings are zapped and eventfds
 	 * signalled: a poller that sees HUP finds the device fully revoked.
 	 */
@@ -122,5 +136,10 @@ int ivsock_cdev_register(struct ivsock_dev *dev);
 void ivsock_cdev_unplug(struct ivsock_dev *dev);
 void ivsock_cdev_hangup(struct ivsock_dev *dev);
 void ivsock_bindings_signal_all(struct ivsock_dev *dev);
+long ivsock_win_cut(struct ivsock_file *f,
+		    struct ivsock_dev_window __user *uarg);
+long ivsock_win_range(struct ivsock_dev *dev, unsigned int cmd,
+		      struct ivsock_dev_range __user *uarg);
+void ivsock_win_unplug(struct ivsock_dev *dev);
 
 #endif

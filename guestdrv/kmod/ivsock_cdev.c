@@ -171,6 +171,11 @@ static long ivsock_ioctl(struct file *filp, unsigned int cmd,
 	 * writer queued in between would deadlock the nested read.
 	 */
 	switch (cmd) {
+	case IVSOCK_IOC_WINDOW:
+		return ivsock_win_cut(f, argp);
+	case IVSOCK_IOC_WIN_BUSY:
+	case IVSOCK_IOC_WIN_REVOKE:
+		return ivsock_win_range(dev, cmd, argp);
 	case IVSOCK_IOC_INFO:
 		break;
 	case IVSOCK_IOC_RING:
@@ -357,6 +362,9 @@ void ivsock_cdev_unplug(struct ivsock_dev *dev)
 	list_for_each_entry(f, &dev->files, node)
 		unmap_mapping_range(f->filp->f_mapping, 0, 0, 1);
 	mutex_unlock(&dev->files_lock);
+
+	/* Windows whose device file is closed: their vmas are still linked. */
+	ivsock_win_unplug(dev);
 }
 
 /*

@@ -55,6 +55,7 @@ static void ivsock_dev_release(struct kref *kref)
 	struct ivsock_dev *dev = container_of(kref, struct ivsock_dev, kref);
 
 	IVSOCK_WARN_ON(!list_empty(&dev->files));
+	IVSOCK_WARN_ON(!list_empty(&dev->windows));
 	IVSOCK_WARN_ON(!dev->dead);
 	kfree(dev->vecs);
 	kfree(dev);
@@ -185,6 +186,8 @@ static int ivsock_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	spin_lock_init(&dev->bind_lock);
 	mutex_init(&dev->files_lock);
 	INIT_LIST_HEAD(&dev->files);
+	mutex_init(&dev->win_lock);
+	INIT_LIST_HEAD(&dev->windows);
 	init_waitqueue_head(&dev->unplug_wq);
 	dev->pdev = pdev;
 

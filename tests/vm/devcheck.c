@@ -8,13 +8,24 @@
  *   devcheck unplug   hold a mapping and a bound eventfd, print
  *                     IVSOCK-UNPLUG-READY, poll until the device goes away,
  *                     then check HUP, -ENODEV, SIGBUS on the old mapping
- *   devcheck hammer   ring, rebind, mmap, touch, munmap in a loop until
- *                     the device goes away (races with remove())
+ *   devcheck hammer   ring, rebind, mmap, touch, munmap, cut/map/close a
+ *                     window in a loop until the device goes away (races
+ *                     with remove())
+ *   devcheck windows  API 2 windows: WINDOW argument checks, INFO, BUSY,
+ *                     then a child dropped to uid/gid 65534 that holds only
+ *                     window fds tries everything else (device node, maps
+ *                     outside/over the read-only part, private maps,
+ *                     mprotect, rings, device ioctls), then REVOKE while
+ *                     it is mapped there (SIGBUS, ENODEV)
+ *   devcheck winhold  hold a window (fd + mapping, device fd closed), print
+ *                     IVSOCK-WINHOLD-READY, wait for /tmp/winhold.stop,
+ *                     check the window still works (a refused rmmod)
  * Parameters come from the environment (the initramfs turns ivsock.KEY=VAL
  * on the kernel command line into IVSOCK_KEY): SIZE, VECTORS, PEER
  * (expected values, optional), HOSTPAT (offset of the host's pattern),
  * SCRATCH (offset of a 4 KiB scratch page, default: the last page),
- * NONCE (run id), DEV (default /dev/ivsock0).
+ * NONCE (run id), DEV (default /dev/ivsock0), ROLE (a|b: each role
+ * uses its own 16 pages below the scratch page for window tests).
  * Exit 0 when every check passed.
  */
 #define _GNU_SOURCE
@@ -31,6 +42,9 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +52,8 @@
 
 #define SLOT_MAGIC 0x4b535649u	/* "IVSK" */
 #define PAT_LEN 256
+#define PG 4096ULL
+#define WIN_AREA_PAGES 16
 
 /* One per role in the scratch page; each field written by its role only. */
 struct slot {
@@ -120,6 +136,69 @@ static uint64_t efd_wait(int efd, int ms)
 	if (read(efd, &v, sizeof(v)) != sizeof(v))
 		return 0;
 	return v;
+}
+
+/* Window helpers (API 2). */
+static int cut(int fd, uint64_t off, uint64_t len, uint64_t wro, uint64_t wrl,
+	       uint32_t peer)
+{
+	struct ivsock_dev_window w = {
+		.offset = off, .length = len, .wr_offset = wro,
+		.wr_length = wrl, .ring_peer = peer, .fd = -1,
+	};
+
+	if (ioctl(fd, IVSOCK_IOC_WINDOW, &w) < 0)
+		return -1;
+	return w.fd;
+}
+
+static int cut_w(int fd, struct ivsock_dev_window *w)
+{
+	return ioctl(fd, IVSOCK_IOC_WINDOW, w);
+}
+
+/* BUSY or REVOKE: the count, or -1 with errno. */
+static long long range_ioc(int fd, unsigned long cmd, uint64_t off,
+			   uint64_t len)
+{
+	struct ivsock_dev_range r = { .offset = off, .length = len };
+
+	if (ioctl(fd, cmd, &r) < 0)
+		return -1;
+	return (long long)r.count;
+}
+
+static long long busy(int fd, uint64_t off, uint64_t len)
+{
+	return range_ioc(fd, IVSOCK_IOC_WIN_BUSY, off, len);
+}
+
+static int win_ring(int wfd, uint32_t vector)
+{
+	return ioctl(wfd, IVSOCK_IOC_WIN_RING, &vector);
+}
+
+/* mmap that must fail with @err. */
+static int map_fails(int fd, size_t len, int prot, int flags, uint64_t off,
+		     int err)
+{
+	void *p = mmap(NULL, len, prot, flags, fd, (off_t)off);
+
+	if (p != MAP_FAILED) {
+		munmap(p, len);
+		return 0;
+	}
+	return errno == err;
+}
+
+/* First page of this role's window area (below the scratch page). */
+static uint64_t win_area(const struct ivsock_dev_info *info)
+{
+	const char *role = getenv("IVSOCK_ROLE");
+	int me = role && role[0] == 'b';
+	uint64_t scratch = env_u64("IVSOCK_SCRATCH", info->region_size - PG);
+
+	return scratch - (uint64_t)(me + 1) * WIN_AREA_PAGES * PG;
 }
 
 static void pattern_fill(uint8_t *p, size_t n, uint32_t seed)
@@ -375,6 +454,464 @@ static void on_sigbus(int sig)
 	siglongjmp(bus_jmp, 1);
 }
 
+/* 1 if reading (or, with @write, writing) *@p raises SIGBUS. */
+static int bus_on(volatile uint8_t *p, int write)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1) == 0) {
+		if (write)
+			*p = 0x5a;
+		else
+			(void)*p;
+		return 0;
+	}
+	return 1;
+}
+
+/* WINDOW arguments that must fail with @err. */
+static void window_arg_tests(int fd, const struct ivsock_dev_info *info,
+			     uint64_t base)
+{
+	static const struct {
+		const char *what;
+		struct ivsock_dev_window w;
+	} bad[] = {
+		{ "length 0", { .length = 0 } },
+		{ "offset unaligned", { .offset = 1, .length = PG } },
+		{ "length unaligned", { .length = PG + 1 } },
+		{ "wr_offset unaligned", { .length = 2 * PG, .wr_offset = 1,
+					   .wr_length = PG } },
+		{ "wr_length unaligned", { .length = 2 * PG,
+					   .wr_length = PG / 2 } },
+		{ "wr range past the window", { .length = 2 * PG,
+						.wr_offset = PG,
+						.wr_length = 2 * PG } },
+		{ "wr_offset past the window", { .length = 2 * PG,
+						 .wr_offset = 3 * PG } },
+		{ "flags != 0", { .length = PG, .flags = 1 } },
+		{ "reserved != 0", { .length = PG, .reserved = 1 } },
+		{ "ring_peer 65536", { .length = PG, .ring_peer = 65536 } },
+	};
+	struct ivsock_dev_window w;
+	size_t i;
+	int rofd;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		w = bad[i].w;
+		w.offset += base;
+		if (bad[i].w.ring_peer == 0)
+			w.ring_peer = IVSOCK_WIN_NO_RING;
+		CHECK(cut_w(fd, &w) < 0 && errno == EINVAL,
+		      "WINDOW %s: EINVAL", bad[i].what);
+	}
+	w = (struct ivsock_dev_window){ .offset = info->region_size,
+		.length = PG, .ring_peer = IVSOCK_WIN_NO_RING };
+	CHECK(cut_w(fd, &w) < 0 && errno == EINVAL,
+	      "WINDOW at the region's end: EINVAL");
+	w.offset = info->region_size - PG;
+	w.length = 2 * PG;
+	CHECK(cut_w(fd, &w) < 0 && errno == EINVAL,
+	      "WINDOW past the region's end: EINVAL");
+	w.length = ~(PG - 1);
+	CHECK(cut_w(fd, &w) < 0 && errno == EINVAL,
+	      "WINDOW with a wrapping length: EINVAL");
+	CHECK(ioctl(fd, IVSOCK_IOC_WINDOW, (void *)8) < 0 && errno == EFAULT,
+	      "WINDOW bad pointer: EFAULT");
+	CHECK(busy(fd, 0, 0) < 0 && errno == EINVAL, "BUSY length 0: EINVAL");
+	CHECK(busy(fd, info->region_size - 1, 2) < 0 && errno == EINVAL,
+	      "BUSY past the region: EINVAL");
+	CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, info->region_size, 1) < 0 &&
+	      errno == EINVAL, "REVOKE past the region: EINVAL");
+
+	rofd = open(devpath, O_RDONLY | O_CLOEXEC);
+	CHECK(rofd >= 0, "open device read-only");
+	if (rofd >= 0) {
+		int wfd = cut(rofd, base, PG, 0, PG, IVSOCK_WIN_NO_RING);
+
+		CHECK(wfd < 0 && errno == EPERM,
+		      "writable WINDOW from a read-only device fd: EPERM");
+		wfd = cut(rofd, base, PG, 0, 0, IVSOCK_WIN_NO_RING);
+		CHECK(wfd >= 0, "read-only WINDOW from a read-only device fd");
+		if (wfd >= 0)
+			close(wfd);
+		close(rofd);
+	}
+}
+
+/* The unprivileged half: holds only @w1 and @w2 (and the pipes). */
+static int windows_child(int w1, int w2, uint32_t vector, uint32_t seed,
+			 int rd, int wr)
+{
+	struct ivsock_dev_window wi;
+	volatile uint8_t *ro, *rw, *tb;
+	char path[64], c = 'r';
+	int gp_go[2], gp_ready[2], gstatus, fd;
+	pid_t gc;
+	uint32_t v;
+
+	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0) {
+		perror("drop privileges");
+		return 1;
+	}
+	CHECK(getuid() == 65534 && geteuid() == 65534 && getgid() == 65534,
+	      "unpriv: running as uid/gid 65534");
+
+	fd = open(devpath, O_RDWR | O_CLOEXEC);
+	CHECK(fd < 0 && errno == EACCES, "unpriv: open %s O_RDWR: EACCES",
+	      devpath);
+	fd = open(devpath, O_RDONLY | O_CLOEXEC);
+	CHECK(fd < 0 && errno == EACCES, "unpriv: open %s O_RDONLY: EACCES",
+	      devpath);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", w1);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(fd < 0, "unpriv: reopen the window through %s fails (%s)", path,
+	      strerror(errno));
+	if (fd >= 0)
+		close(fd);
+
+	CHECK(map_fails(w1, 5 * PG, PROT_READ, MAP_SHARED, 0, EINVAL),
+	      "unpriv: mmap longer than the window: EINVAL");
+	CHECK(map_fails(w1, PG, PROT_READ, MAP_SHARED, 4 * PG, EINVAL),
+	      "unpriv: mmap at the window's end: EINVAL");
+	CHECK(map_fails(w1, 2 * PG, PROT_READ, MAP_SHARED, 3 * PG, EINVAL),
+	      "unpriv: mmap across the window's end: EINVAL");
+	CHECK(map_fails(w1, PG, PROT_READ | PROT_WRITE, MAP_SHARED,
+			IVSOCK_DEV_MMAP_REGS, EINVAL),
+	      "unpriv: mmap of the doorbell page offset: EINVAL");
+	CHECK(map_fails(w1, PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0, EACCES),
+	      "unpriv: PROT_WRITE over the read-only part: EACCES");
+	CHECK(map_fails(w1, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0,
+			EACCES),
+	      "unpriv: PROT_WRITE over the whole window: EACCES");
+	CHECK(map_fails(w1, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, PG,
+			EACCES),
+	      "unpriv: PROT_WRITE straddling both parts: EACCES");
+	CHECK(map_fails(w1, PG, PROT_READ, MAP_PRIVATE, 0, EINVAL),
+	      "unpriv: MAP_PRIVATE: EINVAL");
+	CHECK(map_fails(w1, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, 2 * PG,
+			EINVAL),
+	      "unpriv: MAP_PRIVATE over the writable part: EINVAL");
+	CHECK(map_fails(w2, PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0, EACCES),
+	      "unpriv: PROT_WRITE on a read-only window: EACCES");
+
+	ro = mmap(NULL, 2 * PG, PROT_READ, MAP_SHARED, w1, 0);
+	CHECK(ro != MAP_FAILED, "unpriv: mmap the read-only part");
+	rw = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, w1, 2 * PG);
+	CHECK(rw != MAP_FAILED, "unpriv: mmap the writable part read-write");
+	tb = mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, w2, 0);
+	CHECK(tb != MAP_FAILED, "unpriv: mmap the read-only window");
+	if (ro == MAP_FAILED || rw == MAP_FAILED || tb == MAP_FAILED)
+		return 1;
+	CHECK(pattern_ok(ro, 2 * PG, seed),
+	      "unpriv: read-only part shows the root's pattern");
+	CHECK(mprotect((void *)ro, 2 * PG, PROT_READ | PROT_WRITE) < 0 &&
+	      errno == EACCES, "unpriv: mprotect(PROT_WRITE) of it: EACCES");
+	CHECK(mprotect((void *)tb, PG, PROT_READ | PROT_WRITE) < 0 &&
+	      errno == EACCES,
+	      "unpriv: mprotect(PROT_WRITE) of the read-only window: EACCES");
+	CHECK(!bus_on(tb + 4 * PG - 1, 0), "unpriv: read-only window readable");
+	pattern_fill((uint8_t *)rw, 2 * PG, seed + 1);
+	CHECK(mprotect((void *)rw, 2 * PG, PROT_READ) == 0 &&
+	      mprotect((void *)rw, 2 * PG, PROT_READ | PROT_WRITE) == 0,
+	      "unpriv: writable part: mprotect down and up again");
+
+	v = 65536;
+	CHECK(win_ring(w2, 0) < 0 && errno == EPERM,
+	      "unpriv: WIN_RING on a window that rings nobody: EPERM");
+	CHECK(win_ring(w1, 65536) < 0 && errno == EINVAL,
+	      "unpriv: WIN_RING vector 65536: EINVAL");
+	CHECK(win_ring(w1, ~0U) < 0 && errno == EINVAL,
+	      "unpriv: WIN_RING vector 0xffffffff: EINVAL");
+	CHECK(ioctl(w1, IVSOCK_IOC_WIN_RING, (void *)8) < 0 && errno == EFAULT,
+	      "unpriv: WIN_RING bad pointer: EFAULT");
+	CHECK(ring(w1, 0, 0) < 0 && errno == ENOTTY,
+	      "unpriv: IVSOCK_IOC_RING on a window: ENOTTY");
+	CHECK(cut(w1, 0, PG, 0, PG, 0) < 0 && errno == ENOTTY,
+	      "unpriv: IVSOCK_IOC_WINDOW on a window: ENOTTY");
+	CHECK(bind_efd(w1, 0, 0) < 0 && errno == ENOTTY,
+	      "unpriv: IVSOCK_IOC_BIND on a window: ENOTTY");
+	CHECK(ioctl(w1, IVSOCK_IOC_UNBIND, &v) < 0 && errno == ENOTTY,
+	      "unpriv: IVSOCK_IOC_UNBIND on a window: ENOTTY");
+	CHECK(busy(w1, 0, PG) < 0 && errno == ENOTTY,
+	      "unpriv: IVSOCK_IOC_WIN_BUSY on a window: ENOTTY");
+	CHECK(range_ioc(w1, IVSOCK_IOC_WIN_REVOKE, 0, PG) < 0 &&
+	      errno == ENOTTY, "unpriv: IVSOCK_IOC_WIN_REVOKE on a window: ENOTTY");
+	CHECK(win_ring(w1, vector) == 0, "unpriv: WIN_RING the allowed peer");
+	CHECK(read(w1, path, 1) < 0 && write(w1, path, 1) < 0,
+	      "unpriv: read(2)/write(2) on a window fail");
+	CHECK(mremap((void *)ro, 2 * PG, 3 * PG, MREMAP_MAYMOVE) == MAP_FAILED,
+	      "unpriv: mremap cannot grow a window mapping");
+
+	/* A pre-forked worker inherits the mappings; the revoke reaches it. */
+	if (pipe(gp_go) < 0 || pipe(gp_ready) < 0)
+		return 1;
+	gc = fork();
+	if (gc == 0) {
+		close(gp_go[1]);
+		close(gp_ready[0]);
+		if (!pattern_ok(rw, 2 * PG, seed + 1) || bus_on(ro, 0))
+			_exit(1);
+		if (write(gp_ready[1], &c, 1) != 1 || read(gp_go[0], &c, 1) != 1)
+			_exit(3);
+		_exit(bus_on(rw, 1) && bus_on(ro, 0) ? 0 : 2);
+	}
+	close(gp_go[0]);
+	close(gp_ready[1]);
+	CHECK(gc > 0 && read(gp_ready[0], &c, 1) == 1,
+	      "unpriv: forked worker reads the inherited mappings");
+
+	/* Root revokes W1 while we have it mapped. */
+	if (write(wr, &c, 1) != 1 || read(rd, &c, 1) != 1)
+		return 1;
+	if (gc > 0) {
+		gstatus = 1 << 8;
+		if (write(gp_go[1], &c, 1) == 1)
+			waitpid(gc, &gstatus, 0);
+		CHECK(WIFEXITED(gstatus) && WEXITSTATUS(gstatus) == 0,
+		      "unpriv: forked worker's inherited mappings: SIGBUS (exit %d)",
+		      WIFEXITED(gstatus) ? WEXITSTATUS(gstatus) : -1);
+	}
+	CHECK(bus_on(rw, 1), "unpriv: revoked writable mapping: SIGBUS");
+	CHECK(bus_on(ro + PG, 0), "unpriv: revoked read-only mapping: SIGBUS");
+	CHECK(map_fails(w1, PG, PROT_READ, MAP_SHARED, 0, ENODEV),
+	      "unpriv: mmap of a revoked window: ENODEV");
+	CHECK(win_ring(w1, vector) < 0 && errno == ENODEV,
+	      "unpriv: WIN_RING on a revoked window: ENODEV");
+	memset(&wi, 0, sizeof(wi));
+	CHECK(ioctl(w1, IVSOCK_IOC_WIN_INFO, &wi) == 0 && wi.fd == -1,
+	      "unpriv: WIN_INFO on a revoked window still answers");
+	CHECK(!bus_on(tb, 0), "unpriv: the other window survives the revoke");
+	return failures ? 1 : 0;
+}
+
+/* A process maps, touches and unmaps a window in a loop while we revoke it:
+ * it must end with ENODEV at mmap, and nothing may complain.
+ */
+static void revoke_race(int fd, uint64_t off)
+{
+	volatile uint8_t *volatile p;
+	unsigned long iter;
+	int w = cut(fd, off, 2 * PG, 0, 2 * PG, IVSOCK_WIN_NO_RING);
+	int ready[2], status = 1 << 8;
+	pid_t pid;
+	char c = 'r';
+
+	CHECK(w >= 0, "WINDOW for the revoke race");
+	if (w < 0 || pipe(ready) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(ready[0]);
+		for (iter = 0; iter < 10000000; iter++) {
+			p = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE,
+				 MAP_SHARED, w, 0);
+			if (p == MAP_FAILED)
+				_exit(errno == ENODEV ? 0 : 1);
+			bus_on(p + iter % (2 * PG), 1);
+			munmap((void *)p, 2 * PG);
+			if (iter == 0 && write(ready[1], &c, 1) != 1)
+				_exit(3);
+		}
+		_exit(2);
+	}
+	close(ready[1]);
+	if (pid > 0 && read(ready[0], &c, 1) == 1) {
+		CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, off, PG) == 1,
+		      "REVOKE while another process maps and touches it: 1");
+		waitpid(pid, &status, 0);
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "the racer ended by ENODEV at mmap (exit %d)",
+	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	close(ready[0]);
+	close(w);
+	CHECK(busy(fd, off, 2 * PG) == 0, "BUSY after the race: 0");
+}
+
+static int cmd_windows(void)
+{
+	struct ivsock_dev_info info;
+	struct ivsock_dev_window wi;
+	uint64_t base;
+	uint32_t seed = 0x77, vector;
+	int fd = open_dev(), efd, w1, w2, w3, w4, w5, i;
+	int status = 1 << 8;	/* "exit 1" if fork fails */
+	int to_child[2], to_parent[2];
+	uint8_t *shm;
+	void *p;
+	pid_t pid;
+	char c;
+
+	CHECK(get_info(fd, &info) == 0 && info.api_version == 2,
+	      "INFO: api_version 2");
+	if (failures || info.region_size < 64 * PG || info.vectors == 0)
+		return 1;
+	base = win_area(&info);
+	vector = info.vectors > 1 ? 1 : 0;
+	printf("info: window area [0x%llx, +%llu pages)\n",
+	       (unsigned long long)base, (unsigned long long)WIN_AREA_PAGES);
+	shm = mmap(NULL, info.region_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   fd, 0);
+	CHECK(shm != MAP_FAILED, "mmap region");
+	if (shm == MAP_FAILED)
+		return 1;
+
+	window_arg_tests(fd, &info, base);
+	CHECK(busy(fd, 0, info.region_size) == 0, "BUSY: no window yet");
+
+	/* W1: 2 read-only pages, then 2 writable; rings ourselves. */
+	pattern_fill(shm + base, 4 * PG, seed);
+	w1 = cut(fd, base, 4 * PG, 2 * PG, 2 * PG, info.peer_id);
+	CHECK(w1 >= 0, "WINDOW [area, 4 pages) writable [+2, +4) ringing us");
+	/* W2: a tables-like window at 0, read-only, rings nobody. */
+	w2 = cut(fd, 0, 4 * PG, 0, 0, IVSOCK_WIN_NO_RING);
+	CHECK(w2 >= 0, "WINDOW [0, 4 pages) read-only, no ring");
+	if (w1 < 0 || w2 < 0)
+		return 1;
+	CHECK(fcntl(w1, F_GETFD) == FD_CLOEXEC &&
+	      (fcntl(w1, F_GETFL) & O_ACCMODE) == O_RDWR,
+	      "window fd is O_RDWR | O_CLOEXEC");
+	memset(&wi, 0xff, sizeof(wi));
+	CHECK(ioctl(w1, IVSOCK_IOC_WIN_INFO, &wi) == 0 && wi.offset == base &&
+	      wi.length == 4 * PG && wi.wr_offset == 2 * PG &&
+	      wi.wr_length == 2 * PG && wi.ring_peer == info.peer_id &&
+	      wi.flags == 0 && wi.fd == -1 && wi.reserved == 0,
+	      "WIN_INFO round trip");
+	CHECK(ioctl(w2, IVSOCK_IOC_WIN_INFO, &wi) == 0 && wi.offset == 0 &&
+	      wi.wr_length == 0 && wi.ring_peer == IVSOCK_WIN_NO_RING,
+	      "WIN_INFO of the read-only window");
+	CHECK(busy(fd, base, 4 * PG) == 1, "BUSY over W1: 1");
+	CHECK(busy(fd, base + 4 * PG - 1, 1) == 1, "BUSY on W1's last byte: 1");
+	CHECK(busy(fd, base + 4 * PG, PG) == 0, "BUSY just after W1: 0");
+	CHECK(busy(fd, 0, info.region_size) == 2, "BUSY over the region: 2");
+
+	/* W3: BUSY follows the mapping once the fd is closed. */
+	w3 = cut(fd, base + 4 * PG, PG, 0, 0, IVSOCK_WIN_NO_RING);
+	p = w3 < 0 ? MAP_FAILED :
+	    mmap(NULL, PG, PROT_READ, MAP_SHARED, w3, 0);
+	CHECK(p != MAP_FAILED, "W3 cut and mapped");
+	CHECK(busy(fd, base + 4 * PG, PG) == 1, "BUSY with W3's fd: 1");
+	close(w3);
+	CHECK(busy(fd, base + 4 * PG, PG) == 1,
+	      "BUSY with W3's mapping only: 1");
+	if (p != MAP_FAILED)
+		munmap(p, PG);
+	CHECK(busy(fd, base + 4 * PG, PG) == 0, "BUSY after munmap: 0");
+
+	/* REVOKE counts every live window it kills, once. */
+	w4 = cut(fd, base + 8 * PG, 2 * PG, 0, 2 * PG, IVSOCK_WIN_NO_RING);
+	w5 = cut(fd, base + 9 * PG, 2 * PG, 0, 0, IVSOCK_WIN_NO_RING);
+	CHECK(w4 >= 0 && w5 >= 0, "W4, W5 overlapping");
+	CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, base + 9 * PG, 1) == 2,
+	      "REVOKE of their common page: 2");
+	CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, base + 8 * PG, 3 * PG) == 0,
+	      "REVOKE again: 0");
+	CHECK(busy(fd, base + 8 * PG, 3 * PG) == 2, "BUSY still counts them: 2");
+	close(w4);
+	close(w5);
+	CHECK(busy(fd, base + 8 * PG, 3 * PG) == 0, "BUSY after close: 0");
+
+	/* Each side's ioctls on the other: ENOTTY. */
+	CHECK(ioctl(w1, IVSOCK_IOC_INFO, &info) < 0 && errno == ENOTTY,
+	      "IVSOCK_IOC_INFO on a window: ENOTTY");
+	CHECK(ioctl(fd, IVSOCK_IOC_WIN_INFO, &wi) < 0 && errno == ENOTTY,
+	      "IVSOCK_IOC_WIN_INFO on the device: ENOTTY");
+	CHECK(win_ring(fd, 0) < 0 && errno == ENOTTY,
+	      "IVSOCK_IOC_WIN_RING on the device: ENOTTY");
+
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(bind_efd(fd, efd, vector) == 0, "bind vector %u", vector);
+	if (pipe(to_child) < 0 || pipe(to_parent) < 0)
+		return 1;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		CHECK(0, "fork");
+	if (pid == 0) {
+		/* What an agent would pass: window fds only. */
+		munmap(shm, info.region_size);
+		close(fd);
+		close(efd);
+		close(to_child[1]);
+		close(to_parent[0]);
+		_exit(windows_child(w1, w2, vector, seed, to_child[0],
+				    to_parent[1]));
+	}
+	close(to_child[0]);
+	close(to_parent[1]);
+	if (read(to_parent[0], &c, 1) != 1) {
+		CHECK(0, "unprivileged child reached the revoke step");
+	} else {
+		CHECK(pattern_ok(shm + base + 2 * PG, 2 * PG, seed + 1),
+		      "child's writes through its window landed in BAR2");
+		CHECK(pattern_ok(shm + base, 2 * PG, seed),
+		      "read-only part unchanged");
+		CHECK(efd_wait(efd, 5000) >= 1,
+		      "child's WIN_RING arrived on vector %u", vector);
+		CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, base, PG) == 1,
+		      "REVOKE W1 while the child maps it: 1");
+		CHECK(busy(fd, base, 4 * PG) == 1,
+		      "BUSY still counts revoked W1: 1");
+		CHECK(map_fails(w1, PG, PROT_READ, MAP_SHARED, 0, ENODEV),
+		      "mmap of revoked W1: ENODEV");
+		CHECK(pattern_ok(shm + base, 2 * PG, seed),
+		      "the device's own mapping of the range still works");
+		c = 'g';
+		if (write(to_child[1], &c, 1) != 1)
+			CHECK(0, "tell the child");
+	}
+	for (i = 0; pid > 0 && waitpid(pid, &status, 0) < 0 && i < 10; i++)
+		;
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "unprivileged child passed");
+	revoke_race(fd, base + 12 * PG);
+	CHECK(busy(fd, base, 4 * PG) == 1, "BUSY with our W1 fd: 1");
+	close(w1);
+	CHECK(busy(fd, base, 4 * PG) == 0, "BUSY after the last W1 fd: 0");
+	close(w2);
+	CHECK(busy(fd, 0, info.region_size) == 0, "BUSY over the region: 0");
+	close(efd);
+	close(to_child[1]);
+	close(to_parent[0]);
+	munmap(shm, info.region_size);
+	close(fd);
+	return failures ? 1 : 0;
+}
+
+/* Hold a window past a refused rmmod: it must still work afterwards. */
+static int cmd_winhold(void)
+{
+	struct ivsock_dev_info info;
+	volatile uint8_t *p;
+	int fd = open_dev(), w, i;
+
+	CHECK(get_info(fd, &info) == 0, "INFO");
+	w = cut(fd, win_area(&info), PG, 0, PG, info.peer_id);
+	CHECK(w >= 0, "WINDOW");
+	close(fd);
+	if (w < 0)
+		return 1;
+	p = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, w, 0);
+	CHECK(p != MAP_FAILED, "window mapped, device fd closed");
+	if (p == MAP_FAILED)
+		return 1;
+	p[0] = 1;
+	printf("IVSOCK-WINHOLD-READY\n");
+	fflush(stdout);
+	for (i = 0; i < 3000 && access("/tmp/winhold.stop", F_OK) < 0; i++)
+		usleep(100000);
+	CHECK(!bus_on(p, 1) && p[0] == 0x5a, "window mapping still works");
+	CHECK(win_ring(w, 0) == 0, "window still rings");
+	munmap((void *)p, PG);
+	close(w);
+	return failures ? 1 : 0;
+}
+
 static int cmd_unplug(void)
 {
 	struct ivsock_dev_info info;
@@ -382,9 +919,10 @@ static int cmd_unplug(void)
 	int fd = open_dev();
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct pollfd p[2];
-	volatile uint8_t *shm;
+	volatile uint8_t *shm, *wmap;
 	volatile uint32_t *regs;
-	int hup = 0, fired = 0, bus;
+	int hup = 0, fired = 0, bus, wa, wb;
+	struct ivsock_dev_window wi;
 	uint64_t cnt;
 	double end;
 
@@ -397,6 +935,16 @@ static int cmd_unplug(void)
 	shm[0] ^= 0;			/* fault it in */
 	regs = regs_map(fd, &info);
 	CHECK(bind_efd(fd, efd, 0) == 0, "bind vector 0");
+	/* Live windows: one mapped read-write, one only held. */
+	wa = cut(fd, win_area(&info), 2 * PG, 0, 2 * PG, info.peer_id);
+	wb = cut(fd, win_area(&info) + 2 * PG, PG, 0, 0, IVSOCK_WIN_NO_RING);
+	CHECK(wa >= 0 && wb >= 0, "two windows cut");
+	wmap = wa < 0 ? MAP_FAILED :
+	       mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, wa, 0);
+	CHECK(wmap != MAP_FAILED, "window mapped read-write");
+	if (wmap == MAP_FAILED)
+		return 1;
+	wmap[PG] = 1;			/* fault it in */
 
 	printf("IVSOCK-UNPLUG-READY\n");
 	fflush(stdout);
@@ -442,7 +990,19 @@ static int cmd_unplug(void)
 			bus = 1;
 		CHECK(bus, "old register mapping: SIGBUS");
 	}
+	CHECK(bus_on(wmap + PG, 1), "old window mapping: SIGBUS");
+	CHECK(win_ring(wa, 0) < 0 && errno == ENODEV,
+	      "WIN_RING after unplug: ENODEV");
+	CHECK(map_fails(wb, PG, PROT_READ, MAP_SHARED, 0, ENODEV),
+	      "window mmap after unplug: ENODEV");
+	CHECK(ioctl(wb, IVSOCK_IOC_WIN_INFO, &wi) == 0 && wi.length == PG,
+	      "WIN_INFO after unplug still answers");
+	CHECK(busy(fd, 0, PG) < 0 && errno == ENODEV,
+	      "BUSY after unplug: ENODEV");
 	CHECK(close(fd) == 0, "close after unplug");
+	CHECK(close(wb) == 0, "close a window after unplug");
+	CHECK(close(wa) == 0 && munmap((void *)wmap, 2 * PG) == 0,
+	      "close and unmap the mapped window after unplug");
 	CHECK(access(devpath, F_OK) < 0, "%s is gone", devpath);
 	return failures ? 1 : 0;
 }
@@ -455,13 +1015,16 @@ static int cmd_hammer(void)
 	int fd = open_dev();
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	unsigned long iter = 0, bus = 0;
-	volatile uint8_t *p;
+	volatile uint8_t *volatile p;
+	uint64_t area;
+	int w;
 	uint64_t cnt;
 	double end = now() + 300;
 	int gone = 0;
 
 	if (get_info(fd, &info) < 0)
 		return 1;
+	area = win_area(&info) + 8 * PG;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigbus;
 	sigaction(SIGBUS, &sa, NULL);
@@ -485,6 +1048,27 @@ static int cmd_hammer(void)
 		munmap((void *)p, 65536);
 		if (read(efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 			break;
+		w = cut(fd, area + (iter % 4) * PG, 2 * PG, 0, 2 * PG,
+			info.peer_id);
+		if (w < 0) {
+			gone = errno == ENODEV;
+			break;
+		}
+		p = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, w,
+			 0);
+		if (p != MAP_FAILED) {
+			if (sigsetjmp(bus_jmp, 1) == 0)
+				p[iter % (2 * PG)] = (uint8_t)iter;
+			else
+				bus++;
+		} else if (errno != ENODEV) {
+			close(w);
+			break;
+		}
+		win_ring(w, 0);
+		close(w);
+		if (p != MAP_FAILED)
+			munmap((void *)p, 2 * PG);
 	}
 	CHECK(gone, "hammer: %lu iterations, %lu SIGBUS, ended by ENODEV",
 	      iter, bus);
@@ -508,6 +1092,11 @@ int main(int argc, char **argv)
 		return cmd_unplug();
 	if (argc == 2 && !strcmp(argv[1], "hammer"))
 		return cmd_hammer();
-	fprintf(stderr, "usage: %s info|pair|unplug|hammer\n", argv[0]);
+	if (argc == 2 && !strcmp(argv[1], "windows"))
+		return cmd_windows();
+	if (argc == 2 && !strcmp(argv[1], "winhold"))
+		return cmd_winhold();
+	fprintf(stderr, "usage: %s info|pair|unplug|hammer|windows|winhold\n",
+		argv[0]);
 	return 2;
 }

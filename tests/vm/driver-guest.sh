@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Guest half of test-driver.sh (installed as /test.sh): load ivsock.ko, run
-# devcheck, unplug (role a: driver unbind from sysfs with the device open and
-# mapped; role b: the host's QMP device_del), rmmod, scan dmesg.
+# devcheck (pair, then windows), unplug (role a: driver unbind from sysfs
+# with the device and windows open and mapped; role b: the host's QMP
+# device_del), a refused rmmod while a window lives (role a), rmmod, scan
+# dmesg.
 fail=0
 say() { echo "== [$IVSOCK_ROLE] $*"; }
 
@@ -13,6 +15,9 @@ say "device $bdf"
 
 say "devcheck pair"
 /devcheck pair || fail=1
+
+say "devcheck windows (API 2; an unprivileged child holds window fds)"
+/devcheck windows || fail=1
 
 case $IVSOCK_ROLE in
 a)
@@ -38,6 +43,23 @@ a)
 	say "rebind"
 	echo "$bdf" >/sys/bus/pci/drivers/ivsock/bind
 	/devcheck info || fail=1
+	say "rmmod while a window is mapped (device fd closed): refused"
+	rm -f /tmp/winhold.stop
+	/devcheck winhold >/tmp/winhold.out 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q IVSOCK-WINHOLD-READY /tmp/winhold.out && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if rmmod ivsock 2>/dev/null; then
+		say "rmmod succeeded under a live window"
+		fail=1
+	fi
+	[ -e /sys/module/ivsock ] || { say "module gone under a live window"; fail=1; }
+	touch /tmp/winhold.stop
+	wait $pid || fail=1
+	cat /tmp/winhold.out
 	;;
 b)
 	say "hot-unplug (QMP device_del from the host)"

@@ -14,10 +14,15 @@
 # Both guests load ivsock.ko and run devcheck (tests/vm/devcheck.c) from
 # driver-guest.sh: INFO, the host's pattern through mmap, self doorbells,
 # ioctl errors, a doorbell ping-pong on every vector between the guests
-# (ioctl and mapped register), unbind/close. Then "a" unbinds the driver
-# from sysfs and "b" is hot-unplugged by QMP device_del, each while a
-# process holds the device mapped and polled (expects POLLHUP, ENODEV,
-# SIGBUS), and both rmmod. The serial logs must show no WARNING/BUG/Oops.
+# (ioctl and mapped register), unbind/close; then the API 2 windows
+# (devcheck windows: argument checks, WIN_INFO, WIN_BUSY, a child dropped
+# to uid/gid 65534 that holds only window fds and must fail at everything
+# outside them, WIN_REVOKE under its mappings and its forked worker's, a
+# revoke racing mmap/fault). Then "a" unbinds the driver from sysfs and "b"
+# is hot-unplugged by QMP device_del, each while a process holds the
+# device and two windows mapped and polled (expects POLLHUP, ENODEV,
+# SIGBUS), "a" checks that rmmod is refused while a window lives, and both
+# rmmod. The serial logs must show no WARNING/BUG/Oops.
 #
 # Environment:
 #   IVSHMEM_SERVER_CMD  the ivshmem server, a command line where {SOCK},
