@@ -86,10 +86,17 @@ void ivs_conn_detach(struct ivs_sock *s)
 }
 
 /* The socket to prove ownership with, when we are not the client that
- * opened or accepted the end (a forked or exec'd holder); else -1. */
+ * opened or accepted the end (a forked or exec'd holder, whose agent
+ * connection is its own); else -1 (cheaper: no fd to pass). */
 static int proof_fd(struct ivs_sock *s, int fd)
 {
-	return s->shared || s->inherited || s->fork_gen != atomic_load(&ivs_fork_gen) ? fd : -1;
+	const struct ivsock_region *rg = s->ag->rg;
+	uint32_t owner;
+
+	if (s->v.idx >= rg->channel_cap || s->v.side > 1)
+		return fd;
+	owner = ivsock_ld32(&rg->channels[s->v.idx].end[s->v.side].client);
+	return owner == s->ag->me.client ? -1 : fd;
 }
 
 /* ---------------- listen ---------------- */

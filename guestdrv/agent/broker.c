@@ -280,11 +280,23 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		rc = -ECONNREFUSED;
 		goto fail;
 	}
+	/* The class asked for (or the default), else the next smaller ones,
+	 * then the larger ones: a smaller ring beats plain TCP (path
+	 * switching moves a heavy flow to a bigger one later). */
 	cls = class_for(rg, req->size_class);
-	rc = within_limits(a, c, cls);
-	if (rc < 0)
-		goto fail;
-	rc = ivsock_chan_open(rg, &me, &t, (uint8_t)vm, (uint32_t)cls, &idx, &gen);
+	rc = -ENOSPC;
+	for (int k = 0; k < (int)rg->nclasses && rc < 0; k++) {
+		int try = k <= cls ? cls - k : k;
+
+		if (!rg->class[try].blocks_per_vm || within_limits(a, c, try) < 0) {
+			if (rc == -ENOSPC && within_limits(a, c, try) < 0)
+				rc = -EDQUOT;
+			continue;
+		}
+		rc = ivsock_chan_open(rg, &me, &t, (uint8_t)vm, (uint32_t)try, &idx, &gen);
+		if (rc == 0)
+			cls = try;
+	}
 	if (rc < 0)
 		goto fail;
 	__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
