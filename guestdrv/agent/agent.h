@@ -28,6 +28,7 @@ struct agent_opts {
 	long max_chans;           /* channel ends per non-root uid; -1: default */
 	long max_listeners;       /* listeners per non-root uid; -1: default */
 	long ring_share;          /* percent of each ring class per uid; -1: 50 */
+	long spin_us;             /* poll without sleeping after a request; -1: 50 */
 	long max_per_uid;         /* connections per non-root uid; -1: default
 				   * (1/8 of the fd limit, 8..1024), 0: no cap */
 	bool foreground;
@@ -83,6 +84,8 @@ struct agent {
 	uid_t euid;
 	struct broker_limits limits;
 	struct agent_stats stats;
+	uint64_t busy_until_ns;         /* spin (poll without sleeping) until then */
+	uint64_t spin_ns;               /* --spin-us: how long after a request */
 	struct agent_client *clients;
 	unsigned long nclients;
 	unsigned long max_per_uid;      /* effective cap, 0: none */

@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "broker.h"
 #include "log.h"
+#include "util.h"
 
 static int send_reply(struct agent_client *c, uint16_t type, uint32_t seq, int32_t status,
 		      const void *payload, uint32_t len, int fd)
@@ -258,10 +259,14 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 
 	memset(&t, 0, sizeof(t));
 	rc = req->reserved ? -EINVAL : broker_sock_inspect(sock, &bs);
-	if (rc == 0 && (bs.listening || bs.connected || !bs.lport ||
-			ivsock_addr_is_any(&bs.local)))
-		rc = -EINVAL; /* must be bound to its source, not connected yet */
+	if (rc == 0 && (bs.listening || bs.connected || !bs.lport))
+		rc = -EINVAL; /* must be bound to its port, not connected yet */
 	if (rc < 0)
+		goto fail;
+	/* bound to a wildcard address: the source is the route's, as the
+	 * kernel will pick it at connect (same network namespace as ours) */
+	if (ivsock_addr_is_any(&bs.local) &&
+	    (rc = broker_route_source(&req->dst, req->dport, &bs.local)) < 0)
 		goto fail;
 	t.src = bs.local;
 	t.sport = bs.lport;
@@ -555,6 +560,8 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 out:
 	if (sock >= 0)
 		close(sock);
+	if (a->spin_ns)
+		a->busy_until_ns = agent_now_ns() + a->spin_ns;
 	return rc;
 }
 

@@ -34,6 +34,10 @@ struct broker_sock {
  *         -EPROTONOSUPPORT (not TCP over IPv4/IPv6), -EAFNOSUPPORT. */
 int broker_sock_inspect(int fd, struct broker_sock *out);
 
+/* The source address the kernel picks toward (dst, dport) (a socket bound
+ * to a wildcard address gets it at connect). @return 0 or -errno. */
+int broker_route_source(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src);
+
 /* Per-uid limits (0: none). Root is not limited. */
 struct broker_limits {
 	uint32_t max_chans;       /* channel ends one uid may hold */

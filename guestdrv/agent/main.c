@@ -16,6 +16,7 @@
 #include <sys/timerfd.h>
 
 #include "ivsock/agent_client.h"
+#include "ivsock/barrier.h"
 #include "ivsock/directory.h"
 #include "addrs.h"
 #include "agent.h"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
 "                            (default: half the registry; 0: no cap)\n"
 "      --ring-share-per-uid PCT   share of each ring size class one non-root\n"
 "                            uid may hold (default 50; 100: no cap)\n"
+"      --spin-us N           after a request, poll this long without sleeping\n"
+"                            (connection set-up comes in bursts; default 50,\n"
+"                            0: always sleep)\n"
 "      --max-clients-per-uid N  connections one non-root uid may hold (default:\n"
 "                            1/8 of the fd limit, 8..1024; 0: no cap)\n"
 "  -H, --hostname NAME       name to register (default: gethostname())\n"
@@ -310,8 +314,17 @@ static void run(struct agent *a)
 	a->running = true;
 	tick(a);
 	while (a->running) {
-		int n = epoll_wait(a->epfd, evs, 32, -1);
+		/* Just after a broker request, look again without sleeping for
+		 * a few microseconds: connection set-up comes in bursts (a close
+		 * then the next open), and a wake-up costs far more here. */
+		bool spin = a->busy_until_ns && agent_now_ns() < a->busy_until_ns;
+		int n = epoll_wait(a->epfd, evs, 32, spin ? 0 : -1);
 
+		if (n == 0 && spin) {
+			ivsock_cpu_relax();
+			continue;
+		}
+		a->busy_until_ns = 0;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -428,6 +441,7 @@ int main(int argc, char **argv)
 		{ "max-channels-per-uid", required_argument, NULL, 'C' },
 		{ "max-listeners-per-uid", required_argument, NULL, 'L' },
 		{ "ring-share-per-uid", required_argument, NULL, 'R' },
+		{ "spin-us", required_argument, NULL, 'P' },
 		{ "hostname", required_argument, NULL, 'H' },
 		{ "max-clients-per-uid", required_argument, NULL, 'M' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -443,7 +457,7 @@ int main(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = a.reserve_fd = -1;
 	a.opt.max_per_uid = -1;
-	a.opt.max_chans = a.opt.max_listeners = a.opt.ring_share = -1;
+	a.opt.max_chans = a.opt.max_listeners = a.opt.ring_share = a.opt.spin_us = -1;
 	a.be.ctl_fd = -1;
 	a.opt.device = "/dev/ivsock0";
 	while ((c = getopt_long(argc, argv, "b:s:d:l:g:H:fvh", opts, NULL)) != -1) {
@@ -456,9 +470,10 @@ int main(int argc, char **argv)
 		case 'U': a.opt.allow_users = optarg; break;
 		case 'C':
 		case 'L':
+		case 'P':
 		case 'R': {
 			long *dst = c == 'C' ? &a.opt.max_chans : c == 'L' ? &a.opt.max_listeners
-					     : &a.opt.ring_share;
+				  : c == 'P' ? &a.opt.spin_us : &a.opt.ring_share;
 			char *end;
 
 			errno = 0;
@@ -467,7 +482,8 @@ int main(int argc, char **argv)
 			    (c == 'R' && (*dst < 1 || *dst > 100))) {
 				fprintf(stderr, "ivsock-agent: bad value '%s' for --%s\n", optarg,
 					c == 'C' ? "max-channels-per-uid" :
-					c == 'L' ? "max-listeners-per-uid" : "ring-share-per-uid");
+					c == 'L' ? "max-listeners-per-uid" :
+					c == 'P' ? "spin-us" : "ring-share-per-uid");
 				return 2;
 			}
 			break;
@@ -508,6 +524,7 @@ int main(int argc, char **argv)
 	rc = setup(&a);
 	if (rc == 0)
 		agent_limits_init(&a);
+	a.spin_ns = (uint64_t)(a.opt.spin_us < 0 ? 50 : a.opt.spin_us) * 1000;
 	if (rc == 0) {
 		log_info("serving on %s%s", a.opt.listen ? "" : "@",
 			 a.opt.listen ? a.opt.listen : IVSOCK_AGENT_SOCK_ABSTRACT);

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 
 #include "broker.h"
 
@@ -60,4 +62,41 @@ int broker_sock_inspect(int fd, struct broker_sock *out)
 	    ivsock_addr_from_sockaddr(&out->peer, &out->pport, (struct sockaddr *)&ss, sl) == 0)
 		out->connected = true;
 	return 0;
+}
+
+int broker_route_source(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src)
+{
+	struct sockaddr_storage ss, out;
+	socklen_t sl, ol = sizeof(out);
+	uint16_t port;
+	int u, rc = 0;
+
+	memset(&ss, 0, sizeof(ss));
+	if (dst->family == IVSOCK_AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(dport);
+		memcpy(&a->sin_addr, dst->bytes, 4);
+		sl = sizeof(*a);
+	} else if (dst->family == IVSOCK_AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(dport);
+		memcpy(&a->sin6_addr, dst->bytes, 16);
+		sl = sizeof(*a);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	u = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (u < 0)
+		return -errno;
+	if (connect(u, (struct sockaddr *)&ss, sl) < 0 ||
+	    getsockname(u, (struct sockaddr *)&out, &ol) < 0)
+		rc = -errno;
+	else if (ivsock_addr_from_sockaddr(src, &port, (struct sockaddr *)&out, ol) < 0)
+		rc = -EAFNOSUPPORT;
+	close(u);
+	return rc;
 }

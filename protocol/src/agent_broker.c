@@ -224,6 +224,16 @@ int ivsock_agent_map_block(struct ivsock_agent_conn *c, const struct ivsock_ag_c
 	} else {
 		if (c->region_fd < 0 || !is_block(rg, r->block_off, len, r->ring_size))
 			return -EPROTO;
+		if (c->whole) {
+			/* server backend: nothing is enforced on a memfd (the
+			 * process holds it read-write); the region is mapped once
+			 * and a block costs no system call (docs/lab.md) */
+			m->base = (uint8_t *)c->whole + r->block_off;
+			m->len = 0;
+			m->ring_size = r->ring_size;
+			m->side = side;
+			return 0;
+		}
 		fd = c->region_fd;
 		base_off = r->block_off;
 	}
@@ -247,7 +257,8 @@ int ivsock_agent_map_block(struct ivsock_agent_conn *c, const struct ivsock_ag_c
 void ivsock_agent_unmap_block(struct ivsock_block_map *m)
 {
 	if (m && m->base) {
-		munmap(m->base, m->len);
+		if (m->len)
+			munmap(m->base, m->len);
 		m->base = NULL;
 	}
 }

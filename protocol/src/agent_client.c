@@ -718,6 +718,12 @@ int ivsock_agent_connect_opts(const char *path, const struct ivsock_agent_opts *
 	if (rep.r.backend == IVSOCK_BACKEND_SERVER) {
 		out->region_fd = fds[0]; /* blocks are mapped from it */
 		fds[0] = -1;
+		if (!getenv("IVSOCK_MAP_BLOCKS") || strcmp(getenv("IVSOCK_MAP_BLOCKS"), "1")) {
+			out->whole = mmap(NULL, (size_t)rep.r.region_size, PROT_READ | PROT_WRITE,
+					  MAP_SHARED, out->region_fd, 0);
+			if (out->whole == MAP_FAILED)
+				out->whole = NULL;
+		}
 		out->db = make_evdb(out, fds[1]);
 	} else {
 		/* the tables window is only mapped; rings go through each
@@ -848,6 +854,10 @@ void ivsock_agent_close(struct ivsock_agent_conn *c)
 	if (c->map) {
 		munmap(c->map, c->map_size);
 		c->map = NULL;
+	}
+	if (c->whole) {
+		munmap(c->whole, (size_t)c->info.region_size);
+		c->whole = NULL;
 	}
 	if (c->region_fd >= 0) {
 		close(c->region_fd);

@@ -65,6 +65,9 @@ struct ivsock_agent_conn {
 	size_t map_size;                     /* == info.tables_size */
 	int region_fd;                       /* server backend: the region memfd,
 					      * blocks are mapped from it; -1 on pci */
+	void *whole;                         /* server backend: the whole region,
+					      * mapped once (unless IVSOCK_MAP_BLOCKS=1),
+					      * blocks point into it; NULL on pci */
 	struct ivsock_region region;         /* attached view of map */
 	struct ivsock_doorbell *db;          /* evdb (server) or wait-only (pci:
 					      * rings go through each channel's
