@@ -54,10 +54,21 @@ struct prng {
 	uint64_t s;
 	uint8_t buf[8];
 	unsigned int left;
+	uint64_t pos;       /* bytes produced (for --fill) */
 };
+
+/* --fill HEX: the stream is this pattern repeated instead of PRNG bytes
+ * (a test that looks for a connection's bytes where they must not be). */
+static uint8_t g_fill[32];
+static size_t g_fill_len;
 
 static void prng_fill(struct prng *p, uint8_t *out, size_t n)
 {
+	if (g_fill_len) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = g_fill[p->pos++ % g_fill_len];
+		return;
+	}
 	while (n) {
 		if (p->left == 0) {
 			/* xorshift64* */
@@ -541,6 +552,8 @@ static void usage(FILE *f)
 "  -n, --count N           listen: connections to serve, 0 = forever (default 1)\n"
 "  -s, --seed N            send: PRNG seed (default: random)\n"
 "  -p, --spin N            polls before sleeping on the doorbell (default 20000)\n"
+"      --fill HEX          stream this pattern repeated instead of PRNG bytes\n"
+"                          (both ends; for tests that look for the bytes)\n"
 "  -q, --quiet             send: no SENT line\n"
 "Exit: 0 ok, 1 error, 2 no channel (plain TCP), 3 reset, 4 short stream,\n"
 "      5 corrupt data.\n");
@@ -553,6 +566,7 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, 'n' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "spin", required_argument, NULL, 'p' },
+		{ "fill", required_argument, NULL, 'F' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -568,6 +582,17 @@ int main(int argc, char **argv)
 		case 'a': o.agent = optarg; break;
 		case 'n': o.count = strtoul(optarg, NULL, 0); break;
 		case 's': o.seed = strtoull(optarg, NULL, 0); break;
+		case 'F':
+			g_fill_len = 0;
+			for (size_t i = 0; optarg[2 * i] && optarg[2 * i + 1] &&
+			     g_fill_len < sizeof(g_fill); i++) {
+				unsigned v;
+
+				if (sscanf(optarg + 2 * i, "%2x", &v) != 1)
+					break;
+				g_fill[g_fill_len++] = (uint8_t)v;
+			}
+			break;
 		case 'p': o.spin = strtoul(optarg, NULL, 0); break;
 		case 'q': o.quiet = 1; break;
 		case 'h': usage(stdout); return 0;
