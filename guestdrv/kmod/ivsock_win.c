@@ -247,8 +247,9 @@ long ivsock_win_cut(struct ivsock_file *f,
 	ret = ivsock_win_check(dev, &a);
 	if (ret)
 		return ret;
-	/* A window may not write where its cutter could not. */
-	if (a.wr_length && !(f->filp->f_mode & FMODE_WRITE))
+	/* A window may not map or write what its cutter could not. */
+	if (!(f->filp->f_mode & FMODE_READ) ||
+	    (a.wr_length && !(f->filp->f_mode & FMODE_WRITE)))
 		return -EPERM;
 
 	w = kzalloc(sizeof(*w), GFP_KERNEL_ACCOUNT);

@@ -540,6 +540,17 @@ static void window_arg_tests(int fd, const struct ivsock_dev_info *info,
 			close(wfd);
 		close(rofd);
 	}
+	rofd = open(devpath, O_WRONLY | O_CLOEXEC);
+	CHECK(rofd >= 0, "open device write-only");
+	if (rofd >= 0) {
+		int wfd = cut(rofd, base, PG, 0, 0, IVSOCK_WIN_NO_RING);
+
+		CHECK(wfd < 0 && errno == EPERM,
+		      "WINDOW from a write-only device fd: EPERM");
+		if (wfd >= 0)
+			close(wfd);
+		close(rofd);
+	}
 }
 
 /* The unprivileged half: holds only @w1 and @w2 (and the pipes). */
