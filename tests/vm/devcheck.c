@@ -803,7 +803,7 @@ static void two_users(int fd, uint64_t off)
 /* A process maps, touches and unmaps a window in a loop while we revoke it:
  * it must end with ENODEV at mmap, and nothing may complain.
  */
-static void revoke_race(int fd, uint64_t off)
+static void revoke_race(int fd, uint64_t off, int round)
 {
 	volatile uint8_t *volatile p;
 	unsigned long iter;
@@ -812,7 +812,7 @@ static void revoke_race(int fd, uint64_t off)
 	pid_t pid;
 	char c = 'r';
 
-	CHECK(w >= 0, "WINDOW for the revoke race");
+	CHECK(w >= 0, "revoke race %d: WINDOW", round);
 	if (w < 0 || pipe(ready) < 0)
 		return;
 	fflush(stdout);
@@ -833,16 +833,20 @@ static void revoke_race(int fd, uint64_t off)
 	}
 	close(ready[1]);
 	if (pid > 0 && read(ready[0], &c, 1) == 1) {
+		/* Let it loop a little (no timing is asserted). */
+		usleep(1000 * (round % 4));
 		CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, off, PG) == 1,
-		      "REVOKE while another process maps and touches it: 1");
+		      "revoke race %d: REVOKE while another process maps and touches it: 1",
+		      round);
 		waitpid(pid, &status, 0);
 	}
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the racer ended by ENODEV at mmap (exit %d)",
-	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	      "revoke race %d: the racer ended by ENODEV at mmap (exit %d)",
+	      round, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	close(ready[0]);
 	close(w);
-	CHECK(busy(fd, off, 2 * PG) == 0, "BUSY after the race: 0");
+	CHECK(busy(fd, off, 2 * PG) == 0, "revoke race %d: BUSY after: 0",
+	      round);
 }
 
 static int cmd_windows(void)
@@ -981,7 +985,8 @@ static int cmd_windows(void)
 		;
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "unprivileged child passed");
-	revoke_race(fd, base + 12 * PG);
+	for (i = 0; i < 10; i++)
+		revoke_race(fd, base + 12 * PG, i);
 	two_users(fd, base + 14 * PG);
 	CHECK(busy(fd, base, 4 * PG) == 1, "BUSY with our W1 fd: 1");
 	close(w1);
