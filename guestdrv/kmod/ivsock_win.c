@@ -7,10 +7,11 @@
  *
  * A window file is an anon-inode file. Its f_mapping is not the anon
  * inode's mapping (one for the whole system) but the address_space of the
- * device node it was cut from, and its vmas carry absolute BAR2 page
- * offsets, so one unmap_mapping_range() over a byte range of BAR2 reaches
- * every vma of every window onto it (and the device's own mappings of it,
- * which simply fault the pages in again).
+ * device node it was cut from, and its vmas carry the absolute BAR2 page
+ * offset plus IVSOCK_WIN_MAP_BASE, so one unmap_mapping_range() over
+ * IVSOCK_WIN_MAP_BASE + a byte range of BAR2 reaches every vma of every
+ * window onto it, and none of the device's own mappings (which live below
+ * IVSOCK_DEV_MMAP_REGS + one page).
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
@@ -20,6 +21,10 @@
 #include <linux/uaccess.h>
 
 #include "ivsock.h"
+
+/* Where window vmas live in the device node's mapping: above the regs. */
+#define IVSOCK_WIN_MAP_BASE   (2 * IVSOCK_DEV_MMAP_REGS)
+#define IVSOCK_WIN_PGOFF      (IVSOCK_WIN_MAP_BASE >> PAGE_SHIFT)
 
 /* ivshmem doorbells carry a 16-bit peer and a 16-bit vector. */
 #define IVSOCK_WIN_MAX_PEER   0xffffU
@@ -74,7 +79,7 @@ static vm_fault_t ivsock_win_fault(struct vm_fault *vmf)
 	struct vm_area_struct *vma = vmf->vma;
 	struct ivsock_win *w = vma->vm_file->private_data;
 	struct ivsock_dev *dev = w->dev;
-	u64 first = w->offset >> PAGE_SHIFT;
+	u64 first = IVSOCK_WIN_PGOFF + (w->offset >> PAGE_SHIFT);
 	u64 npages = w->length >> PAGE_SHIFT;
 	u64 wr_first = first + (w->wr_offset >> PAGE_SHIFT);
 	u64 wr_end = wr_first + (w->wr_length >> PAGE_SHIFT);
@@ -97,7 +102,7 @@ static vm_fault_t ivsock_win_fault(struct vm_fault *vmf)
 		IVSOCK_WARN_ON(1);
 		goto out;
 	}
-	pfn = (dev->shm_start >> PAGE_SHIFT) + pgoff;
+	pfn = (dev->shm_start >> PAGE_SHIFT) + (pgoff - IVSOCK_WIN_PGOFF);
 	for (addr = vma->vm_start; addr < vma->vm_end; addr += PAGE_SIZE) {
 		ret = vmf_insert_pfn(vma, addr, pfn++);
 		if (ret & VM_FAULT_ERROR)
@@ -146,8 +151,8 @@ static int ivsock_win_mmap(struct file *file, struct vm_area_struct *vma)
 		ivsock_vm_flags_clear(vma, VM_MAYWRITE);
 	ivsock_vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND |
 				 VM_DONTDUMP);
-	/* Absolute BAR2 page offset: the zap works on BAR2 ranges. */
-	vma->vm_pgoff = (w->offset >> PAGE_SHIFT) + pgoff;
+	/* Absolute BAR2 page offset, moved up: see the top of this file. */
+	vma->vm_pgoff = IVSOCK_WIN_PGOFF + (w->offset >> PAGE_SHIFT) + pgoff;
 	vma->vm_ops = &ivsock_win_vm_ops;
 	return 0;
 }
@@ -247,8 +252,9 @@ long ivsock_win_cut(struct ivsock_file *f,
 	ret = ivsock_win_check(dev, &a);
 	if (ret)
 		return ret;
-	/* A window may not write where its cutter could not. */
-	if (a.wr_length && !(f->filp->f_mode & FMODE_WRITE))
+	/* A window may not map or write what its cutter could not. */
+	if (!(f->filp->f_mode & FMODE_READ) ||
+	    (a.wr_length && !(f->filp->f_mode & FMODE_WRITE)))
 		return -EPERM;
 
 	w = kzalloc(sizeof(*w), GFP_KERNEL_ACCOUNT);
@@ -308,6 +314,13 @@ long ivsock_win_cut(struct ivsock_file *f,
 	return 0;
 }
 
+/* Zap every mapping of @w, in every process. */
+static void ivsock_win_zap(struct ivsock_win *w)
+{
+	unmap_mapping_range(w->mapping, IVSOCK_WIN_MAP_BASE + w->offset,
+			    w->length, 1);
+}
+
 static bool ivsock_win_overlaps(const struct ivsock_win *w,
 				const struct ivsock_dev_range *r)
 {
@@ -362,8 +375,7 @@ long ivsock_win_range(struct ivsock_dev *dev, unsigned int cmd,
 		up_write(&dev->lock);
 		list_for_each_entry(w, &dev->windows, node) {
 			if (ivsock_win_overlaps(w, &r))
-				unmap_mapping_range(w->mapping, w->offset,
-						    w->length, 1);
+				ivsock_win_zap(w);
 		}
 		mutex_unlock(&dev->win_lock);
 		dev_dbg(&dev->pdev->dev, "revoked %llu window(s) on [%#llx, +%#llx)\n",
@@ -381,6 +393,6 @@ void ivsock_win_unplug(struct ivsock_dev *dev)
 
 	mutex_lock(&dev->win_lock);
 	list_for_each_entry(w, &dev->windows, node)
-		unmap_mapping_range(w->mapping, w->offset, w->length, 1);
+		ivsock_win_zap(w);
 	mutex_unlock(&dev->win_lock);
 }

@@ -16,7 +16,8 @@
  *                     window fds tries everything else (device node, maps
  *                     outside/over the read-only part, private maps,
  *                     mprotect, rings, device ioctls), then REVOKE while
- *                     it is mapped there (SIGBUS, ENODEV)
+ *                     it is mapped there (SIGBUS, ENODEV), a revoke race, and
+ *                     two users (65534, 65533) that cannot reach each other
  *   devcheck winhold  hold a window (fd + mapping, device fd closed), print
  *                     IVSOCK-WINHOLD-READY, wait for /tmp/winhold.stop,
  *                     check the window still works (a refused rmmod)
@@ -42,7 +43,10 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <time.h>
@@ -540,6 +544,27 @@ static void window_arg_tests(int fd, const struct ivsock_dev_info *info,
 			close(wfd);
 		close(rofd);
 	}
+	rofd = open(devpath, O_WRONLY | O_CLOEXEC);
+	CHECK(rofd >= 0, "open device write-only");
+	if (rofd >= 0) {
+		int wfd = cut(rofd, base, PG, 0, 0, IVSOCK_WIN_NO_RING);
+
+		CHECK(wfd < 0 && errno == EPERM,
+		      "WINDOW from a write-only device fd: EPERM");
+		if (wfd >= 0)
+			close(wfd);
+		close(rofd);
+	}
+}
+
+/* Drop to @uid/@gid (no supplementary groups); 0 on success. */
+static int drop_to(uid_t uid, gid_t gid)
+{
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		perror("drop privileges");
+		return -1;
+	}
+	return 0;
 }
 
 /* The unprivileged half: holds only @w1 and @w2 (and the pipes). */
@@ -553,10 +578,9 @@ static int windows_child(int w1, int w2, uint32_t vector, uint32_t seed,
 	pid_t gc;
 	uint32_t v;
 
-	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0) {
-		perror("drop privileges");
+	failures = 0;			/* ours only, not the parent's */
+	if (drop_to(65534, 65534) < 0)
 		return 1;
-	}
 	CHECK(getuid() == 65534 && geteuid() == 65534 && getgid() == 65534,
 	      "unpriv: running as uid/gid 65534");
 
@@ -688,10 +712,101 @@ static int windows_child(int w1, int w2, uint32_t vector, uint32_t seed,
 	return failures ? 1 : 0;
 }
 
+/*
+ * Two users, each with a window onto its own page: user B (65533) tries
+ * to reach user A's (65534) page through everything it has: its own
+ * window, A's fds and memory through /proc, ptrace, process_vm_readv.
+ */
+static void two_users(int fd, uint64_t off)
+{
+	int wa = cut(fd, off, PG, 0, PG, IVSOCK_WIN_NO_RING);
+	int wb = cut(fd, off + PG, PG, 0, PG, IVSOCK_WIN_NO_RING);
+	int a_ready[2], a_done[2], status = 1 << 8;
+	uintptr_t a_addr = 0;
+	pid_t a, b;
+	char c = 'd';
+
+	CHECK(wa >= 0 && wb >= 0, "windows for user A and user B");
+	if (wa < 0 || wb < 0 || pipe(a_ready) < 0 || pipe(a_done) < 0)
+		return;
+	fflush(stdout);
+	a = fork();
+	if (a == 0) {
+		volatile uint8_t *p;
+
+		close(fd);
+		close(wb);
+		if (drop_to(65534, 65534) < 0)
+			_exit(1);
+		p = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, wa, 0);
+		if (p == MAP_FAILED)
+			_exit(1);
+		pattern_fill((uint8_t *)p, PG, 0xa);
+		a_addr = (uintptr_t)p;
+		if (write(a_ready[1], &a_addr, sizeof(a_addr)) !=
+		    sizeof(a_addr) || read(a_done[0], &c, 1) != 1)
+			_exit(1);
+		_exit(pattern_ok(p, PG, 0xa) ? 0 : 1);
+	}
+	if (a < 0 || read(a_ready[0], &a_addr, sizeof(a_addr)) !=
+	    sizeof(a_addr)) {
+		CHECK(0, "user A is up");
+		return;
+	}
+	b = fork();
+	if (b == 0) {
+		char path[64], buf[16];
+		struct iovec l = { buf, sizeof(buf) };
+		struct iovec r = { (void *)a_addr, sizeof(buf) };
+		volatile uint8_t *p;
+		int f;
+
+		failures = 0;		/* ours only, not the parent's */
+		close(fd);
+		close(wa);
+		if (drop_to(65533, 65533) < 0)
+			_exit(1);
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)a, wa);
+		f = open(path, O_RDWR);
+		CHECK(f < 0, "user B: open A's window via %s fails (%s)", path,
+		      strerror(errno));
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)a);
+		f = open(path, O_RDONLY);
+		CHECK(f < 0, "user B: open A's %s fails (%s)", path,
+		      strerror(errno));
+		CHECK(process_vm_readv(a, &l, 1, &r, 1, 0) < 0,
+		      "user B: process_vm_readv of A's mapping fails (%s)",
+		      strerror(errno));
+		CHECK(ptrace(PTRACE_ATTACH, a, NULL, NULL) < 0,
+		      "user B: ptrace A fails (%s)", strerror(errno));
+		CHECK(map_fails(wb, 2 * PG, PROT_READ, MAP_SHARED, 0, EINVAL),
+		      "user B: its window cannot reach A's adjacent page");
+		p = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, wb, 0);
+		CHECK(p != MAP_FAILED && !pattern_ok(p, PG, 0xa),
+		      "user B: its own page is not A's");
+		_exit(failures ? 1 : 0);
+	}
+	if (b > 0)
+		waitpid(b, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "user B reached nothing of user A's");
+	status = 1 << 8;
+	if (write(a_done[1], &c, 1) == 1)
+		waitpid(a, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "user A's page intact");
+	close(a_ready[0]);
+	close(a_ready[1]);
+	close(a_done[0]);
+	close(a_done[1]);
+	close(wa);
+	close(wb);
+}
+
 /* A process maps, touches and unmaps a window in a loop while we revoke it:
  * it must end with ENODEV at mmap, and nothing may complain.
  */
-static void revoke_race(int fd, uint64_t off)
+static void revoke_race(int fd, uint64_t off, int round)
 {
 	volatile uint8_t *volatile p;
 	unsigned long iter;
@@ -700,7 +815,7 @@ static void revoke_race(int fd, uint64_t off)
 	pid_t pid;
 	char c = 'r';
 
-	CHECK(w >= 0, "WINDOW for the revoke race");
+	CHECK(w >= 0, "revoke race %d: WINDOW", round);
 	if (w < 0 || pipe(ready) < 0)
 		return;
 	fflush(stdout);
@@ -721,16 +836,20 @@ static void revoke_race(int fd, uint64_t off)
 	}
 	close(ready[1]);
 	if (pid > 0 && read(ready[0], &c, 1) == 1) {
+		/* Let it loop a little (no timing is asserted). */
+		usleep(1000 * (round % 4));
 		CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, off, PG) == 1,
-		      "REVOKE while another process maps and touches it: 1");
+		      "revoke race %d: REVOKE while another process maps and touches it: 1",
+		      round);
 		waitpid(pid, &status, 0);
 	}
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the racer ended by ENODEV at mmap (exit %d)",
-	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	      "revoke race %d: the racer ended by ENODEV at mmap (exit %d)",
+	      round, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	close(ready[0]);
 	close(w);
-	CHECK(busy(fd, off, 2 * PG) == 0, "BUSY after the race: 0");
+	CHECK(busy(fd, off, 2 * PG) == 0, "revoke race %d: BUSY after: 0",
+	      round);
 }
 
 static int cmd_windows(void)
@@ -739,6 +858,8 @@ static int cmd_windows(void)
 	struct ivsock_dev_window wi;
 	uint64_t base;
 	uint32_t seed = 0x77, vector;
+	struct rusage ru0, ru1;
+	long long n;
 	int fd = open_dev(), efd, w1, w2, w3, w4, w5, i;
 	int status = 1 << 8;	/* "exit 1" if fork fails */
 	int to_child[2], to_parent[2];
@@ -853,8 +974,20 @@ static int cmd_windows(void)
 		      "read-only part unchanged");
 		CHECK(efd_wait(efd, 5000) >= 1,
 		      "child's WIN_RING arrived on vector %u", vector);
-		CHECK(range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, base, PG) == 1,
-		      "REVOKE W1 while the child maps it: 1");
+		/* The device's own mapping is already faulted in: a revoke
+		 * must not zap it (that would cost the agent a refault per
+		 * connection), so touching it again takes no fault.
+		 */
+		(void)*(volatile uint8_t *)(shm + base);
+		getrusage(RUSAGE_SELF, &ru0);
+		n = range_ioc(fd, IVSOCK_IOC_WIN_REVOKE, base, PG);
+		(void)*(volatile uint8_t *)(shm + base);
+		getrusage(RUSAGE_SELF, &ru1);
+		CHECK(n == 1, "REVOKE W1 while the child maps it: 1");
+		CHECK(ru1.ru_minflt == ru0.ru_minflt &&
+		      ru1.ru_majflt == ru0.ru_majflt,
+		      "REVOKE left the device's own mapping alone (%ld faults)",
+		      ru1.ru_minflt - ru0.ru_minflt);
 		CHECK(busy(fd, base, 4 * PG) == 1,
 		      "BUSY still counts revoked W1: 1");
 		CHECK(map_fails(w1, PG, PROT_READ, MAP_SHARED, 0, ENODEV),
@@ -869,7 +1002,9 @@ static int cmd_windows(void)
 		;
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "unprivileged child passed");
-	revoke_race(fd, base + 12 * PG);
+	for (i = 0; i < 10; i++)
+		revoke_race(fd, base + 12 * PG, i);
+	two_users(fd, base + 14 * PG);
 	CHECK(busy(fd, base, 4 * PG) == 1, "BUSY with our W1 fd: 1");
 	close(w1);
 	CHECK(busy(fd, base, 4 * PG) == 0, "BUSY after the last W1 fd: 0");
