@@ -105,6 +105,25 @@ static void block_range(struct agent *a, uint32_t block, uint64_t *off, uint64_t
 
 /* No process of this VM can reach block any more (pci: the kernel zaps
  * every window onto it; server: nothing is enforced, docs/lab.md). */
+static void revoke_block(struct agent *a, uint32_t block);
+
+/*
+ * End `side` of ch is released: revoke this VM's windows onto its block,
+ * unless the other end is in this VM too and still open (a connection
+ * inside one VM: both windows are ours and the kernel revokes by range;
+ * the second close revokes both).
+ */
+static void revoke_end(struct agent *a, struct ivsock_channel *ch, int side)
+{
+	uint32_t other = ivsock_ld32(&ch->end[!side].vm_index);
+	uint32_t fl = ivsock_load_acquire(&ch->end[!side].flags);
+
+	if (other == a->be.vm_index && (fl & IVSOCK_END_ATTACHED) &&
+	    !(fl & (IVSOCK_END_CLOSED | IVSOCK_END_DEAD)))
+		return;
+	revoke_block(a, ivsock_ld32(&ch->block));
+}
+
 static void revoke_block(struct agent *a, uint32_t block)
 {
 	uint64_t off, len;
@@ -438,7 +457,7 @@ static void do_close(struct agent *a, struct agent_client *c,
 	owner = client_by_id(a, ivsock_ld32(&ch->end[ref->side].client));
 	if (ref->side == IVSOCK_SIDE_CONNECTOR)
 		ivsock_offer_cancel(rg, ivsock_ld32(&ch->offer), ivsock_ld32(&ch->offer_gen));
-	revoke_block(a, block);
+	revoke_end(a, ch, (int)ref->side);
 	if (ivsock_chan_close(rg, ref->channel, ref->channel_gen, (int)ref->side,
 			      (ref->flags & IVSOCK_AG_CLOSE_RESET) != 0) >= 0)
 		charge(owner, ref->side == IVSOCK_SIDE_CONNECTOR ? cls : -1, -1);
@@ -577,9 +596,14 @@ void broker_client_gone(struct agent *a, struct agent_client *c)
 
 		if (sv.state == IVSOCK_SLOT_FREE)
 			continue;
+		bool mine[2];
+
 		for (int side = 0; side < 2; side++)
-			if (ivsock_ld32(&ch->end[side].vm_index) == vm &&
-			    ivsock_ld32(&ch->end[side].client) == c->id)
-				revoke_block(a, ivsock_ld32(&ch->block));
+			mine[side] = ivsock_ld32(&ch->end[side].vm_index) == vm &&
+				     ivsock_ld32(&ch->end[side].client) == c->id;
+		if (mine[0] && mine[1])
+			revoke_block(a, ivsock_ld32(&ch->block)); /* both ends go */
+		else if (mine[0] || mine[1])
+			revoke_end(a, ch, mine[0] ? 0 : 1);
 	}
 }

@@ -103,6 +103,7 @@ int main(int argc, char **argv)
 		{ "pattern", required_argument, NULL, 'x' },
 		{ "victim", required_argument, NULL, 'v' },
 		{ "device", required_argument, NULL, 'd' },
+		{ "control", no_argument, NULL, 'c' },
 		{ 0 }
 	};
 	const char *agent = NULL, *device = "/dev/ivsock0", *hex = NULL;
@@ -110,7 +111,7 @@ int main(int argc, char **argv)
 	uint8_t pat[64];
 	size_t plen = 0;
 	unsigned port = 0;
-	int victim = 0, o, ci, side, rc;
+	int victim = 0, o, ci, side, rc, control = 0;
 	uint32_t gen;
 	char path[96];
 
@@ -121,9 +122,12 @@ int main(int argc, char **argv)
 		case 'x': hex = optarg; break;
 		case 'v': victim = atoi(optarg); break;
 		case 'd': device = optarg; break;
+		case 'c': control = 1; break;
 		default: return 2;
 		}
 	}
+	if (control)
+		victim = port = 1;
 	if (!port || !hex || strlen(hex) % 2 || strlen(hex) / 2 > sizeof(pat) || !victim) {
 		fprintf(stderr, "usage: ivsock-snoop --agent A --port P --pattern HEX --victim PID\n");
 		return 2;
@@ -136,6 +140,26 @@ int main(int argc, char **argv)
 		pat[plen++] = (uint8_t)(h << 4 | l);
 	}
 	printf("snoop: uid %u\n", (unsigned)getuid());
+	if (control) {
+		/* the positive control, as root: the pattern is in BAR2, so the
+		 * scans below would see it if they could reach it */
+		struct ivsock_dev_info di;
+		int d = open(device, O_RDWR);
+		void *p;
+
+		if (d < 0 || ioctl(d, IVSOCK_IOC_INFO, &di) < 0) {
+			perror("control: device");
+			return 2;
+		}
+		p = mmap(NULL, (size_t)di.region_size, PROT_READ, MAP_SHARED, d, 0);
+		if (p == MAP_FAILED) {
+			perror("control: mmap of BAR2");
+			return 2;
+		}
+		rc = contains(p, (size_t)di.region_size, pat, plen);
+		printf("control: the pattern is %sin BAR2\n", rc ? "" : "NOT ");
+		return rc ? 0 : 1;
+	}
 
 	/* 1. the device node itself */
 	expect_fail("open of the device node read-write", open(device, O_RDWR));

@@ -277,7 +277,8 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 	ivsock_addr_from_sockaddr(&t.dst, &p, (struct sockaddr *)&dst, dlen);
 	t.dport = p;
 
-	vm = ivsock_dir_find_addr(&c.region, &t.dst);
+	vm = ivsock_addr_is_loopback(&t.dst) ? (int)c.info.vm_index
+					    : ivsock_dir_find_addr(&c.region, &t.dst);
 	if (vm < 0 || ivsock_listener_find(&c.region, (uint32_t)vm, &t.dst, t.dport) < 0) {
 		fprintf(stderr, "ivsock-stream: no ivsock listener at %s port %u (%s): "
 			"a shim would use plain TCP\n", host, port,
