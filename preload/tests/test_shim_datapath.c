@@ -824,7 +824,9 @@ static void scribbled_own_index(void **state)
 	struct ivsock_agent_conn ac;
 	char f[160], go[160];
 	uint32_t gen, h0, t0;
-	struct ivsock_ring_hdr *rx, *tx;
+	struct ivsock_ring_cons *rx;
+	struct ivsock_ring_prod *tx;
+	struct ivsock_end_ctl *e;
 	pid_t s, c;
 	int port, ci;
 
@@ -840,11 +842,12 @@ static void scribbled_own_index(void **state)
 	c = child("victim", env_with(NULL, NULL), num(port), num(1 << 20), NULL, NULL, NULL);
 	ci = find_chan(&ac.region, port, &gen);
 	assert_true(ci >= 0);
-	/* the victim is the connector: it reads s2c, writes c2s */
-	rx = ivsock_region_ring_mem(&ac.region, ac.region.channels[ci].ring_s2c);
-	tx = ivsock_region_ring_mem(&ac.region, ac.region.channels[ci].ring_c2s);
-	assert_non_null(rx);
-	assert_non_null(tx);
+	/* the victim is the connector: it reads s2c, writes c2s; both of
+	 * those index words are in its end's ctl page */
+	e = ivsock_chan_end_ctl(&ac.region, (uint32_t)ci, IVSOCK_SIDE_CONNECTOR, NULL, NULL);
+	assert_non_null(e);
+	rx = &e->cons;
+	tx = &e->prod;
 	h0 = ivsock_load_relaxed(&rx->head);
 	t0 = ivsock_load_relaxed(&tx->tail);
 	srandom(1);
