@@ -31,7 +31,7 @@
 #define FUZZ_XFAIL_DEFAULT "census-peer,reclaim-pinned"
 #include "scribble.h"
 
-#define REGION_SIZE 65536U
+#define REGION_SIZE (512U * 1024) /* blocks of 2 x (4 KiB + 4 KiB) */
 #define NCHAN 4
 
 static uint8_t *region;
