@@ -160,7 +160,7 @@ int conf_parse_classes(const char *s, struct dom_conf *d)
 	if (!s || strlen(s) >= sizeof(buf))
 		return -EINVAL;
 	snprintf(buf, sizeof(buf), "%s", s);
-	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+	for (tok = strtok_r(buf, ", \t+", &save); tok; tok = strtok_r(NULL, ", \t+", &save)) {
 		char *colon = strchr(tok, ':');
 		uint64_t sz;
 		uint32_t sh;

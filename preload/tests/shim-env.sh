@@ -81,7 +81,7 @@ shim_env_up() {
 	ip -n "$SHIM_NS_B" addr add $SHIM_B_IP/24 dev veth0
 	ip -n "$SHIM_NS_A" link set veth0 up
 	ip -n "$SHIM_NS_B" link set veth0 up
-	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-64M},vectors=8" \
+	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-128M},vectors=8" \
 		--control "$SHIM_ENV_DIR/ctl.sock" >"$SHIM_ENV_DIR/ivsockd.log" 2>&1 &
 	SHIM_PIDS+=($!)
 	for _ in $(seq 100); do [ -S "$SHIM_ENV_DIR/domain.sock" ] && break; sleep 0.05; done

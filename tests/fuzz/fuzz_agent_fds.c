@@ -307,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)WD(ivsock_dir_read(&conn.region, (uint32_t)i, &info));
 		(void)WD(ivsock_dir_find_peer(&conn.region, 10));
 		(void)WD(ivsock_listener_find(&conn.region, 0, &(struct ivsock_addr){ .family = 4 }, 80));
-		(void)WD(ivsock_ring_pool_used(&conn.region, 0));
+		(void)WD(ivsock_block_pool_used(&conn.region, 0));
 		for (i = 0; i < 3; i++) {
 			int fd = WD(ivsock_agent_peer_fd(&conn, 11, (uint32_t)i));
 

@@ -31,7 +31,7 @@
 #define FUZZ_XFAIL_DEFAULT "census-peer,reclaim-pinned"
 #include "scribble.h"
 
-#define REGION_SIZE 65536U
+#define REGION_SIZE (512U * 1024) /* blocks of 2 x (4 KiB + 4 KiB) */
 #define NCHAN 4
 
 static uint8_t *region;
@@ -60,17 +60,30 @@ static void no_ring(void *arg, uint32_t peer, uint32_t vector)
 	(void)vector;
 }
 
-/* A ring a view points at: inside the pool, in partition vm. */
+/* A ring a view points at: its words and data inside one block of the
+ * pool, in partition vm (producer words in the ctl page of the half its
+ * data is in, consumer words in the other half's). */
 static void check_ring(const struct ivsock_region *rg, const struct ivsock_ring *r, uint8_t vm)
 {
-	uint8_t *p = (uint8_t *)r->hdr;
-	size_t off;
+	const struct ivsock_class_desc *c = &rg->class[0];
+	uint8_t *p = (uint8_t *)r->p;
+	size_t off, boff;
+	uint32_t b;
+	int side;
 
-	FUZZ_ASSERT(p >= rg->pool && p + rg->ring_stride <= rg->base + rg->size);
+	FUZZ_ASSERT(p >= rg->pool && p + c->block_size <= rg->base + rg->size);
 	off = (size_t)(p - rg->pool);
-	FUZZ_ASSERT(off % rg->ring_stride == 0);
-	FUZZ_CHECK("conn-partition", off / rg->ring_stride / rg->rings_per_vm == vm);
-	FUZZ_ASSERT(r->data == p + sizeof(struct ivsock_ring_hdr) && r->size == rg->ring_size);
+	b = (uint32_t)(off / c->block_size);
+	boff = off % c->block_size;
+	side = boff != 0;
+	FUZZ_ASSERT(boff == ivsock_block_half_off(c->ring_size, side));
+	FUZZ_CHECK("conn-partition", ivsock_region_block_vm(rg, b) == vm);
+	FUZZ_ASSERT(r->size == c->ring_size);
+	FUZZ_ASSERT(r->data == ivsock_block_data(rg->pool + (size_t)b * c->block_size,
+						 c->ring_size, side));
+	FUZZ_ASSERT((uint8_t *)r->c == rg->pool + (size_t)b * c->block_size +
+		    ivsock_block_half_off(c->ring_size, !side) +
+		    offsetof(struct ivsock_end_ctl, cons));
 }
 
 static void io(const struct ivsock_region *rg, struct ivsock_chan_view *v, size_t len)
@@ -80,22 +93,30 @@ static void io(const struct ivsock_region *rg, struct ivsock_chan_view *v, size_
 	n = WD(ivsock_ring_write(&v->tx, buf, len, false));
 	FUZZ_ASSERT(n <= (ssize_t)len);
 	n = WD(ivsock_ring_read(&v->rx, buf, len));
-	FUZZ_ASSERT(n <= (ssize_t)len && n <= (ssize_t)rg->ring_size);
+	FUZZ_ASSERT(n <= (ssize_t)len && n <= (ssize_t)rg->class[0].ring_size);
 }
 
-static void add_ring_words(struct scribbler *sc, struct ivsock_region *rg, uint32_t ridx, int level)
+static void add_ring_words(struct scribbler *sc, struct ivsock_region *rg, uint32_t bidx, int level)
 {
-	struct ivsock_ring_hdr *h = ivsock_region_ring_mem(rg, ridx);
+	uint8_t *mem = ivsock_region_block_mem(rg, bidx);
+	uint32_t rs = rg->class[0].ring_size;
+	int side;
 
-	if (!h)
+	if (!mem)
 		return;
-	scrib_add(sc, &h->tail, 4, rg->ring_size);
-	scrib_add(sc, &h->head, 4, rg->ring_size);
-	scrib_add(sc, &h->prod_flags, 4, 3);
-	scrib_add(sc, &h->cons_flags, 4, 1);
-	if (level >= 1) {
-		scrib_add(sc, &h->cons_sleep, 4, 1);
-		scrib_add(sc, &h->prod_sleep, 4, 1);
+	for (side = 0; side < 2; side++) {
+		struct ivsock_end_ctl *h = ivsock_block_ctl(mem, rs, side);
+
+		scrib_add(sc, &h->prod.tail, 4, rs);
+		scrib_add(sc, &h->cons.head, 4, rs);
+		scrib_add(sc, &h->prod.prod_flags, 4, 3);
+		scrib_add(sc, &h->cons.cons_flags, 4, 1);
+		if (level >= 1) {
+			scrib_add(sc, &h->cons.cons_sleep, 4, 1);
+			scrib_add(sc, &h->prod.prod_sleep, 4, 1);
+			scrib_add(sc, &h->holders, 4, 1);
+			scrib_add(sc, &h->peer_id, 4, 11);
+		}
 	}
 }
 
@@ -103,7 +124,7 @@ static void add_words(struct scribbler *sc, struct ivsock_region *rg, int level)
 {
 	uint32_t i, k;
 
-	for (i = 0; i < rg->vm_cap * rg->rings_per_vm && i < 16; i++)
+	for (i = 0; i < rg->nblocks && i < 8; i++)
 		add_ring_words(sc, rg, i, level);
 	if (level < 1)
 		return;
@@ -115,7 +136,7 @@ static void add_words(struct scribbler *sc, struct ivsock_region *rg, int level)
 		scrib_add(sc, &e->vector, 4, 1);
 		scrib_add(sc, &e->client, 4, 2);
 		scrib_add(sc, &e->flags, 4, IVSOCK_END_ATTACHED | IVSOCK_END_CLOSED);
-		scrib_add(sc, &e->holders, 4, 1);
+		scrib_add(sc, &e->uid, 4, 1);
 	}
 	if (level < 2)
 		return;
@@ -125,10 +146,10 @@ static void add_words(struct scribbler *sc, struct ivsock_region *rg, int level)
 		scrib_add(sc, &c->slot, 8, IVSOCK_CHAN_CONNECTED);
 		scrib_add(sc, (uint8_t *)&c->slot + 4, 1, IVSOCK_CHAN_ACCEPTING); /* state byte */
 		scrib_add(sc, (uint8_t *)&c->slot + 5, 1, 1);                     /* owner vm */
-		scrib_add(sc, &c->ring_c2s, 4, rg->rings_per_vm);
-		scrib_add(sc, &c->ring_c2s_gen, 4, 1);
-		scrib_add(sc, &c->ring_s2c, 4, rg->rings_per_vm);
-		scrib_add(sc, &c->ring_s2c_gen, 4, 1);
+		scrib_add(sc, &c->block, 4, rg->class[0].blocks_per_vm);
+		scrib_add(sc, &c->block_gen, 4, 1);
+		scrib_add(sc, &c->next_block, 4, rg->class[0].blocks_per_vm);
+		scrib_add(sc, &c->next_block_gen, 4, 1);
 		scrib_add(sc, &c->tuple.sport, 2, 40000);
 		scrib_add(sc, &c->end[0].vm_index, 4, 1);
 		scrib_add(sc, &c->end[0].flags, 4, IVSOCK_END_CLOSED);
@@ -144,8 +165,8 @@ static void add_words(struct scribbler *sc, struct ivsock_region *rg, int level)
 		scrib_add(sc, &o->tuple.dport, 2, 80);
 		scrib_add(sc, &o->tuple.src.family, 1, IVSOCK_AF_INET);
 	}
-	for (i = 0; i < rg->vm_cap * rg->rings_per_vm && i < 16; i++)
-		scrib_add(sc, &rg->ringslots[i], 8, 2);
+	for (i = 0; i < rg->nblocks && i < 16; i++)
+		scrib_add(sc, &rg->blockslots[i], 8, 2);
 	for (i = 0; i < rg->vm_cap; i++) {
 		struct ivsock_vm_entry *e = &rg->vms[i];
 
@@ -174,8 +195,8 @@ static unsigned census(struct ivsock_region *rg, uint8_t vm, uint16_t client)
 		n += ivsock_slot_owned_by(ivsock_slot_get(&rg->channels[i].slot), vm, client);
 	for (i = 0; i < rg->offer_cap; i++)
 		n += ivsock_slot_owned_by(ivsock_slot_get(&rg->offers[i].slot), vm, client);
-	for (i = 0; i < rg->vm_cap * rg->rings_per_vm; i++)
-		n += ivsock_slot_owned_by(ivsock_slot_get(&rg->ringslots[i]), vm, client);
+	for (i = 0; i < rg->nblocks; i++)
+		n += ivsock_slot_owned_by(ivsock_slot_get(&rg->blockslots[i]), vm, client);
 	return n;
 }
 
@@ -335,7 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 10: /* ivsockd's view of a VM */
 			(void)WD(ivsock_chan_count_vm(&rg, (uint8_t)(op >> 6) % 3));
-			FUZZ_ASSERT(WD(ivsock_ring_pool_used(&rg, 0)) <= rg.rings_per_vm);
+			FUZZ_ASSERT(WD(ivsock_block_pool_used(&rg, 0)) <= rg.class[0].blocks_per_vm);
 			break;
 		default: /* the agent cleans up a dead client of VM 2 */
 			(void)WD(ivsock_chan_release_owner(&rg, 2, 3, no_ring, NULL));
@@ -372,7 +393,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)WD(ivsock_chan_reclaim_vm(&rg, (uint8_t)i, no_ring, NULL));
 		(void)WD(ivsock_offer_release_vm(&rg, (uint8_t)i));
 		(void)WD(ivsock_listener_release_vm(&rg, (uint8_t)i));
-		(void)WD(ivsock_ring_release_vm(&rg, (uint8_t)i));
+		(void)WD(ivsock_block_release_vm(&rg, (uint8_t)i));
 		/* A hostile acceptor (level 1: its end record and ring words;
 		 * level 2: also slot words and ring references) leaves rings
 		 * claimed after every VM was reclaimed (known: reproducers
@@ -380,9 +401,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * end "attached" in a VM reclaimed earlier makes the channel
 		 * revoked, not freed, pinning its rings). Fatal at level 0. */
 		if (level >= 1)
-			FUZZ_CHECK("reclaim-pinned", ivsock_ring_pool_used(&rg, (uint8_t)i) == 0);
+			FUZZ_CHECK("reclaim-pinned", ivsock_block_pool_used(&rg, (uint8_t)i) == 0);
 		else
-			FUZZ_ASSERT(ivsock_ring_pool_used(&rg, (uint8_t)i) == 0);
+			FUZZ_ASSERT(ivsock_block_pool_used(&rg, (uint8_t)i) == 0);
 	}
 	return 0;
 }

@@ -31,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t mode = fuzz_u8(&in);
 	struct ivsock_region rg;
 	size_t got, i;
+	uint32_t k;
 	int rc;
 
 	if (!region) {
@@ -70,24 +71,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc < 0)
 		return 0;
 	FUZZ_ASSERT(rg.vm_cap >= 1 && rg.vm_cap <= IVSOCK_MAX_VMS);
-	FUZZ_ASSERT(ivsock_ring_size_valid(rg.ring_size));
+	FUZZ_ASSERT(rg.nclasses >= 1 && rg.nclasses <= IVSOCK_CLASS_MAX);
+	FUZZ_ASSERT(rg.default_class < rg.nclasses);
+	FUZZ_ASSERT(rg.class[rg.default_class].blocks_per_vm >= 1);
 	FUZZ_ASSERT(rg.offer_cap && !(rg.offer_cap & (rg.offer_cap - 1)));
-	FUZZ_ASSERT(rg.ring_stride >= IVSOCK_RING_FOOTPRINT(rg.ring_size));
-	FUZZ_ASSERT(rg.rings_per_vm >= 1);
+	FUZZ_ASSERT(rg.tables_size % IVSOCK_PAGE == 0);
 	touch(rg.vms, (size_t)rg.vm_cap * sizeof(rg.vms[0]));
 	touch(rg.listeners, (size_t)rg.listener_cap * sizeof(rg.listeners[0]));
 	touch(rg.offers, (size_t)rg.offer_cap * sizeof(rg.offers[0]));
 	touch(rg.channels, (size_t)rg.channel_cap * sizeof(rg.channels[0]));
 	touch(rg.mailboxes, (size_t)rg.vm_cap * sizeof(rg.mailboxes[0]));
-	touch(rg.ringslots, (size_t)rg.vm_cap * rg.rings_per_vm * sizeof(rg.ringslots[0]));
-	for (i = 0; i < (size_t)rg.vm_cap * rg.rings_per_vm; i += rg.rings_per_vm) {
-		uint8_t *m = ivsock_region_ring_mem(&rg, (uint32_t)i);
+	touch(rg.blockslots, (size_t)rg.nblocks * sizeof(rg.blockslots[0]));
+	/* the first and last block of every class and VM lie in the region */
+	for (k = 0; k < rg.nclasses; k++) {
+		const struct ivsock_class_desc *c = &rg.class[k];
 
-		FUZZ_ASSERT(m);
-		touch(m, IVSOCK_RING_FOOTPRINT(rg.ring_size));
+		FUZZ_ASSERT(c->ring_size >= IVSOCK_PAGE && !(c->ring_size & (c->ring_size - 1)));
+		FUZZ_ASSERT(c->pool_off % IVSOCK_PAGE == 0);
+		for (i = 0; c->blocks_per_vm && i < (size_t)rg.vm_cap * c->blocks_per_vm;
+		     i += c->blocks_per_vm) {
+			uint32_t b = c->first_block + (uint32_t)i;
+			uint8_t *m = ivsock_region_block_mem(&rg, b);
+
+			FUZZ_ASSERT(m && ivsock_region_block_class(&rg, b) == (int)k);
+			touch(m, c->block_size);
+			m = ivsock_region_block_mem(&rg, b + c->blocks_per_vm - 1);
+			FUZZ_ASSERT(m);
+			touch(m, c->block_size);
+		}
 	}
-	touch(ivsock_region_ring_mem(&rg, rg.vm_cap * rg.rings_per_vm - 1),
-	      IVSOCK_RING_FOOTPRINT(rg.ring_size));
-	FUZZ_ASSERT(!ivsock_region_ring_mem(&rg, rg.vm_cap * rg.rings_per_vm));
+	FUZZ_ASSERT(!ivsock_region_block_mem(&rg, rg.nblocks));
 	return 0;
 }

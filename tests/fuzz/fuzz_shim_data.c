@@ -41,28 +41,34 @@ static uint8_t src[1024], abuf[1024];
 static void add_peer_words(struct scribbler *sc, struct ivsock_region *rg,
 			   const struct ivs_sock *s, bool third)
 {
-	struct ivsock_ring_hdr *rx = s->v.rx.hdr, *tx = s->v.tx.hdr;
+	/* the peer's words: the producer half of the ring we read, the
+	 * consumer half of the ring we write (in the peer's ctl page) */
+	struct ivsock_ring_prod *rx = s->v.rx.p, *tx_own = s->v.tx.p;
+	struct ivsock_ring_cons *tx = s->v.tx.c, *rx_own = s->v.rx.c;
 	struct ivsock_channel *c = &rg->channels[s->v.idx];
+	uint32_t rs = s->v.ring_size;
 
-	scrib_add(sc, &rx->tail, 4, rg->ring_size);
+	scrib_add(sc, &rx->tail, 4, rs);
 	scrib_add(sc, &rx->prod_flags, 4, IVSOCK_RING_EOF | IVSOCK_RING_RESET);
 	scrib_add(sc, &rx->prod_sleep, 4, 1);
 	scrib_add(sc, &rx->cons_sleep_seen, 4, 1);
-	scrib_add(sc, &tx->head, 4, rg->ring_size);
+	scrib_add(sc, &tx->head, 4, rs);
 	scrib_add(sc, &tx->cons_flags, 4, IVSOCK_RING_RCLOSED);
 	scrib_add(sc, &tx->cons_sleep, 4, 1);
 	scrib_add(sc, &tx->prod_sleep_seen, 4, 1);
 	scrib_add(sc, &c->end[1].flags, 4, IVSOCK_END_CLOSED | IVSOCK_END_DEAD);
 	scrib_add(sc, &c->end[1].peer_id, 4, 65536);
 	scrib_add(sc, &c->end[1].vector, 4, 1);
+	scrib_add(sc, &s->v.peer_ctl->peer_id, 4, 65536);
+	scrib_add(sc, &s->v.peer_ctl->vector, 4, 1);
 	if (!third)
 		return;
-	scrib_add(sc, &rx->head, 4, rg->ring_size);
-	scrib_add(sc, &rx->cons_flags, 4, IVSOCK_RING_RCLOSED);
-	scrib_add(sc, &tx->tail, 4, rg->ring_size);
-	scrib_add(sc, &tx->prod_flags, 4, IVSOCK_RING_EOF);
+	scrib_add(sc, &rx_own->head, 4, rs);
+	scrib_add(sc, &rx_own->cons_flags, 4, IVSOCK_RING_RCLOSED);
+	scrib_add(sc, &tx_own->tail, 4, rs);
+	scrib_add(sc, &tx_own->prod_flags, 4, IVSOCK_RING_EOF);
 	scrib_add(sc, &c->end[0].flags, 4, IVSOCK_END_CLOSED);
-	scrib_add(sc, &c->end[0].holders, 4, 2);
+	scrib_add(sc, &s->v.my_ctl->holders, 4, 2);
 }
 
 static ssize_t do_recv(struct ivs_sock *s, int fd, size_t len, int flags)

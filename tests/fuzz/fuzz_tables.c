@@ -45,9 +45,9 @@ static void exercise(struct ivsock_region *rg, struct ivsock_chan_view *v)
 	n = ivsock_ring_write(&v->tx, buf, 100, false);
 	FUZZ_ASSERT(n <= 100);
 	n = ivsock_ring_read(&v->rx, buf, sizeof(buf));
-	FUZZ_ASSERT(n <= (ssize_t)rg->ring_size);
+	FUZZ_ASSERT(n <= (ssize_t)rg->class[rg->default_class].ring_size);
 	n = ivsock_ring_peek(&v->rx, buf, sizeof(buf), 3);
-	FUZZ_ASSERT(n <= (ssize_t)rg->ring_size);
+	FUZZ_ASSERT(n <= (ssize_t)rg->class[rg->default_class].ring_size);
 	(void)ivsock_chan_peer_flags(rg, v);
 	ivsock_chan_count(rg, v, 1, 1);
 }
@@ -158,8 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)ivsock_chan_reclaim_vm(&rg, (uint8_t)i, no_ring, NULL);
 		(void)ivsock_offer_release_vm(&rg, (uint8_t)i);
 		(void)ivsock_listener_release_vm(&rg, (uint8_t)i);
-		(void)ivsock_ring_release_vm(&rg, (uint8_t)i);
-		FUZZ_ASSERT(ivsock_ring_pool_used(&rg, (uint8_t)i) <= rg.rings_per_vm);
+		(void)ivsock_block_release_vm(&rg, (uint8_t)i);
+		FUZZ_ASSERT(ivsock_block_pool_used(&rg, (uint8_t)i) <= rg.nblocks);
 	}
 	return 0;
 }

@@ -99,7 +99,7 @@ static void test_close_races_accept(void **state)
 		for (k = 0; k < t.rg.channel_cap; k++)
 			assert_int_equal(ivsock_slot_get(&t.rg.channels[k].slot).state,
 					 IVSOCK_SLOT_FREE);
-		assert_int_equal(ivsock_ring_pool_used(&t.rg, 0), 0);
+		assert_int_equal(ivsock_block_pool_used(&t.rg, 0), 0);
 	}
 	print_message("%d of %d rounds accepted before the close\n", accepted, ROUNDS);
 	test_region_unmap(&t);

@@ -134,7 +134,7 @@ static void test_take_needs_address_and_listener(void **state)
 	assert_int_equal(ivsock_offer_take_as(&t->rg, &tl, 7, &ch, &cg, NULL), -EINVAL);
 }
 
-/* Forged ring references at accept: refused, nothing of the victim moves. */
+/* Forged block references at accept: refused, nothing of the victim moves. */
 static void test_forged_refs_at_accept(void **state)
 {
 	struct test_region *t = *state;
@@ -146,36 +146,43 @@ static void test_forged_refs_at_accept(void **state)
 	offer(t, &other, 2000); /* another live channel of VM 0 */
 	offer(t, &o, 1000);
 	c = &t->rg.channels[o.idx];
-	r1 = c->ring_c2s;
-	g1 = c->ring_c2s_gen;
-	assert_int_equal(ivsock_ring_alloc(&t->rg, 2, 9, &foreign, &fg), 0);
+	r1 = c->block;
+	g1 = c->block_gen;
+	assert_int_equal(ivsock_block_alloc(&t->rg, 2, 0, 9, &foreign, &fg), 0);
 
-	/* 1. a ring of the third VM's partition */
-	c->ring_c2s = foreign;
-	c->ring_c2s_gen = fg;
+	/* 1. a block of the third VM's partition */
+	c->block = foreign;
+	c->block_gen = fg;
 	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -EPROTO);
 	/* 2. right partition, stale generation */
-	c->ring_c2s = r1;
-	c->ring_c2s_gen = g1 + 1;
+	c->block = r1;
+	c->block_gen = g1 + 1;
 	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -ESTALE);
-	/* 3. both references the same ring */
-	c->ring_c2s = c->ring_s2c;
-	c->ring_c2s_gen = c->ring_s2c_gen;
-	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -EPROTO);
+	/* 3. right partition, a block another client of the connector's VM
+	 * claimed (the generation read from its slot) */
+	{
+		uint32_t mine, mg;
+
+		assert_int_equal(ivsock_block_alloc(&t->rg, 0, 0, 7, &mine, &mg), 0);
+		c->block = mine;
+		c->block_gen = mg;
+		assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -ESTALE);
+		assert_int_equal(ivsock_block_free(&t->rg, mine, mg), 0);
+	}
 	/* 4. out of the pool */
-	c->ring_c2s = 0xfffffff0U;
+	c->block = 0xfffffff0U;
 	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -EPROTO);
 	/* 5. the connector's end says another VM than the slot owner */
-	c->ring_c2s = r1;
-	c->ring_c2s_gen = g1;
+	c->block = r1;
+	c->block_gen = g1;
 	c->end[0].vm_index = 2;
 	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), -EPROTO);
 	c->end[0].vm_index = 0;
 	/* nothing moved */
 	assert_int_equal(ivsock_chan_state(&t->rg, o.idx, o.gen), IVSOCK_CHAN_OFFERED);
 	assert_int_equal(c->end[1].flags, 0);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 2), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 4);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 2), 1);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 2);
 	/* repaired: it connects */
 	assert_int_equal(ivsock_chan_accept(&t->rg, o.idx, o.gen, 0, &A1, &v), 0);
 	/* the honest acceptor's failure path leaves the connector on TCP */
@@ -183,9 +190,9 @@ static void test_forged_refs_at_accept(void **state)
 	assert_int_equal(ivsock_chan_accept(&t->rg, other.idx, other.gen, 0, &A1, &v), -ESTALE);
 }
 
-/* After accept, the third VM rewrites the shared references to point at
- * another live channel's rings (right partition, right generations, read
- * from the ring slots). Closing with the view frees our own rings only;
+/* After accept, the third VM rewrites the shared reference to point at
+ * another live channel's block (right partition, right generation, read
+ * from the block slot). Closing with the view frees our own block only;
  * the other channel keeps flowing. */
 static void test_close_uses_validated_refs(void **state)
 {
@@ -203,13 +210,11 @@ static void test_close_uses_validated_refs(void **state)
 	assert_int_equal(ivsock_offer_take_as(&t->rg, &o.t, 1, &ch, &cg, NULL), 0);
 	assert_int_equal(ivsock_chan_accept(&t->rg, ch, cg, 0, &A1, &a), 0);
 	c = &t->rg.channels[o.idx];
-	c->ring_c2s = t->rg.channels[other.idx].ring_c2s;
-	c->ring_c2s_gen = t->rg.channels[other.idx].ring_c2s_gen;
-	c->ring_s2c = t->rg.channels[other.idx].ring_s2c;
-	c->ring_s2c_gen = t->rg.channels[other.idx].ring_s2c_gen;
+	c->block = t->rg.channels[other.idx].block;
+	c->block_gen = t->rg.channels[other.idx].block_gen;
 	assert_int_equal(ivsock_chan_close_view(&t->rg, &a, false), 0);
 	assert_int_equal(ivsock_chan_close_view(&t->rg, &o.c, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
 	assert_int_equal(ivsock_chan_state(&t->rg, other.idx, other.gen), IVSOCK_CHAN_CONNECTED);
 	/* the other channel was neither closed nor freed */
 	assert_int_equal(ivsock_ring_write(&other.c.tx, "ok", 2, false), 2);
@@ -243,13 +248,13 @@ static void test_release_forged_refs(void **state)
 	uint32_t foreign, fg;
 
 	offer(t, &o, 1000);
-	assert_int_equal(ivsock_ring_alloc(&t->rg, 2, 9, &foreign, &fg), 0);
-	t->rg.channels[o.idx].ring_c2s = foreign;
-	t->rg.channels[o.idx].ring_c2s_gen = fg;
+	assert_int_equal(ivsock_block_alloc(&t->rg, 2, 0, 9, &foreign, &fg), 0);
+	t->rg.channels[o.idx].block = foreign;
+	t->rg.channels[o.idx].block_gen = fg;
 	assert_int_equal(ivsock_chan_release_owner(&t->rg, 0, 1, NULL, NULL), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 2), 1);
-	/* our own ring named by the forged slot is released by owner */
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 2), 1);
+	/* our own block, no longer named by the forged slot, is released by owner */
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 	assert_int_equal(ivsock_chan_state(&t->rg, o.idx, o.gen), 0);
 }
 

@@ -3,7 +3,7 @@
  * Unit tests of the channel table (protocol/src/channel.c): open, accept,
  * the abandon/accept race, close by both ends, bulk release of a dead
  * process or VM with doorbells for the survivors, and refusal of corrupted
- * ring references.
+ * block references.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,8 +72,8 @@ static void test_open_accept_data(void **state)
 	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), IVSOCK_CHAN_OFFERED);
 	assert_int_equal(ivsock_chan_state(&t->rg, idx, gen + 1), 0);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 1), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 1), 0);
 	assert_true(ivsock_tuple_equal(&t->rg.channels[idx].tuple, &tp));
 	assert_int_equal(ivsock_chan_view_connector(&t->rg, idx, gen, &c), 0);
 	assert_int_equal(ivsock_chan_learn_peer(&t->rg, &c), -EAGAIN);
@@ -107,8 +107,12 @@ static void test_open_accept_data(void **state)
 	assert_memory_equal(buf, "reply", 5);
 	ivsock_chan_count(&t->rg, &c, 5, 5);
 	ivsock_chan_count(&t->rg, &c, 10, 0);
-	assert_int_equal(ivsock_load_relaxed(&t->rg.channels[idx].end[0].tx_bytes), 15);
-	assert_int_equal(ivsock_load_relaxed(&t->rg.channels[idx].end[0].rx_bytes), 5);
+	assert_int_equal(ivsock_load_relaxed(&c.my_ctl->tx_bytes), 15);
+	assert_int_equal(ivsock_load_relaxed(&c.my_ctl->rx_bytes), 5);
+	/* what monitors read: the same ctl page, found through the table */
+	assert_ptr_equal(ivsock_chan_end_ctl(&t->rg, idx, 0, NULL, NULL), c.my_ctl);
+	assert_ptr_equal(ivsock_chan_end_ctl(&t->rg, idx, 1, NULL, NULL), a.my_ctl);
+	assert_ptr_equal(c.peer_ctl, a.my_ctl);
 	assert_int_equal(ivsock_chan_peer_flags(&t->rg, &c), IVSOCK_END_ATTACHED);
 	assert_int_equal(ivsock_chan_count_vm(&t->rg, 0), 1);
 	assert_int_equal(ivsock_chan_count_vm(&t->rg, 1), 1);
@@ -130,10 +134,10 @@ static void test_close_both_ends(void **state)
 	assert_int_equal(ivsock_ring_write(&p.c.tx, "x", 1, false), -EPIPE);
 	assert_int_equal(ivsock_chan_peer_flags(&t->rg, &p.c),
 			 IVSOCK_END_ATTACHED | IVSOCK_END_CLOSED);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
 	/* the last close frees rings and slot */
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, IVSOCK_SIDE_CONNECTOR, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 	assert_int_equal(ivsock_chan_state(&t->rg, p.idx, p.gen), 0);
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, IVSOCK_SIDE_CONNECTOR, false), -ESTALE);
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, 2, false), -EINVAL);
@@ -151,7 +155,7 @@ static void test_close_reset(void **state)
 	assert_int_equal(ivsock_ring_read(&p.a.rx, buf, sizeof(buf)), -ECONNRESET);
 	assert_int_equal(ivsock_ring_write(&p.a.tx, "x", 1, false), -EPIPE);
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, IVSOCK_SIDE_ACCEPTOR, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 /* Connector gives up first: the acceptor must not attach. */
@@ -174,7 +178,7 @@ static void test_abandon_then_accept(void **state)
 	assert_memory_equal(back, "pending", 7);
 	assert_int_equal(ivsock_chan_abandon(&t->rg, idx, gen), -ESTALE);
 	assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 	/* end[1] was never written */
 	assert_int_equal(ivsock_load_relaxed(&t->rg.channels[idx].end[1].flags), 0);
 }
@@ -200,7 +204,7 @@ static void test_close_offered(void **state)
 
 	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), 0);
 	assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 	assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), -ESTALE);
 }
 
@@ -208,15 +212,15 @@ static void test_quota_and_table_full(void **state)
 {
 	struct test_region *t = *state;
 	struct ivsock_tuple tp = tup(9);
-	uint32_t idx, gen, per = t->rg.rings_per_vm, n = 0;
+	uint32_t idx, gen, per = t->rg.class[t->rg.default_class].blocks_per_vm, n = 0;
 
-	/* VM 0 runs out of rings (2 per channel) or of channels */
+	/* VM 0 runs out of blocks (1 per channel) or of channels */
 	while (ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen) == 0)
 		n++;
-	assert_int_equal(n, per / 2 < t->rg.channel_cap ? per / 2 : t->rg.channel_cap);
+	assert_int_equal(n, per < t->rg.channel_cap ? per : t->rg.channel_cap);
 	assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, ivsock_chan_dst_vm(&t->rg, C0.vm, &tp), t->rg.default_class, &idx, &gen), -ENOSPC);
-	/* a failed open leaves no ring claimed */
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), n * 2);
+	/* a failed open leaves no block claimed */
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), n);
 	/* VM 1 is not affected by VM 0's quota */
 	if (n < t->rg.channel_cap)
 		assert_int_equal(ivsock_chan_open(&t->rg, &A1, &tp, ivsock_chan_dst_vm(&t->rg, A1.vm, &tp), t->rg.default_class, &idx, &gen), 0);
@@ -274,7 +278,7 @@ static void test_release_owner(void **state)
 	/* the survivors' closes free the channels */
 	assert_int_equal(ivsock_chan_close(&t->rg, p1.idx, p1.gen, 0, false), 1);
 	assert_int_equal(ivsock_chan_close(&t->rg, p2.idx, p2.gen, 0, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
 }
 
 static void test_release_vm(void **state)
@@ -296,7 +300,7 @@ static void test_release_vm(void **state)
 	assert_int_equal(ivsock_chan_close(&t->rg, p1.idx, p1.gen, 1, false), 1);
 	assert_int_equal(ivsock_chan_close(&t->rg, p2.idx, p2.gen, 1, false), 1);
 	assert_int_equal(ivsock_chan_count_vm(&t->rg, 0), 0);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 /* Both ends inside the dying VM: the channel must be freed, not leaked. */
@@ -312,7 +316,7 @@ static void test_release_vm_local_channel(void **state)
 	assert_int_equal(ivsock_chan_release_vm(&t->rg, 0, ring_cb, &r), 1);
 	assert_int_equal(r.n, 0); /* nobody left to ring */
 	assert_int_equal(ivsock_chan_state(&t->rg, p.idx, p.gen), 0);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 	assert_int_equal(ivsock_chan_count_vm(&t->rg, 0), 0);
 }
 
@@ -330,44 +334,56 @@ static void test_corrupt_refs(void **state)
 	struct test_region *t = *state;
 	struct ivsock_chan_view a;
 	struct ivsock_channel *c;
-	uint32_t idx, gen, save, save_gen;
+	uint32_t idx, gen, save, save_gen, per = t->rg.class[0].blocks_per_vm;
 	int i;
 
 	open_offered(t, &idx, &gen);
 	c = &t->rg.channels[idx];
-	save = c->ring_c2s;
-	save_gen = c->ring_c2s_gen;
-	for (i = 0; i < 7; i++) {
+	save = c->block;
+	save_gen = c->block_gen;
+	for (i = 0; i < 8; i++) {
 		int want = -EPROTO;
 
-		c->ring_c2s = save;
-		c->ring_c2s_gen = save_gen;
+		c->block = save;
+		c->block_gen = save_gen;
 		c->end[0].vm_index = 0;
 		c->end[0].peer_id = 10;
 		switch (i) {
-		case 0: c->ring_c2s = UINT32_MAX; break;                 /* out of the pool */
-		case 1: c->ring_c2s = t->rg.vm_cap * t->rg.rings_per_vm; break;
-		case 2: c->ring_c2s = t->rg.rings_per_vm; break;          /* VM 1's partition */
-		case 3: c->ring_c2s = c->ring_s2c; break;                 /* both the same */
-		case 4: c->ring_c2s_gen = save_gen + 1; want = -ESTALE; break;
+		case 0: c->block = UINT32_MAX; break;                     /* out of the pool */
+		case 1: c->block = t->rg.nblocks; break;
+		case 2: c->block = per; break;                            /* VM 1's partition */
+		case 3: c->block = save + 1; want = -ESTALE; break;       /* a free block of ours */
+		case 4: c->block_gen = save_gen + 1; want = -ESTALE; break;
 		case 5: c->end[0].vm_index = 200; break;
 		case 6: c->end[0].peer_id = 1U << 20; break;
+		case 7: c->block_gen = 0; break;                          /* no block at all */
 		}
 		assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), want);
 		/* a refused accept leaves the channel OFFERED */
 		assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), IVSOCK_CHAN_OFFERED);
 	}
+	/* a block owned by another client of the connector's VM */
+	{
+		uint32_t other, og;
+
+		assert_int_equal(ivsock_block_alloc(&t->rg, 0, 0, 9, &other, &og), 0);
+		c->block = other;
+		c->block_gen = og;
+		assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), -ESTALE);
+		assert_int_equal(ivsock_block_free(&t->rg, other, og), 0);
+	}
 	/* a ring whose indices are inconsistent */
-	c->ring_c2s = save;
-	c->ring_c2s_gen = save_gen;
+	c->block = save;
+	c->block_gen = save_gen;
 	c->end[0].vm_index = 0;
 	c->end[0].peer_id = 10;
 	{
-		struct ivsock_ring_hdr *h = ivsock_region_ring_mem(&t->rg, save);
+		struct ivsock_end_ctl *h = ivsock_block_ctl(ivsock_region_block_mem(&t->rg, save),
+							    t->rg.class[0].ring_size, 0);
 
-		ivsock_store_relaxed(&h->tail, t->rg.ring_size * 3);
+		ivsock_store_relaxed(&h->prod.tail, t->rg.class[0].ring_size * 3);
 		assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), -EPROTO);
-		ivsock_store_relaxed(&h->tail, 0);
+		ivsock_store_relaxed(&h->prod.tail, 0);
 	}
 	assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &a), 0);
 }
@@ -384,7 +400,7 @@ static void test_corrupt_peer_end(void **state)
 	assert_int_equal(ivsock_chan_learn_peer(&t->rg, &p.c), -ESTALE);
 }
 
-/* A forged ring reference into another VM's partition is not freed on close. */
+/* A forged block reference into another VM's partition is not freed on close. */
 static void test_free_only_own_partition(void **state)
 {
 	struct test_region *t = *state;
@@ -392,13 +408,13 @@ static void test_free_only_own_partition(void **state)
 	uint32_t other, og;
 
 	connect_pair(t, &p, &C0, &A1);
-	assert_int_equal(ivsock_ring_alloc(&t->rg, 1, 5, &other, &og), 0);
-	t->rg.channels[p.idx].ring_c2s = other;
-	t->rg.channels[p.idx].ring_c2s_gen = og;
+	assert_int_equal(ivsock_block_alloc(&t->rg, 1, 0, 5, &other, &og), 0);
+	t->rg.channels[p.idx].block = other;
+	t->rg.channels[p.idx].block_gen = og;
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, 1, false), 0);
 	assert_int_equal(ivsock_chan_close(&t->rg, p.idx, p.gen, 0, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 1), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 1); /* the real c2s leaked */
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 1), 1);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1); /* the real block leaked */
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

@@ -42,10 +42,13 @@ static void test_format_attach(void **state)
 	assert_int_equal(a.listener_cap, 16);
 	assert_int_equal(a.offer_cap, 64);
 	assert_int_equal(a.channel_cap, 16);
-	assert_int_equal(a.ring_size, 4096);
-	assert_int_equal(a.ring_stride, 4096 + sizeof(struct ivsock_ring_hdr));
-	assert_int_equal(a.rings_per_vm, t->rg.rings_per_vm);
-	assert_true(a.rings_per_vm >= 2);
+	assert_int_equal(a.nclasses, 1);
+	assert_int_equal(a.default_class, 0);
+	assert_int_equal(a.class[0].ring_size, 4096);
+	assert_int_equal(a.class[0].block_size, 2 * (4096 + 4096));
+	assert_int_equal(a.class[0].blocks_per_vm, t->rg.class[0].blocks_per_vm);
+	assert_true(a.class[0].blocks_per_vm >= 1);
+	assert_int_equal(a.nblocks, a.vm_cap * a.class[0].blocks_per_vm);
 	assert_true(a.format_id == t->rg.format_id);
 	assert_ptr_equal(a.channels, t->rg.channels);
 	assert_ptr_equal(a.pool, t->rg.pool);
@@ -56,14 +59,17 @@ static void test_format_attach(void **state)
 	assert_true(sb->vm_off % 4096 == 0 && sb->vm_off >= sizeof(*sb));
 	assert_true(sb->listener_off > sb->vm_off && sb->offer_off > sb->listener_off);
 	assert_true(sb->channel_off > sb->offer_off && sb->mailbox_off > sb->channel_off);
-	assert_true(sb->ringslot_off > sb->mailbox_off && sb->pool_off > sb->ringslot_off);
+	assert_true(sb->blockslot_off > sb->mailbox_off && sb->pool_off > sb->blockslot_off);
 	assert_true(sb->pool_off + sb->pool_size <= t->size);
-	assert_int_equal(sb->pool_size, (uint64_t)a.vm_cap * a.rings_per_vm * a.ring_stride);
-	/* the last ring ends inside the region; one past it is refused */
-	assert_non_null(ivsock_region_ring_mem(&a, a.vm_cap * a.rings_per_vm - 1));
-	assert_null(ivsock_region_ring_mem(&a, a.vm_cap * a.rings_per_vm));
-	assert_null(ivsock_region_ring_mem(&a, UINT32_MAX));
-	assert_int_equal(ivsock_region_ring_vm(&a, a.rings_per_vm), 1);
+	assert_int_equal(sb->pool_size, (uint64_t)a.nblocks * a.class[0].block_size);
+	/* the last block ends inside the region; one past it is refused */
+	assert_non_null(ivsock_region_block_mem(&a, a.nblocks - 1));
+	assert_true(ivsock_region_block_off(&a, a.nblocks - 1) + a.class[0].block_size <=
+		    sb->pool_off + sb->pool_size);
+	assert_null(ivsock_region_block_mem(&a, a.nblocks));
+	assert_null(ivsock_region_block_mem(&a, UINT32_MAX));
+	assert_int_equal(ivsock_region_block_vm(&a, a.class[0].blocks_per_vm), 1);
+	assert_int_equal(ivsock_region_block_vm(&a, a.nblocks), IVSOCK_VM_NONE);
 }
 
 static void test_defaults(void **state)
@@ -74,14 +80,15 @@ static void test_defaults(void **state)
 	(void)state;
 	ivsock_region_params_default(&p);
 	assert_int_equal(p.vm_cap, 16);
-	assert_int_equal(p.ring_size, 128 * 1024);
+	assert_int_equal(p.nclasses, 4);
+	assert_int_equal(p.class_size[p.default_class], 128 * 1024);
 	assert_int_equal(test_region_map(&t, 16U << 20, &p), 0);
-	assert_true(t.rg.rings_per_vm >= 2);
+	assert_true(t.rg.class[t.rg.default_class].blocks_per_vm >= 1);
 	test_region_unmap(&t);
 	/* NULL params mean the defaults */
 	assert_int_equal(test_region_map(&t, 16U << 20, NULL), 0);
 	assert_int_equal(ivsock_region_format(&t.rg, t.base, t.size, NULL), 0);
-	assert_int_equal(t.rg.ring_size, 128 * 1024);
+	assert_int_equal(t.rg.class[t.rg.default_class].ring_size, 128 * 1024);
 	test_region_unmap(&t);
 }
 
@@ -100,12 +107,14 @@ static void test_format_refuses(void **state)
 	p.vm_cap = 256;
 	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
 	test_params_small(&p);
-	p.ring_size = 1000;
+	p.class_size[0] = 1000;
+	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
+	p.class_size[0] = 2048; /* a block ring is at least a page */
 	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
 	test_params_small(&p);
 	p.daemon_peer_id = 65536;
 	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
-	/* defaults do not fit in 1 MiB: 16 VMs x 2 rings x 128 KiB */
+	/* defaults do not fit in 1 MiB: 16 VMs x a block of 2 x 128 KiB */
 	ivsock_region_params_default(&p);
 	assert_int_equal(ivsock_region_format(&rg, t->base, 1U << 20, &p), -ENOSPC);
 	/* the refused formats did not touch the region */
@@ -182,14 +191,14 @@ static void test_bad_geometry(void **state)
 		case 5: sb->offer_cap = 0; break;
 		case 6: sb->channel_cap = 0; break;
 		case 7: sb->channel_cap = 1U << 25; break;
-		case 8: sb->ring_size = 4095; break;
-		case 9: sb->ring_size = 1U << 31; break;
+		case 8: sb->class[0].ring_size = 4095; break;
+		case 9: sb->class[0].ring_size = 1U << 31; break;
 		case 10: sb->vm_off += 64; break;
 		case 11: sb->channel_off = t->size * 4; break;
 		case 12: sb->pool_off -= 4096; break;
-		case 13: sb->pool_size += save.ring_stride; break;
-		case 14: sb->ring_stride = 64; break;
-		case 15: sb->rings_per_vm = save.rings_per_vm * 100; break; /* does not fit */
+		case 13: sb->pool_size += save.class[0].block_size; break;
+		case 14: sb->class[0].block_size = 64; break;
+		case 15: sb->class[0].blocks_per_vm = save.class[0].blocks_per_vm * 100; break; /* does not fit */
 		case 16: sb->channel_cap = save.channel_cap * 1000; break; /* tables overflow */
 		}
 		expect_attach(t, -EPROTO);
@@ -224,9 +233,9 @@ static void test_format_id(void **state)
 }
 
 /*
- * Whatever the ring size, a region that has room for the tables and two
- * rings per VM formats, and the pool ends inside it (the pool's alignment
- * padding must cost rings, not the whole format).
+ * Whatever the ring size, a region that has room for the tables and one
+ * block per VM formats, and the pool ends inside it (the pool's alignment
+ * padding must cost blocks, not the whole format).
  */
 static void test_geometry_fits(void **state)
 {
@@ -236,21 +245,20 @@ static void test_geometry_fits(void **state)
 	uint32_t rs;
 
 	test_params_small(&p);
-	for (rs = 64; rs <= (1U << 20); rs <<= 1) {
+	for (rs = 4096; rs <= (1U << 20); rs <<= 1) {
 		int rc;
 
-		p.ring_size = rs;
+		p.class_size[0] = rs;
 		rc = ivsock_region_format(&rg, t->base, SIZE, &p);
 		if (rc == 0) {
-			assert_true(rg.rings_per_vm >= 2);
+			assert_true(rg.class[0].blocks_per_vm >= 1);
 			assert_true(rg.sb->pool_off + rg.sb->pool_size <= SIZE);
 			assert_int_equal(ivsock_region_attach(&rg, t->base, SIZE), 0);
 			continue;
 		}
 		assert_int_equal(rc, -ENOSPC);
-		/* refused only when two rings per VM really do not fit */
-		assert_true((uint64_t)p.vm_cap * 2 * (rs + sizeof(struct ivsock_ring_hdr)) >
-			    SIZE - 200 * 1024);
+		/* refused only when one block per VM really does not fit */
+		assert_true((uint64_t)p.vm_cap * ivsock_block_size(rs) > SIZE - 200 * 1024);
 	}
 	/* the sizes near the limit: 1 MiB region, 4 KiB rings */
 	test_params_small(&p);

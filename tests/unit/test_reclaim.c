@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Forced reclaim of a dead VM (ivsockd's grace period ended:
- * ivsock_chan_reclaim_vm, then ivsock_ring_release_vm) while the other end
+ * ivsock_chan_reclaim_vm, then ivsock_block_release_vm) while the other end
  * of a channel lives on in another VM. The survivor's channel must be
  * REVOKED under the same generation, its rings must not be reused by any
  * new connection (a new VM at the same index opens connections until its
@@ -90,7 +90,7 @@ static void vm_dies_and_is_reclaimed(struct test_region *t, uint8_t vm, struct r
 	ivsock_dir_mark_dead(&t->rg, vm);
 	ivsock_chan_reclaim_vm(&t->rg, vm, ring_cb, r);
 	ivsock_offer_release_vm(&t->rg, vm);
-	ivsock_ring_release_vm(&t->rg, vm);
+	ivsock_block_release_vm(&t->rg, vm);
 	ivsock_dir_remove(&t->rg, vm);
 }
 
@@ -117,9 +117,9 @@ static void test_survivor_after_reclaim_with_reuse(void **state)
 	/* REVOKED under the same generation: the survivor's handle matches */
 	assert_int_equal(ivsock_chan_state(&t->rg, s.idx, s.gen), IVSOCK_CHAN_REVOKED);
 	assert_int_equal(ivsock_chan_state(&t->rg, s.idx, s.gen + 1), 0);
-	/* its rings are still claimed */
-	used = ivsock_ring_pool_used(&t->rg, 0);
-	assert_int_equal(used, 2);
+	/* its block is still claimed */
+	used = ivsock_block_pool_used(&t->rg, 0);
+	assert_int_equal(used, 1);
 
 	/* a new VM takes index 0 and opens connections until it cannot */
 	assert_int_equal(ivsock_dir_add(&t->rg, 20, 4, "vm0-new", NULL), 0);
@@ -130,23 +130,22 @@ static void test_survivor_after_reclaim_with_reuse(void **state)
 		if (connect_pair(t, &fresh[nfresh], &C0, &a, (uint16_t)(100 + i)) < 0)
 			break;
 		assert_true(fresh[nfresh].idx != s.idx);
-		assert_true(fresh[nfresh].c.tx_idx != s.a.rx_idx &&
-			    fresh[nfresh].c.tx_idx != s.a.tx_idx);
-		assert_true(fresh[nfresh].c.rx_idx != s.a.rx_idx &&
-			    fresh[nfresh].c.rx_idx != s.a.tx_idx);
+		assert_true(fresh[nfresh].c.block_idx != s.a.block_idx);
+		assert_true(fresh[nfresh].c.my_ctl != s.a.peer_ctl &&
+			    fresh[nfresh].a.my_ctl != s.a.my_ctl);
 		assert_int_equal(ivsock_ring_write(&fresh[nfresh].c.tx, "secret", 6, false), 6);
 		assert_int_equal(ivsock_ring_write(&fresh[nfresh].a.tx, "answer", 6, false), 6);
 		nfresh++;
 	}
 	assert_true(nfresh > 0);
-	used = ivsock_ring_pool_used(&t->rg, 0);
-	assert_int_equal(used, 2 + 2 * nfresh);
-	assert_true(used + 1 >= t->rg.rings_per_vm || nfresh + 1 == t->rg.channel_cap);
+	used = ivsock_block_pool_used(&t->rg, 0);
+	assert_int_equal(used, 1 + nfresh);
+	assert_true(used >= t->rg.class[0].blocks_per_vm || nfresh + 1 == t->rg.channel_cap);
 
 	/* the survivor sees a reset, never another connection's bytes */
 	n = ivsock_ring_read(&s.a.rx, buf, sizeof(buf));
 	assert_int_equal(n, -ECONNRESET);
-	/* what it writes lands in its own ring, which no new connection reads */
+	/* what it writes lands in its own block, which no new connection reads */
 	ivsock_ring_write(&s.a.tx, "leak", 4, false);
 	for (i = 0; i < nfresh; i++) {
 		assert_int_equal(ivsock_ring_read(&fresh[i].a.rx, buf, sizeof(buf)), 6);
@@ -156,15 +155,15 @@ static void test_survivor_after_reclaim_with_reuse(void **state)
 	}
 	assert_int_equal(ivsock_chan_state(&t->rg, s.idx, s.gen), IVSOCK_CHAN_REVOKED);
 
-	/* the survivor closes: its rings are freed now, and only now */
+	/* the survivor closes: its block is freed now, and only now */
 	assert_int_equal(ivsock_chan_close_view(&t->rg, &s.a, false), 1);
 	assert_int_equal(ivsock_chan_state(&t->rg, s.idx, s.gen), 0);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), used - 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), used - 1);
 	for (i = 0; i < nfresh; i++) {
 		assert_int_equal(ivsock_chan_close_view(&t->rg, &fresh[i].c, false), 0);
 		assert_int_equal(ivsock_chan_close_view(&t->rg, &fresh[i].a, false), 1);
 	}
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 /* The same when the survivor closes with the legacy (idx, gen) call. */
@@ -178,9 +177,9 @@ static void test_survivor_close_by_index(void **state)
 	assert_int_equal(ivsock_dir_add(&t->rg, 11, 4, "vm1", NULL), 1);
 	assert_int_equal(connect_pair(t, &s, &C0, &A1, 1), 0);
 	vm_dies_and_is_reclaimed(t, 0, &r);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
 	assert_int_equal(ivsock_chan_close(&t->rg, s.idx, s.gen, 1, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 /* Without a live end everything goes at once: closed survivors, offers
@@ -211,7 +210,7 @@ static void test_reclaim_frees_what_has_no_live_end(void **state)
 	vm_dies_and_is_reclaimed(t, 0, &r);
 	for (i = 0; i < (int)t->rg.channel_cap; i++)
 		assert_int_equal(ivsock_slot_get(&t->rg.channels[i].slot).state, IVSOCK_SLOT_FREE);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 /* The dead VM was the acceptor: nothing of its own partition is involved;
@@ -227,9 +226,9 @@ static void test_dead_acceptor_vm(void **state)
 	assert_int_equal(connect_pair(t, &s, &C0, &A1, 1), 0);
 	vm_dies_and_is_reclaimed(t, 1, &r);
 	assert_int_equal(ivsock_ring_read(&s.c.rx, (char[4]){ 0 }, 4), -ECONNRESET);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 1);
 	assert_int_equal(ivsock_chan_close_view(&t->rg, &s.c, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

@@ -7,7 +7,7 @@
  *    finishes or dies;
  *  - a process killed at every step of open / offer / accept / close, then
  *    released by owner (its agent) or by VM (ivsockd), leaves zero channel
- *    slots, offers and rings behind, whatever the other side does after.
+ *    slots, offers and blocks behind, whatever the other side does after.
  * This file compiles channel.c itself with a slot-read counter; the
  * library's build has no counter.
  */
@@ -70,7 +70,7 @@ static void assert_nothing_left(struct test_region *t)
 	for (i = 0; i < t->rg.offer_cap; i++)
 		assert_int_equal(ivsock_slot_get(&t->rg.offers[i].slot).state, IVSOCK_SLOT_FREE);
 	for (i = 0; i < t->rg.vm_cap; i++)
-		assert_int_equal(ivsock_ring_pool_used(&t->rg, (uint8_t)i), 0);
+		assert_int_equal(ivsock_block_pool_used(&t->rg, (uint8_t)i), 0);
 }
 
 /* The acceptor's steps of ivsock_chan_accept(), so that a test can stop
@@ -91,7 +91,13 @@ static int acc_win(struct test_region *t, uint32_t idx, uint32_t gen, const stru
 
 static void acc_write_end(struct test_region *t, uint32_t idx, const struct ivsock_end_id *me)
 {
-	end_write(&t->rg.channels[idx].end[1], me, IVSOCK_END_ATTACHED);
+	struct ivsock_channel *c = &t->rg.channels[idx];
+	uint32_t rs = 0;
+	void *mem = block_check(&t->rg, ivsock_ld32(&c->block), ivsock_ld32(&c->block_gen), 0, -1, &rs);
+
+	if (mem)
+		ctl_write(ivsock_block_ctl(mem, rs, 1), me);
+	end_write(&c->end[1], me, IVSOCK_END_ATTACHED);
 }
 
 static int acc_publish(struct test_region *t, uint32_t idx, uint32_t gen, uint8_t cvm,
@@ -129,12 +135,12 @@ static void test_bulk_release_accepting_is_bounded(void **state)
 	before = slot_reads;
 	n = ivsock_chan_release_owner(&t->rg, 0, 1, NULL, NULL);
 	assert_int_equal(n, (int)NCHAN);
-	/* a scan, a look before and after each close, the ring scan */
-	assert_true(slot_reads - before <= 8UL * NCHAN + t->rg.rings_per_vm);
+	/* a scan, a look before and after each close, the block scan */
+	assert_true(slot_reads - before <= 8UL * NCHAN + t->rg.class[0].blocks_per_vm);
 	/* nothing was freed under the acceptors */
 	for (i = 0; i < NCHAN; i++)
 		assert_int_equal(ivsock_chan_state(&t->rg, idx[i], gen[i]), IVSOCK_CHAN_ACCEPTING);
-	assert_int_equal(ivsock_ring_pool_used(&t->rg, 0), 2 * NCHAN);
+	assert_int_equal(ivsock_block_pool_used(&t->rg, 0), NCHAN);
 
 	/* half the acceptors finish and close; the others are killed */
 	for (i = 0; i < NCHAN; i += 2) {
@@ -145,7 +151,7 @@ static void test_bulk_release_accepting_is_bounded(void **state)
 	before = slot_reads;
 	n = ivsock_chan_release_owner(&t->rg, 1, 5, NULL, NULL);
 	assert_int_equal(n, (int)NCHAN / 2);
-	assert_true(slot_reads - before <= 8UL * NCHAN + t->rg.rings_per_vm);
+	assert_true(slot_reads - before <= 8UL * NCHAN + t->rg.class[0].blocks_per_vm);
 	assert_nothing_left(t);
 }
 
@@ -180,13 +186,13 @@ static void test_acceptor_dies_in_accepting(void **state)
  * released by owner (its agent) or by VM (ivsockd); a live side finishes
  * what it can and closes, as the shim does.
  */
-enum { C_RING1, C_RING2, C_CLAIM, C_FIELDS, C_OFFERED, C_POST, C_CLOSE, C_DONE };
+enum { C_BLOCK, C_CLAIM, C_FIELDS, C_OFFERED, C_POST, C_CLOSE, C_DONE };
 enum { A_TAKE, A_WIN, A_END, A_PUBLISH, A_CLOSE, A_DONE };
 
 struct conn {
-	uint32_t r1, g1, r2, g2, idx, gen, oidx, ogen;
+	uint32_t b1, g1, idx, gen, oidx, ogen;
 	int step;
-	bool have_r1, have_r2, have_slot, posted, offered;
+	bool have_b1, have_slot, posted, offered;
 };
 
 struct acc {
@@ -201,13 +207,9 @@ static void conn_step(struct test_region *t, struct conn *c, const struct ivsock
 	int rc;
 
 	switch (c->step) {
-	case C_RING1:
-		assert_int_equal(ivsock_ring_alloc(&t->rg, 0, 1, &c->r1, &c->g1), 0);
-		c->have_r1 = true;
-		break;
-	case C_RING2:
-		assert_int_equal(ivsock_ring_alloc(&t->rg, 0, 1, &c->r2, &c->g2), 0);
-		c->have_r2 = true;
+	case C_BLOCK:
+		assert_int_equal(ivsock_block_alloc(&t->rg, 0, 0, 1, &c->b1, &c->g1), 0);
+		c->have_b1 = true;
 		break;
 	case C_CLAIM:
 		for (c->idx = 0; c->idx < t->rg.channel_cap; c->idx++) {
@@ -220,10 +222,10 @@ static void conn_step(struct test_region *t, struct conn *c, const struct ivsock
 		break;
 	case C_FIELDS:
 		ch = &t->rg.channels[c->idx];
-		ivsock_st32(&ch->ring_c2s, c->r1);
-		ivsock_st32(&ch->ring_c2s_gen, c->g1);
-		ivsock_st32(&ch->ring_s2c, c->r2);
-		ivsock_st32(&ch->ring_s2c_gen, c->g2);
+		ivsock_st32(&ch->block, c->b1);
+		ivsock_st32(&ch->block_gen, c->g1);
+		ctl_write(ivsock_block_ctl(ivsock_region_block_mem(&t->rg, c->b1),
+					   t->rg.class[0].ring_size, 0), &C0);
 		ivsock_copy_to_shared(&ch->tuple, tp, sizeof(*tp));
 		ivsock_st32(&ch->dst_vm, 1);
 		end_clear(&ch->end[1]);
@@ -255,14 +257,10 @@ static void conn_finish(struct test_region *t, struct conn *c, const struct ivso
 {
 	if (c->step <= C_FIELDS) {
 		if (c->have_slot) {
-			ivsock_ring_free(&t->rg, c->r2, c->g2);
-			ivsock_ring_free(&t->rg, c->r1, c->g1);
+			ivsock_block_free(&t->rg, c->b1, c->g1);
 			ivsock_slot_release(&t->rg.channels[c->idx].slot, c->gen);
-		} else {
-			if (c->have_r2)
-				ivsock_ring_free(&t->rg, c->r2, c->g2);
-			if (c->have_r1)
-				ivsock_ring_free(&t->rg, c->r1, c->g1);
+		} else if (c->have_b1) {
+			ivsock_block_free(&t->rg, c->b1, c->g1);
 		}
 		c->step = C_DONE;
 		return;

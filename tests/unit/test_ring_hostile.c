@@ -2,10 +2,10 @@
 /*
  * A hostile peer: one process scribbles random values over every shared word
  * a channel's users read (ring indices, flags and sleep words, channel ends,
- * ring references, slot words, offers, directory, superblock) while this
+ * block references, ctl pages, slot words, offers, directory, superblock) while this
  * process keeps using the channel. It must only ever see errors, never crash
  * and never touch memory outside its rings (PROT_NONE canaries around the
- * region, a sentinel-filled neighbour ring inside it, ASan under check-asan).
+ * region, sentinel-filled blocks of other partitions inside it, ASan under check-asan).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,18 +51,28 @@ static void add64(struct hostile *h, void *p)
 	h->tg[h->ntg++] = (struct target){ p, 1 };
 }
 
-static void add_ring(struct hostile *h, uint32_t ridx)
+/* Both ctl pages of a block: every ring word and every end word. */
+static void add_block(struct hostile *h, uint32_t bidx)
 {
-	struct ivsock_ring_hdr *r = ivsock_region_ring_mem(&h->t.rg, ridx);
+	void *mem = ivsock_region_block_mem(&h->t.rg, bidx);
+	int side;
 
-	add32(h, &r->tail);
-	add32(h, &r->prod_flags);
-	add32(h, &r->prod_sleep);
-	add32(h, &r->cons_sleep_seen);
-	add32(h, &r->head);
-	add32(h, &r->cons_flags);
-	add32(h, &r->cons_sleep);
-	add32(h, &r->prod_sleep_seen);
+	for (side = 0; side < 2; side++) {
+		struct ivsock_end_ctl *e = ivsock_block_ctl(mem, h->t.rg.class[0].ring_size, side);
+
+		add32(h, &e->prod.tail);
+		add32(h, &e->prod.prod_flags);
+		add32(h, &e->prod.prod_sleep);
+		add32(h, &e->prod.cons_sleep_seen);
+		add32(h, &e->cons.head);
+		add32(h, &e->cons.cons_flags);
+		add32(h, &e->cons.cons_sleep);
+		add32(h, &e->cons.prod_sleep_seen);
+		add32(h, &e->peer_id);
+		add32(h, &e->vector);
+		add32(h, &e->holders);
+		add64(h, &e->tx_bytes);
+	}
 }
 
 static void collect_targets(struct hostile *h)
@@ -71,13 +81,12 @@ static void collect_targets(struct hostile *h)
 	struct ivsock_channel *c = &rg->channels[h->idx];
 	int s;
 
-	add_ring(h, c->ring_c2s);
-	add_ring(h, c->ring_s2c);
+	add_block(h, c->block);
 	add64(h, &c->slot);
-	add32(h, &c->ring_c2s);
-	add32(h, &c->ring_c2s_gen);
-	add32(h, &c->ring_s2c);
-	add32(h, &c->ring_s2c_gen);
+	add32(h, &c->block);
+	add32(h, &c->block_gen);
+	add32(h, &c->next_block);
+	add32(h, &c->next_block_gen);
 	add32(h, &c->tuple.sport);
 	for (s = 0; s < 2; s++) {
 		add32(h, &c->end[s].vm_index);
@@ -85,10 +94,9 @@ static void collect_targets(struct hostile *h)
 		add32(h, &c->end[s].vector);
 		add32(h, &c->end[s].client);
 		add32(h, &c->end[s].flags);
-		add64(h, &c->end[s].tx_bytes);
+		add32(h, &c->end[s].uid);
 	}
-	add64(h, &rg->ringslots[c->ring_c2s]);
-	add64(h, &rg->ringslots[c->ring_s2c]);
+	add64(h, &rg->blockslots[c->block]);
 	for (s = 0; s < 4; s++) {
 		add64(h, &rg->offers[s].slot);
 		add32(h, &rg->offers[s].channel);
@@ -101,7 +109,8 @@ static void collect_targets(struct hostile *h)
 	add64(h, &rg->listeners[0].slot);
 	add32(h, &rg->listeners[0].port);
 	add32(h, &rg->sb->vm_cap);
-	add32(h, &rg->sb->ring_size);
+	add32(h, &rg->sb->class[0].ring_size);
+	add32(h, &rg->sb->nclasses);
 	add64(h, &rg->sb->channel_off);
 	add64(h, &rg->sb->magic);
 }
@@ -174,7 +183,7 @@ static void victim_round(struct hostile *h, uint64_t *rs, struct ivsock_chan_vie
 			 struct ivsock_chan_view *a)
 {
 	struct ivsock_region *rg = &h->t.rg;
-	size_t len = (size_t)rnd_range(rs, 0, 3 * rg->ring_size);
+	size_t len = (size_t)rnd_range(rs, 0, 3 * rg->class[0].ring_size);
 	uint8_t *buf = malloc(len ? len : 1); /* exact size: ASan sees overruns */
 	struct ivsock_ring *r;
 	struct iovec v[2] = { { buf, len / 2 }, { buf + len / 2, len - len / 2 } };
@@ -192,35 +201,41 @@ static void victim_round(struct hostile *h, uint64_t *rs, struct ivsock_chan_vie
 	case 3: r = rnd_range(rs, 0, 1) ? &c->rx : &a->rx;
 		rc = ivsock_ring_readv(r, v, 2); check_len(rc, len); break;
 	case 4: r = rnd_range(rs, 0, 1) ? &c->rx : &a->rx;
-		rc = ivsock_ring_peek(r, buf, len, (size_t)rnd_range(rs, 0, rg->ring_size));
+		rc = ivsock_ring_peek(r, buf, len, (size_t)rnd_range(rs, 0, rg->class[0].ring_size));
 		check_len(rc, len); break;
 	case 5: rc = ivsock_ring_consume(&c->rx, len); check_len(rc, len); break;
-	case 6: rc = ivsock_ring_readable(&a->rx); check_len(rc, rg->ring_size); break;
-	case 7: rc = ivsock_ring_writable(&c->tx); check_len(rc, rg->ring_size); break;
+	case 6: rc = ivsock_ring_readable(&a->rx); check_len(rc, rg->class[0].ring_size); break;
+	case 7: rc = ivsock_ring_writable(&c->tx); check_len(rc, rg->class[0].ring_size); break;
 	case 8: rc = ivsock_ring_take_back(&c->tx, buf, len); check_len(rc, len); break;
 	case 9: rc = ivsock_ring_producer_prepare_sleep(&c->tx);
 		(void)ivsock_ring_consumer_needs_wake(&c->tx); break;
 	case 10: rc = ivsock_ring_consumer_prepare_sleep(&a->rx);
 		(void)ivsock_ring_producer_needs_wake(&a->rx); break;
-	case 11: rc = ivsock_ring_unconsumed(&c->tx); check_len(rc, rg->ring_size); break;
+	case 11: rc = ivsock_ring_unconsumed(&c->tx); check_len(rc, rg->class[0].ring_size); break;
 	case 12: rc = ivsock_chan_learn_peer(rg, c); break;
 	case 13: {
 		/* re-attach both sides from the (scribbled) channel entry */
 		struct ivsock_channel *ch = &rg->channels[h->idx];
-		uint32_t c2s = ch->ring_c2s, s2c = ch->ring_s2c;
-		void *m1 = ivsock_region_ring_mem(rg, c2s), *m2 = ivsock_region_ring_mem(rg, s2c);
-		struct ivsock_chan_view nv;
+		uint32_t b = ch->block;
+		void *m = ivsock_region_block_mem(rg, b);
+		struct ivsock_chan_view nv, av;
 
 		rc = ivsock_chan_view_connector(rg, h->idx, h->gen, &nv);
 		if (rc == 0)
 			*c = nv;
-		/* like the library: only rings of the connector's partition */
-		if (m1 && m2 && ivsock_region_ring_vm(rg, c2s) == 0 &&
-		    ivsock_region_ring_vm(rg, s2c) == 0) {
-			note(h, ivsock_ring_attach(&a->rx, m1, rg->ring_size, IVSOCK_RING_CONSUMER),
-			     "attach");
-			note(h, ivsock_ring_attach(&a->tx, m2, rg->ring_size, IVSOCK_RING_PRODUCER),
-			     "attach");
+		/* like the library: only a block of the connector's partition,
+		 * attached as a process holding a window onto it would */
+		if (m && ivsock_region_block_vm(rg, b) == 0) {
+			int arc = ivsock_chan_view_block(&av, m, rg->class[0].ring_size,
+							 IVSOCK_SIDE_ACCEPTOR, h->idx, h->gen);
+
+			note(h, arc, "attach");
+			if (arc == 0) {
+				a->rx = av.rx;
+				a->tx = av.tx;
+				a->my_ctl = av.my_ctl;
+				a->peer_ctl = av.peer_ctl;
+			}
 		}
 		break;
 	}
@@ -314,14 +329,14 @@ static void test_hostile_peer(void **state)
 	assert_true(ivsock_offer_post(&h->t.rg, 0, 1, &h->tup, h->idx, h->gen, &og) >= 0);
 	assert_int_equal(ivsock_chan_accept(&h->t.rg, h->idx, h->gen, 0, &me1, &a), 0);
 	assert_int_equal(ivsock_chan_view_connector(&h->t.rg, h->idx, h->gen, &c), 0);
-	/* the hostile side owns partition 0 (it is the connector); rings of
+	/* the hostile side owns partition 0 (it is the connector); blocks of
 	 * the acceptor's and a third VM's partitions are sentinel memory that
 	 * nothing may write, whatever the references say */
 	for (i = 0; i < 2; i++) {
-		assert_int_equal(ivsock_ring_alloc(&h->t.rg, (uint8_t)(i + 1), 9, &r2, &g2), 0);
-		assert_int_equal(ivsock_region_ring_vm(&h->t.rg, r2), i + 1);
-		h->guard[i] = ivsock_region_ring_mem(&h->t.rg, r2);
-		h->guard_len = h->t.rg.ring_stride;
+		assert_int_equal(ivsock_block_alloc(&h->t.rg, (uint8_t)(i + 1), 0, 9, &r2, &g2), 0);
+		assert_int_equal(ivsock_region_block_vm(&h->t.rg, r2), i + 1);
+		h->guard[i] = ivsock_region_block_mem(&h->t.rg, r2);
+		h->guard_len = h->t.rg.class[0].block_size;
 		memset(h->guard[i], SENTINEL, h->guard_len);
 	}
 	collect_targets(h);
@@ -348,11 +363,11 @@ static void test_hostile_peer(void **state)
 
 	for (i = 0; i < 2 * h->guard_len; i++)
 		if (h->guard[i / h->guard_len][i % h->guard_len] != SENTINEL)
-			fail_msg("sentinel ring %zu byte %zu overwritten", i / h->guard_len,
+			fail_msg("sentinel block %zu byte %zu overwritten", i / h->guard_len,
 				 i % h->guard_len);
-	/* nor were the other partitions' rings freed through forged refs */
-	assert_int_equal(ivsock_ring_pool_used(&h->t.rg, 1), 1);
-	assert_int_equal(ivsock_ring_pool_used(&h->t.rg, 2), 1);
+	/* nor were the other partitions' blocks freed through forged refs */
+	assert_int_equal(ivsock_block_pool_used(&h->t.rg, 1), 1);
+	assert_int_equal(ivsock_block_pool_used(&h->t.rg, 2), 1);
 	printf("hostile: %ld rounds, %ld ok, EPROTO %ld, ESTALE %ld, EPIPE %ld, "
 	       "ECONNRESET %ld, EAGAIN %ld\n", rounds, h->ok, h->errs[EPROTO],
 	       h->errs[ESTALE], h->errs[EPIPE], h->errs[ECONNRESET], h->errs[EAGAIN]);

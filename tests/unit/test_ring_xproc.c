@@ -230,7 +230,7 @@ static void run_stream(size_t max_chunk)
 	ivsock_region_params_default(&p);
 	p.vm_cap = 4;
 	assert_int_equal(test_region_map(&x.t, REGION, &p), 0);
-	assert_int_equal(x.t.rg.ring_size, 128 * 1024);
+	assert_int_equal(x.t.rg.class[x.t.rg.default_class].ring_size, 128 * 1024);
 	assert_int_equal(ivsock_chan_open(&x.t.rg, &me0, &tup, ivsock_chan_dst_vm(&x.t.rg, me0.vm, &tup), x.t.rg.default_class, &x.idx, &x.gen), 0);
 	assert_int_equal(ivsock_chan_accept(&x.t.rg, x.idx, x.gen, 0, &me1, &x.acc), 0);
 	assert_int_equal(ivsock_chan_view_connector(&x.t.rg, x.idx, x.gen, &x.conn), 0);
@@ -259,7 +259,7 @@ static void run_stream(size_t max_chunk)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	/* the acceptor closed first: our close frees the channel and rings */
 	assert_int_equal(ivsock_chan_close(&x.t.rg, x.idx, x.gen, IVSOCK_SIDE_CONNECTOR, false), 1);
-	assert_int_equal(ivsock_ring_pool_used(&x.t.rg, 0), 0);
+	assert_int_equal(ivsock_block_pool_used(&x.t.rg, 0), 0);
 	close(x.efd_cons);
 	close(x.efd_prod);
 	test_region_unmap(&x.t);
