@@ -445,6 +445,11 @@ static void try_attach(int lfd, int nfd, int flags)
 			     rc == -ENOENT ? "no offer for this connection" : "attach", rc);
 		return;
 	}
+	/* IVSOCK_TEST_PAUSE_ACCEPTING=1 (tests only): stop here, attached by
+	 * the agent but not mapped yet: the connector must not fall back
+	 * (docs/shim.md: the paused acceptor). */
+	if (__builtin_expect(getenv("IVSOCK_TEST_PAUSE_ACCEPTING") != NULL, 0))
+		raise(SIGSTOP);
 	s = ivs_sock_new(IVS_CONN, ag);
 	if (!s || attach_block(ag, s, &r, wfd) < 0) {
 		if (!s && wfd >= 0)

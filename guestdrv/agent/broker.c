@@ -197,6 +197,10 @@ static int owns_end(struct agent *a, struct agent_client *c, const struct ivsock
 	cookie = __atomic_load_n(&ch->end[ref->side].cookie, __ATOMIC_RELAXED);
 	if (vm != a->be.vm_index)
 		return -EPERM;
+	/* an end released already is gone for good (a second CLOSE must not
+	 * give its owner the quota back twice) */
+	if (ivsock_load_acquire(&ch->end[ref->side].flags) & (IVSOCK_END_CLOSED | IVSOCK_END_DEAD))
+		return -ESTALE;
 	*chp = ch;
 	if (client == c->id && sock < 0)
 		return 0;
@@ -519,6 +523,8 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 		/* a window names our client id and vector: HELLO first */
 		if (reply_type(h->type))
 			send_reply(c, reply_type(h->type), h->seq, -ENOTCONN, NULL, 0, -1);
+		else if (h->type > IVSOCK_AG_TYPE_MAX && (h->type & 1) && h->type < 0xffff)
+			send_reply(c, h->type + 1, h->seq, -EOPNOTSUPP, NULL, 0, -1);
 		goto out;
 	}
 	switch (h->type) {

@@ -32,6 +32,7 @@ struct fake {
 	int lfd;
 	int memfd;
 	uint64_t format_id;
+	uint64_t tables_size;
 	int peer_efd;        /* what PEER_FD hands out (we keep a copy) */
 	struct ivsock_ag_peer asked;
 	pthread_t th;
@@ -89,6 +90,7 @@ static void *agent_thread(void *arg)
 				.backend = IVSOCK_BACKEND_SERVER, .vm_index = 1, .vm_gen = 1,
 				.peer_id = 3, .client_id = 7, .vector = 2,
 				.region_size = REGION, .format_id = f->format_id,
+				.tables_size = f->tables_size,
 			};
 			int fds[2] = { f->memfd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) };
 
@@ -138,6 +140,7 @@ static struct fake *fake_start(enum mode mode)
 	p.offer_cap = 64;
 	assert_int_equal(ivsock_region_format(&rg, m, REGION, &p), 0);
 	f->format_id = rg.format_id;
+	f->tables_size = rg.tables_size;
 	munmap(m, REGION);
 	f->peer_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	assert_int_equal(ivsock_agent_sockaddr(f->name, &sa, &len), 0);

@@ -347,6 +347,7 @@ static void *fake_thread(void *arg)
 				.backend = IVSOCK_BACKEND_SERVER, .vm_index = 0, .vm_gen = 1,
 				.peer_id = 3, .client_id = 7, .vector = 0,
 				.region_size = REGION, .format_id = f->rg.format_id,
+				.tables_size = f->rg.tables_size,
 			};
 			int p[2] = { -1, -1 }, fds[2] = { f->memfd, -1 };
 
