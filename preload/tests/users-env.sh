@@ -59,7 +59,7 @@ no_fallback() {
 	! grep -o "fallback_[a-z_]*=[0-9]*" "$1" | grep -v "^fallback_not_tcp=" | grep -qv "=0$"
 }
 pids_of_uid() {
-	sed -n "s/^shim-users: serve pid=\([0-9]*\) uid=$2 .*/\1/p" "$1" | tr '\n' ' '
+	sed -n "s/^shim-users: serve pid=\([0-9]*\) uid=$2 .*/\1/p" "$1" | xargs
 }
 
 expect_served() { # FILE PIDS CONNS BYTES WHAT [bytes-only]
