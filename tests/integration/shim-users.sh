@@ -66,10 +66,11 @@ for u in "$UA_ID" "$UB_ID"; do
 done
 
 echo "== 2. setuid() after listen(): one server as $UA, one as $UB, 3 connections each"
+srv2=()
 for i in 0 1; do
 	u=$([ $i = 0 ] && echo "$UA" || echo "$UB")
 	shim_run B timeout 120 "$USERS_TOOL" setuid $((7802 + i)) 3 "$u" >"$SHIM_ENV_DIR/srv2$i.out" 2>&1 &
-	eval "srv2$i=\$!"
+	srv2[$i]=$!
 done
 wait_out "$SHIM_ENV_DIR/srv20.out" && wait_out "$SHIM_ENV_DIR/srv21.out" || fail "setuid servers did not listen"
 shim_run A timeout 120 "$SHIM_TOOL" client "$SHIM_B_IP" 7802 $MB 3 2>"$SHIM_ENV_DIR/cli20.out" &
@@ -77,8 +78,8 @@ c0=$!
 shim_run A timeout 120 "$SHIM_TOOL" client "$SHIM_B_IP" 7803 $MB 3 2>"$SHIM_ENV_DIR/cli21.out" ||
 	fail "client to the setuid server of $UB"
 wait $c0 || fail "client to the setuid server of $UA"
-wait "$srv20" || fail "setuid server of $UA"
-wait "$srv21" || fail "setuid server of $UB"
+wait "${srv2[0]}" || fail "setuid server of $UA"
+wait "${srv2[1]}" || fail "setuid server of $UB"
 for i in 0 1; do
 	u=$([ $i = 0 ] && echo "$UA_ID" || echo "$UB_ID")
 	client_check "$SHIM_ENV_DIR/cli2$i.out" 3 "setuid uid $u"
