@@ -1,14 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # ivsock-agent against connection floods and fd exhaustion, and who sees
-# whom in STATUS. The agent runs with 128 fds (prlimit) and --group 65534
+# whom in STATUS. The agent runs with 128 fds (prlimit) and --allow-group 65534
 # --max-clients-per-uid 10; "busy" below means its CPU time (utime+stime in
 # /proc/PID/stat) grows by more than 1 s over 2 s of idle holding (a spin
 # burns 2 s), and every STATUS is bounded by `timeout`.
-#   1. uid 65533 (not admitted) opens 2000 connections and holds them:
+#   1. uid 65533 (not admitted: --allow-group restricts the default, which
+#      admits every user) opens 2000 connections and holds them:
 #      each is closed at accept; the agent keeps few fds, is not busy,
 #      answers root's STATUS;
-#   2. uid 65534 (admitted by --group) holds 50: only 10 are kept;
+#   2. uid 65534 (admitted by --allow-group) holds 50: only 10 are kept;
 #   3. root holds 200 (root is not capped) and exhausts the agent's fds:
 #      new connections are closed at once with a reason (reserve fd), the
 #      agent is not busy, and serves again once root lets go;
@@ -123,7 +124,7 @@ chmod 0777 "$T"
 PIDS+=($!)
 wait_for 10 test -S "$T/fl.sock" || fail "ivsockd did not start"
 ip netns exec "$NS" prlimit --nofile=128:128 "$AGENT" -f --server "$T/fl.sock" --hostname fl \
-	--group 65534 --max-clients-per-uid 10 >"$T/agent.log" 2>&1 &
+	--allow-group 65534 --max-clients-per-uid 10 >"$T/agent.log" 2>&1 &
 APID=$!
 PIDS+=("$APID")
 wait_for 10 status_root || fail "agent did not start"
@@ -139,7 +140,7 @@ echo "agent: cpu +$d ticks/2 s (HZ $HZ), $f fds, refused $(echo "$st" | jq .admi
 [ "$(echo "$st" | jq .admission.refused)" -ge 1000 ] || fail "refusals not counted"
 kill "$FPID" 2>/dev/null || true; wait "$FPID" 2>/dev/null || true
 
-echo "== 2. 50 connections from uid 65534 (admitted, capped at 10)"
+echo "== 2. 50 connections from uid 65534 (admitted by --allow-group, capped at 10)"
 flood 65534 plain 50 30
 st=$(status_root) || fail "no status"
 c=$(echo "$st" | jq .admission.connections)
