@@ -3,9 +3,9 @@
 # A hostile, unprivileged client of the broker (tests/tools/broker-hostile)
 # against real agents while another user's accelerated connection is live
 # (the shim's two-"VM" set-up, preload/tests/shim-env.sh):
-#   - uid 4001 streams 1 GiB from VM A to VM B through the shim (checked
+#   - uid 4001 streams 4 GiB from VM A to VM B through the shim (checked
 #     byte by byte by shim-stream, on the rings by its counters);
-#   - uid 4002 in VM A finds that connection in the read-only tables and
+#   - uid 4002 in VM A, then in VM B, finds that connection in the read-only tables and
 #     CLOSEs / ABANDONs / ATTACHes it without and with a socket of its own
 #     (refused: -EPERM, the channel does not move), with stale generations
 #     (-ESTALE); ACCEPTs with sockets that are not the accepted one and
@@ -61,18 +61,21 @@ idle_a() {
 
 idle_a 0 || fail "agent A not idle at the start"
 fd0=$(fds_a)
-echo "== agent A: pid $AGENT_A, $fd0 fds, --max-channels-per-uid $MAXCH"
+echo "== agent A: pid $AGENT_A, $fd0 fds, --max-channels-per-uid $MAXCH [${SECONDS}s]"
 
-echo "== uid 4001 streams 1 GiB A -> B; uid 4002 attacks its channel"
-GIB=$((1 << 30))
+echo "== uid 4001 streams 4 GiB A -> B; uid 4002 attacks its channel [${SECONDS}s]"
+GIB=$((4 << 30))
 shim_run B setpriv --reuid=4001 --regid=4001 --clear-groups timeout 300 "$SHIM_TOOL" server 7201 1 >"$D/vsrv.out" 2>&1 &
 vsrv=$!
 sleep 0.3
 shim_run A setpriv --reuid=4001 --regid=4001 --clear-groups timeout 300 "$SHIM_TOOL" --chunk 4096 client "$SHIM_B_IP" 7201 $GIB 1 \
 	2>"$D/vcli.out" &
 vcli=$!
+# from the connector's VM, then from the acceptor's (same-VM ends: only the
+# client id and the socket cookie stand in the way)
 rc=0
 shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 120 "$HOSTILE" victim "$SHIM_A_IP" 7201 >"$D/victim.out" 2>&1 || rc=$?
+shim_exec B setpriv --reuid=4002 --regid=4002 --clear-groups timeout 120 "$HOSTILE" victim "$SHIM_B_IP" 7201 >>"$D/victim.out" 2>&1 || rc=$((rc + $?))
 cat "$D/victim.out"
 victim_done=0
 kill -0 $vcli 2>/dev/null || victim_done=1
@@ -87,7 +90,7 @@ wait $vsrv || fail "the victim's server failed"
 idle_a 0 || fail "agent A: something left claimed after the victim run"
 [ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds, was $fd0"
 
-echo "== protocol abuse by uid 4002"
+echo "== protocol abuse by uid 4002 [${SECONDS}s]"
 rc=0
 shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 120 "$HOSTILE" protocol >"$D/protocol.out" 2>&1 || rc=$?
 cat "$D/protocol.out"
@@ -95,7 +98,7 @@ cat "$D/protocol.out"
 idle_a 0 || fail "agent A: something left claimed after the protocol abuse"
 [ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds after the abuse, was $fd0"
 
-echo "== uid 4002 floods 10000 OPENs"
+echo "== uid 4002 floods 10000 OPENs [${SECONDS}s]"
 mkfifo "$D/hold"
 shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 600 "$HOSTILE" flood "$SHIM_A_IP" 10000 0 <"$D/hold" \
 	>"$D/flood.out" 2>&1 &
@@ -124,7 +127,7 @@ oth=$(echo "$line" | sed 's/.*other=\([0-9]*\).*/\1/')
 used=$(status_a | jq '.ring_pool.used')
 echo "   agent A ring_pool.used while held: $used"
 
-echo "== uid 4003 still accelerated while the flooder holds its channels"
+echo "== uid 4003 still accelerated while the flooder holds its channels [${SECONDS}s]"
 shim_run B setpriv --reuid=4003 --regid=4003 --clear-groups timeout 60 "$SHIM_TOOL" server 7202 1 >"$D/o3srv.out" 2>&1 &
 srv=$!
 sleep 0.3
@@ -132,7 +135,7 @@ shim_run A setpriv --reuid=4003 --regid=4003 --clear-groups timeout 60 "$SHIM_TO
 	2>"$D/o3cli.out" || fail "uid 4003 stream"
 wait $srv || fail "uid 4003 server"
 [ "$(stat_of "$D/o3cli.out" accelerated_connect)" = 1 ] || fail "uid 4003 not accelerated"
-echo "== the flooder's own uid falls back to TCP, byte-exact"
+echo "== the flooder's own uid falls back to TCP, byte-exact [${SECONDS}s]"
 shim_run B setpriv --reuid=4003 --regid=4003 --clear-groups timeout 60 "$SHIM_TOOL" server 7203 1 >"$D/o2srv.out" 2>&1 &
 srv=$!
 sleep 0.3
@@ -141,7 +144,7 @@ shim_run A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 60 "$SHIM_TO
 wait $srv || fail "uid 4002 server"
 echo "   uid 4002 accelerated_connect=$(stat_of "$D/o2cli.out" accelerated_connect)"
 
-echo "== the flooder exits: everything it claimed is free"
+echo "== the flooder exits: everything it claimed is free [${SECONDS}s]"
 echo go >&9
 exec 9>&-
 wait $fl || fail "flooder exit"
@@ -167,7 +170,7 @@ kill -0 "$AGENT_A" || fail "agent A died"
 # names it, even when the end was already closed (the other end still open):
 # repeating a CLOSE hands the uid its per-uid quota back, so one uid can take
 # every block of a class and the next uid falls back to TCP.
-echo "== uid 4002: repeated CLOSE of its own closed end, then 50 OPENs (default class)"
+echo "== uid 4002: repeated CLOSE of its own closed end, then 50 OPENs (default class) [${SECONDS}s]"
 rm -f "$D/hold"
 mkfifo "$D/hold"
 shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 600 "$HOSTILE" overcommit "$SHIM_A_IP" 50 -1 \
