@@ -12,7 +12,9 @@
  *
  * The input is a script: make sockets of every kind (TCP listening on
  * loopback, bound not connected, connected over loopback, accepted, unbound;
- * UDP; UNIX; a pipe; an eventfd), connect one to a listener and accept, and
+ * UDP; UNIX; a pipe; an eventfd), connect one to a listener and accept, let
+ * VM 1 take and accept the offers posted to it and close its ends, make a
+ * client stop reading (replies cannot be sent: OPEN/ACCEPT are undone), and
  * send requests whose type, payload (structured from what earlier replies
  * handed out, mutated: stale generation, other side, other channel; or raw
  * bytes of any length) and attached fds (none, one of the sockets, extra
@@ -738,6 +740,45 @@ static void request(struct agent *a, struct fuzz_in *in)
 	check_tables(a);
 }
 
+/* ---- VM 1: an honest acceptor of the connections we open to it ---- */
+
+#define NVM1 8
+static struct ivsock_chan_view vm1[NVM1];
+static bool vm1_open[NVM1];
+
+static void vm1_accept_all(struct ivsock_region *rg)
+{
+	const struct ivsock_end_id me = { .vm = 1, .client = 1, .peer_id = 11, .vector = 0,
+					  .uid = 2000 };
+
+	for (uint32_t i = 0; i < rg->offer_cap; i++) {
+		struct ivsock_tuple t = rg->offers[i].tuple;
+		uint32_t chan, cgen;
+		uint8_t owner;
+		unsigned k;
+
+		if (ivsock_slot_get(&rg->offers[i].slot).state == IVSOCK_SLOT_FREE)
+			continue;
+		for (k = 0; k < NVM1 && vm1_open[k]; k++)
+			;
+		if (k == NVM1)
+			return;
+		if (ivsock_offer_take_as(rg, &t, 1, &chan, &cgen, &owner) < 0)
+			continue;
+		if (ivsock_chan_accept(rg, chan, cgen, owner, &me, &vm1[k]) == 0)
+			vm1_open[k] = true;
+	}
+}
+
+static void vm1_close(struct ivsock_region *rg, unsigned k)
+{
+	k %= NVM1;
+	if (!vm1_open[k])
+		return;
+	ivsock_chan_close_view(rg, &vm1[k], false);
+	vm1_open[k] = false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
@@ -789,7 +830,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a.be.vm_index = 0;
 	a.limits.max_chans = MAX_CHANS;
 	a.limits.max_listeners = 2;
-	a.limits.ring_share = (mode & 4) ? 100 : 50;
+	a.limits.ring_share = (mode & 4) ? 100 : (mode & 32) ? 10 : 50;
 	agent_ids_init(&a.ids, 4);
 
 	for (unsigned k = 0; k < NCLIENTS; k++) {
@@ -801,7 +842,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		c->ev.kind = EV_CLIENT;
 		c->fd = sv[0];
 		c->pid = 100 + (pid_t)k;
-		c->uid = k == 2 ? 1001 : 1000;
+		c->uid = k == 2 ? ((mode & 16) ? 0 : 1001) : 1000;
 		c->allowed = true;
 		c->be_fd = -1;
 		c->next = a.clients;
@@ -816,6 +857,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sks[i].fd = sks[i].fd2 = -1;
 	}
 	nrefs = 0;
+	memset(vm1_open, 0, sizeof(vm1_open));
 	/* everybody says HELLO first unless the input wants requests before it */
 	if (!(mode & 8))
 		for (unsigned k = 0; k < NCLIENTS; k++) {
@@ -830,19 +872,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(drain(k, IVSOCK_AG_HELLO, cls[k].seq) == 0);
 			FUZZ_ASSERT(cls[k].c->hello);
 		}
-	/* Script: [op: % 8 < 3 a socket op + arg, else a request] ... */
+	/* Script: [op: % 16 < 6 a socket/VM 1/client op + arg, else a request] ... */
 	while (in.n && ops++ < MAX_OPS) {
 		uint8_t op = fuzz_u8(&in), arg;
 		struct sk *s;
 
-		if (op % 8 >= 3) { /* a request */
+		if (op % 16 >= 6) { /* a request */
 			request(&a, &in);
 			continue;
 		}
 		arg = fuzz_u8(&in);
 		s = &sks[arg % NSOCKS];
 
-		switch (op % 8) {
+		switch (op % 16) {
 		case 0: /* make a socket */
 			sk_make(s, SK_LISTEN + ((arg >> 3) & 15) % (SK_EVENTFD - SK_LISTEN + 1),
 				(arg & 0x80) != 0);
@@ -850,10 +892,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				sk_close(s);
 			break;
 		case 1: /* connect a bound socket to a listener, accept */
-			sk_connect(s, &sks[(arg >> 3) % NSOCKS], &sks[(op >> 3) % NSOCKS]);
+			sk_connect(s, &sks[(arg >> 3) % NSOCKS], &sks[(op >> 4) % NSOCKS]);
 			break;
-		default: /* close one */
+		case 2: /* close one */
 			sk_close(s);
+			break;
+		case 3: /* VM 1's side takes the offers posted to it */
+			vm1_accept_all(rg);
+			break;
+		case 4: /* VM 1 closes one of its ends */
+			vm1_close(rg, arg);
+			break;
+		default: /* client k stops reading: replies cannot be sent */
+			if (cls[arg % NCLIENTS].c)
+				shutdown(cls[arg % NCLIENTS].peer, SHUT_RD);
 			break;
 		}
 	}
@@ -871,6 +923,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(cls[k].peer);
 	}
 	FUZZ_ASSERT(a.clients == NULL && a.nclients == 0);
+	/* VM 1 closes what it still holds: the last closer frees */
+	for (unsigned k = 0; k < NVM1; k++)
+		vm1_close(rg, k);
 	FUZZ_ASSERT(ivsock_listener_remove(rg, (uint32_t)l1, l1gen) == 0);
 	for (uint32_t i = 0; i < rg->channel_cap; i++)
 		FUZZ_ASSERT(ivsock_slot_get(&rg->channels[i].slot).state == IVSOCK_SLOT_FREE);

@@ -425,7 +425,7 @@ static void seeds_ctl_reply(void)
 
 /* ---- broker (fuzz_broker.c): a script of socket ops and requests ---- */
 
-/* The broker harness's request: an op byte with op % 8 >= 3, then client
+/* The broker harness's request: an op byte with op % 16 >= 6, then client
  * k and request kind t (0 HELLO, 1 LISTEN, 2 UNLISTEN, 3 OPEN, 4 ACCEPT,
  * 5 ABANDON, 6 CLOSE, 7 ATTACH, 10 PEER_FD, 11 STATUS) as k + 3 * t. */
 enum { BR_LISTEN = 1, BR_UNLISTEN, BR_OPEN, BR_ACCEPT, BR_ABANDON, BR_CLOSE, BR_ATTACH };
@@ -440,7 +440,7 @@ static void br_mk(struct seed *s, unsigned slot, unsigned kind, int v6)
 /* connect bound slot b to listening slot l, the accepted socket into slot a */
 static void br_connect(struct seed *s, unsigned b, unsigned l, unsigned a)
 {
-	put8(s, (uint8_t)(1 | a << 3));
+	put8(s, (uint8_t)(1 | a << 4));
 	put8(s, (uint8_t)(b | l << 3));
 }
 
@@ -449,7 +449,7 @@ static void br_connect(struct seed *s, unsigned b, unsigned l, unsigned a)
 static void br_req(struct seed *s, unsigned k, unsigned t, uint8_t sel, unsigned slot,
 		   unsigned fd_mode)
 {
-	put8(s, 3);
+	put8(s, 15);
 	put8(s, (uint8_t)(k + 3 * t));
 	put8(s, sel);
 	put8(s, (uint8_t)(slot | fd_mode << 3 | (fd_mode == 3 ? 0x80 : 0)));
@@ -550,6 +550,27 @@ static void seeds_broker(void)
 	br_mk(&s, 7, 1, 0);
 	br_req(&s, 2, BR_OPEN, 0, 7, 1);
 	save("broker", &s, "flood");
+
+	/* VM 1 accepts our connection to it; our clients try its end, it
+	 * closes, we close; and a client that stops reading its replies */
+	s.n = 0;
+	put8(&s, 32);                          /* ring share 10 % */
+	br_mk(&s, 1, 1, 0);
+	br_mk(&s, 2, 1, 0);
+	br_req(&s, 0, BR_OPEN, 2, 1, 1);       /* ref 0 */
+	br_req(&s, 1, BR_OPEN, 2, 2, 1);       /* ref 1 */
+	put8(&s, 3);                           /* VM 1 accepts */
+	put8(&s, 0);
+	br_req(&s, 1, BR_CLOSE, 0x30, 0, 0);   /* VM 1's end of ref 0 */
+	br_req(&s, 0, BR_ATTACH, 0x30, 1, 1);
+	br_req(&s, 0, BR_CLOSE, 0x00, 0, 0);
+	put8(&s, 4);                           /* VM 1 closes its first end */
+	put8(&s, 0);
+	put8(&s, 5);                           /* client 1 stops reading */
+	put8(&s, 1);
+	br_mk(&s, 3, 1, 0);
+	br_req(&s, 1, BR_OPEN, 2, 3, 1);
+	save("broker", &s, "vm1-acceptor");
 
 	/* requests before HELLO */
 	s.n = 0;
