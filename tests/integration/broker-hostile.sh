@@ -11,6 +11,9 @@
 #     (-ESTALE); ACCEPTs with sockets that are not the accepted one and
 #     OPENs with wrong sockets and destinations (errors, nothing claimed);
 #     the victim's stream completes byte-exact on the rings;
+#   - a connection of uid 4001 pending (its server accepts after 3 s): uid
+#     4002 ACCEPTs with every socket it has and ABANDONs / ATTACHes /
+#     CLOSEs it: refused, the offer stays, the connection is accelerated;
 #   - uid 4002 sends requests before HELLO, extra fds, unknown types,
 #     wrong payload sizes: refused or disconnected, the agent's fd count is
 #     the same afterwards;
@@ -89,6 +92,26 @@ wait $vsrv || fail "the victim's server failed"
 [ "$(stat_of "$D/vsrv.out" accelerated_accept)" = 1 ] || fail "victim server not accelerated"
 idle_a 0 || fail "agent A: something left claimed after the victim run"
 [ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds, was $fd0"
+
+echo "== a pending connection of uid 4001 (its server accepts after 3 s); uid 4002 attacks it"
+shim_run B setpriv --reuid=4001 --regid=4001 --clear-groups timeout 60 "$SHIM_TOOL" --accept-delay 3000 server 7205 1 \
+	>"$D/psrv.out" 2>&1 &
+psrv=$!
+sleep 0.3
+IVSOCK_ATTACH_MS=9000 IVSOCK_ATTACH_MAX_MS=10000 shim_run A setpriv --reuid=4001 --regid=4001 --clear-groups timeout 60 \
+	"$SHIM_TOOL" client "$SHIM_B_IP" 7205 $((16 << 20)) 1 2>"$D/pcli.out" &
+pcli=$!
+rc=0
+shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 30 "$HOSTILE" offer "$SHIM_A_IP" 7205 >"$D/offer.out" 2>&1 || rc=$?
+shim_exec B setpriv --reuid=4002 --regid=4002 --clear-groups timeout 30 "$HOSTILE" offer "$SHIM_B_IP" 7205 >>"$D/offer.out" 2>&1 || rc=$((rc + $?))
+cat "$D/offer.out"
+wait $pcli || fail "the pending victim's stream failed"
+wait $psrv || fail "the pending victim's server failed"
+[ $rc = 0 ] || fail "hostile offer checks: $rc failed"
+[ "$(stat_of "$D/pcli.out" accelerated_connect)" = 1 ] || fail "pending victim not accelerated"
+[ "$(stat_of "$D/pcli.out" ring_tx_bytes)" = $((16 << 20)) ] || fail "pending victim not on the rings"
+[ "$(stat_of "$D/psrv.out" accelerated_accept)" = 1 ] || fail "pending victim's server not accelerated"
+idle_a 0 || fail "agent A: something left claimed after the pending victim"
 
 echo "== protocol abuse by uid 4002 [${SECONDS}s]"
 rc=0

@@ -16,6 +16,11 @@
  *       elsewhere, UDP, UNIX, a pipe) -> error, no offer taken; OPEN with a
  *       listening / connected / UDP socket, to a destination that is not a
  *       VM, to no listener -> error, nothing claimed.
+ *   broker-hostile offer SRCIP DPORT
+ *       wait for a pending offer to port DPORT (its server has not
+ *       accepted yet); ACCEPT with every socket we have (none is the
+ *       accepted one), ABANDON / ATTACH / CLOSE naming its channel -> all
+ *       refused, the offer still posted, the channel still OFFERED.
  *   broker-hostile protocol
  *       requests before HELLO (-ENOTCONN, nothing done), extra fds on
  *       requests and on one-way messages, unknown types, and wrong payload
@@ -464,6 +469,86 @@ static int victim(const char *srcip, uint16_t dport)
 	return failures;
 }
 
+/* ---- a victim's offer, pending while its server has not accepted yet ---- */
+
+static int offer(const char *srcip, uint16_t dport)
+{
+	struct ivsock_agent_conn c;
+	struct ivsock_region *rg;
+	struct chan_snap before;
+	uint64_t oslot = 0;
+	uint32_t oi = 0, idx = 0, gen = 0;
+	int found = 0, rc, own, lis, conn, acc, udp, ux[2], pp[2];
+
+	connect_or_die(&c);
+	rg = &c.region;
+	for (int tries = 0; tries < 250 && !found; tries++) {
+		for (uint32_t i = 0; i < rg->offer_cap && !found; i++) {
+			struct ivsock_slot_val v = ivsock_slot_get(&rg->offers[i].slot);
+
+			if (v.state == IVSOCK_SLOT_FREE || rg->offers[i].tuple.dport != dport)
+				continue;
+			oi = i;
+			oslot = atomic_load(&rg->offers[i].slot);
+			idx = rg->offers[i].channel;
+			if (idx >= rg->channel_cap)
+				continue;
+			gen = ivsock_slot_get(&rg->channels[idx].slot).gen;
+			found = 1;
+		}
+		if (!found)
+			usleep(20000);
+	}
+	if (!found) {
+		CHECK(0, "a pending offer to port %u in the tables", dport);
+		return 1;
+	}
+	printf("offer %u: channel %u gen %u, state %u, uid %u; we are uid %u\n", oi, idx, gen,
+	       ivsock_slot_get(&rg->channels[idx].slot).state, rg->channels[idx].end[0].uid,
+	       c.info.uid);
+	chan_snap(rg, idx, &before);
+	own = tcp_bound(srcip);
+	lis = tcp_listening(srcip);
+	udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	conn = tcp_pair(srcip, &acc);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ux) < 0 || pipe2(pp, O_CLOEXEC) < 0)
+		die("socketpair", errno);
+	{
+		const int socks[] = { lis, conn, acc, own, udp, ux[0], pp[0], -1 };
+		const char *what[] = { "listening", "connected elsewhere", "accepted elsewhere",
+				       "bound", "UDP", "UNIX", "pipe", "no" };
+
+		for (unsigned k = 0; k < sizeof(socks) / sizeof(socks[0]); k++) {
+			rc = req(&c, IVSOCK_AG_ACCEPT, NULL, 0, socks[k], 0, true);
+			CHECK(rc < 0, "ACCEPT with a %s socket: %d", what[k], rc);
+		}
+	}
+	rc = chan_req(&c, IVSOCK_AG_ABANDON, idx, gen, 0, -1);
+	CHECK(rc == -EPERM, "ABANDON of the pending connection, no socket: %d", rc);
+	rc = chan_req(&c, IVSOCK_AG_ABANDON, idx, gen, 0, own);
+	CHECK(rc == -EPERM, "ABANDON of the pending connection, our socket: %d", rc);
+	rc = chan_req(&c, IVSOCK_AG_ATTACH, idx, gen, 0, own);
+	CHECK(rc == -EPERM, "ATTACH to the pending connection: %d", rc);
+	for (int side = 0; side < 2; side++) {
+		chan_req(&c, IVSOCK_AG_CLOSE, idx, gen, (uint32_t)side, -1);
+		chan_req(&c, IVSOCK_AG_CLOSE, idx, gen, (uint32_t)side, own);
+	}
+	req(&c, IVSOCK_AG_STATUS, NULL, 0, -1, 0, true);
+	CHECK(atomic_load(&rg->offers[oi].slot) == oslot, "the offer is still posted");
+	CHECK(chan_same(rg, idx, &before), "the pending connection did not move");
+	close(own);
+	close(lis);
+	close(udp);
+	close(conn);
+	close(acc);
+	close(ux[0]);
+	close(ux[1]);
+	close(pp[0]);
+	close(pp[1]);
+	ivsock_agent_close(&c);
+	return failures;
+}
+
 /* ---- protocol abuse ---- */
 
 static int protocol(void)
@@ -644,6 +729,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 4 && !strcmp(argv[1], "victim"))
 		return victim(argv[2], (uint16_t)atoi(argv[3]));
+	if (argc == 4 && !strcmp(argv[1], "offer"))
+		return offer(argv[2], (uint16_t)atoi(argv[3]));
 	if (argc == 2 && !strcmp(argv[1], "protocol"))
 		return protocol();
 	if (argc == 5 && !strcmp(argv[1], "flood"))
@@ -651,6 +738,7 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "overcommit"))
 		return flood(argv[2], atol(argv[3]), atol(argv[4]), true);
 	fprintf(stderr, "usage: broker-hostile victim SRCIP DPORT\n"
+			"       broker-hostile offer SRCIP DPORT\n"
 			"       broker-hostile protocol\n"
 			"       broker-hostile flood SRCIP N CLASS\n"
 			"       broker-hostile overcommit SRCIP N CLASS\n");
