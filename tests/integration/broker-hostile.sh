@@ -93,7 +93,7 @@ wait $vsrv || fail "the victim's server failed"
 idle_a 0 || fail "agent A: something left claimed after the victim run"
 [ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds, was $fd0"
 
-echo "== a pending connection of uid 4001 (its server accepts after 3 s); uid 4002 attacks it"
+echo "== a pending connection of uid 4001 (its server accepts after 3 s); uid 4002 attacks it [${SECONDS}s]"
 shim_run B setpriv --reuid=4001 --regid=4001 --clear-groups timeout 60 "$SHIM_TOOL" --accept-delay 3000 server 7205 1 \
 	>"$D/psrv.out" 2>&1 &
 psrv=$!
