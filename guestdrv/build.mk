@@ -44,6 +44,12 @@ $(O)/tests/tools/agent-%: $(O)/tests/tools/agent-%.o $(PROTO_LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 
+# A hostile broker client (tests/integration/broker-hostile.sh).
+BROKER_HOSTILE := $(O)/tests/tools/broker-hostile
+$(BROKER_HOSTILE): $(O)/tests/tools/broker-hostile.o $(PROTO_LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
 $(O)/tests/unit/test_agent_%: $(O)/guestdrv/agent/tests/test_agent_%.o $(AGENT_LIB) $(PROTO_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
@@ -81,5 +87,5 @@ install-guestdrv: $(AGENT_BIN)
 
 install-targets: install-guestdrv
 
-ALL   += $(AGENT_BIN) $(STREAM_BIN) $(SNOOP_BIN) $(AGENT_TOOLS) $(AGENT_TESTS)
+ALL   += $(AGENT_BIN) $(STREAM_BIN) $(SNOOP_BIN) $(AGENT_TOOLS) $(BROKER_HOSTILE) $(AGENT_TESTS)
 TESTS += $(AGENT_TESTS)

@@ -14,6 +14,7 @@
 #   shim_run A|B CMD...              same under ivsock-run
 #   shim_ctl ARGS...                 ivsockctl on our daemon
 #   SHIM_A_IP SHIM_B_IP SHIM_LIB SHIM_TOOL
+#   SHIM_AGENT_OPTS (set before shim_env_up): extra ivsock-agent options
 
 IVSOCK_TOP=${IVSOCK_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 O=${O:-build}
@@ -63,7 +64,7 @@ shim_start_agent() { # A|B
 	local ns
 	ns=$(shim_ns "$1")
 	ip netns exec "$ns" "$SHIM_AGENT" --backend server --server "$SHIM_ENV_DIR/domain.sock" \
-		--hostname "$ns" --foreground >"$SHIM_ENV_DIR/agent-$1.log" 2>&1 &
+		--hostname "$ns" --foreground ${SHIM_AGENT_OPTS:-} >"$SHIM_ENV_DIR/agent-$1.log" 2>&1 &
 	SHIM_PIDS+=($!)
 	eval "SHIM_AGENT_PID_$1=$!"
 }

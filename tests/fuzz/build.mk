@@ -27,6 +27,8 @@ FUZZ_LDLIBS_identify      := $(HOSTD_LIBS)
 FUZZ_LDLIBS_ctl_reply     := -ljansson -lpthread
 FUZZ_LDLIBS_agent_request := $(AGENT_LDLIBS)
 FUZZ_LDLIBS_agent_mbresp  := $(AGENT_LDLIBS)
+# The broker (guestdrv/agent/broker.c) over a real region and real sockets.
+FUZZ_LDLIBS_broker        := $(AGENT_LDLIBS)
 # The shim's data path: links the shim's own objects (preload/*.o, which
 # interpose libc calls in the harness too; plain fds pass straight through).
 FUZZ_LDLIBS_shim_data      = $(SHIM_WRAP) -ldl -lpthread
@@ -34,7 +36,8 @@ $(O)/tests/fuzz/fuzz_shim_data: $(SHIM_OBJS)
 $(O)/tests/fuzz/fuzz_shim_data.o: ALL_CFLAGS += -Ipreload
 $(O)/tests/fuzz/fuzz_hostd_mailbox $(O)/tests/fuzz/fuzz_hostd_mailbox_race $(O)/tests/fuzz/fuzz_control \
 $(O)/tests/fuzz/fuzz_config $(O)/tests/fuzz/fuzz_identify: $(FUZZ_HOSTD_DEPS)
-$(O)/tests/fuzz/fuzz_agent_request $(O)/tests/fuzz/fuzz_agent_mbresp: $(FUZZ_AGENT_DEPS)
+$(O)/tests/fuzz/fuzz_agent_request $(O)/tests/fuzz/fuzz_agent_mbresp \
+$(O)/tests/fuzz/fuzz_broker: $(FUZZ_AGENT_DEPS)
 
 # Writes the committed seed corpora (tests/fuzz/corpus/); built with any CC.
 $(FUZZ_MKCORPUS): $(O)/tests/fuzz/mkcorpus.o $(PROTO_LIB)
