@@ -24,13 +24,24 @@ static uint8_t *region;
 static int epfd = -1;
 static bool refused_client;
 
-static int fake_client_fds(struct agent_backend *b, uint32_t vector, int fds[2])
+static int fake_client_fds(struct agent_backend *b, uint32_t vector, uint64_t tables_size,
+			   int fds[2], int *keep)
 {
 	(void)b;
 	(void)vector;
+	(void)tables_size;
+	*keep = -1;
 	fds[0] = eventfd(0, EFD_CLOEXEC);
 	fds[1] = eventfd(0, EFD_CLOEXEC);
 	FUZZ_ASSERT(fds[0] >= 0 && fds[1] >= 0);
+	return 0;
+}
+
+static int fake_window(struct agent_backend *b, uint64_t off, uint64_t len, uint64_t wr_off,
+		       uint64_t wr_len, uint32_t ring_peer, int *fd)
+{
+	(void)b, (void)off, (void)len, (void)wr_off, (void)wr_len, (void)ring_peer;
+	*fd = -1;
 	return 0;
 }
 
@@ -46,6 +57,7 @@ static const struct agent_backend_ops fake_ops = {
 	.name = "fuzz",
 	.kind = IVSOCK_BACKEND_SERVER,
 	.client_fds = fake_client_fds,
+	.window = fake_window,
 	.peer_fd = fake_peer_fd,
 };
 
@@ -166,6 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(c);
 	c->ev.kind = EV_CLIENT;
 	c->fd = sv[0];
+	c->be_fd = -1;
 	c->pid = 1;
 	c->allowed = !(mode & 1);
 	refused_client = !c->allowed;
