@@ -397,7 +397,7 @@ struct ivsock_end_ctl *ivsock_block_ctl(void *block, uint32_t ring_size, int sid
 
 uint8_t *ivsock_block_data(void *block, uint32_t ring_size, int side)
 {
-	return (uint8_t *)block + ivsock_block_half_off(ring_size, side) + IVSOCK_PAGE;
+	return (uint8_t *)block + ivsock_block_half_off(ring_size, side) + IVSOCK_CTL_SIZE;
 }
 
 int ivsock_region_block_class(const struct ivsock_region *rg, uint32_t idx)
@@ -446,7 +446,7 @@ static void block_format(void *mem, uint32_t ring_size)
 	for (side = 0; side < 2; side++) {
 		struct ivsock_end_ctl *e = ivsock_block_ctl(mem, ring_size, side);
 
-		memset(e, 0, IVSOCK_PAGE);
+		memset(e, 0, IVSOCK_CTL_SIZE);
 	}
 	/* ring c2s: producer words in ctl 0, consumer words in ctl 1; s2c the
 	 * other way round. The release in ivsock_ring_format() publishes the

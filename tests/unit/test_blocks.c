@@ -382,8 +382,8 @@ static void test_alignment_and_overlap(void **state)
 			assert_int_equal(2 * len, rg->class[k].block_size);
 			/* ctl page then data, in each half */
 			assert_ptr_equal((uint8_t *)ivsock_block_ctl(t.base + off, rs, 1), t.base + h1);
-			assert_ptr_equal(ivsock_block_data(t.base + off, rs, 0), t.base + h0 + IVSOCK_PAGE);
-			assert_ptr_equal(ivsock_block_data(t.base + off, rs, 1), t.base + h1 + IVSOCK_PAGE);
+			assert_ptr_equal(ivsock_block_data(t.base + off, rs, 0), t.base + h0 + IVSOCK_CTL_SIZE);
+			assert_ptr_equal(ivsock_block_data(t.base + off, rs, 1), t.base + h1 + IVSOCK_CTL_SIZE);
 			/* blocks in index order, each after the previous one
 			 * (no overlap with any other block), inside the pool */
 			assert_true(off >= prev_end);
