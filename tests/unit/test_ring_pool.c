@@ -103,7 +103,7 @@ static void test_alloc_formats(void **state)
 	for (side = 0; side < 2; side++) {
 		const uint8_t *ctl = (const uint8_t *)ivsock_block_ctl(mem, rs, side);
 
-		for (size_t i = 0; i < IVSOCK_PAGE; i++)
+		for (size_t i = 0; i < IVSOCK_CTL_SIZE; i++)
 			assert_int_equal(ctl[i], 0);
 	}
 	assert_int_equal(ivsock_chan_view_block(&v0, mem, rs, 0, 0, 0), 0);
