@@ -308,23 +308,13 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		rc = -ECONNREFUSED;
 		goto fail;
 	}
-	/* The class asked for (or the default), else the next smaller ones,
-	 * then the larger ones: a smaller ring beats plain TCP (path
-	 * switching moves a heavy flow to a bigger one later). */
+	/* The class asked for (or the default). Falling back to another class
+	 * when it is full is for path switching to do (docs/broker.md): a full
+	 * class sends the connection to TCP, as a full pool did. */
 	cls = class_for(rg, req->size_class);
-	rc = -ENOSPC;
-	for (int k = 0; k < (int)rg->nclasses && rc < 0; k++) {
-		int try = k <= cls ? cls - k : k;
-
-		if (!rg->class[try].blocks_per_vm || within_limits(a, c, try) < 0) {
-			if (rc == -ENOSPC && within_limits(a, c, try) < 0)
-				rc = -EDQUOT;
-			continue;
-		}
-		rc = ivsock_chan_open(rg, &me, &t, (uint8_t)vm, (uint32_t)try, &idx, &gen);
-		if (rc == 0)
-			cls = try;
-	}
+	rc = within_limits(a, c, cls);
+	if (rc == 0)
+		rc = ivsock_chan_open(rg, &me, &t, (uint8_t)vm, (uint32_t)cls, &idx, &gen);
 	if (rc < 0)
 		goto fail;
 	__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
