@@ -41,7 +41,10 @@ run_one() { # suite name timeout cmd...
 	0)  pass=$((pass + 1)); printf -- '--- PASS  %s (%ss)\n' "$name" $((end - start)) ;;
 	77) skip=$((skip + 1)); printf -- '--- SKIP  %s: %s\n' "$name" "$(tail -n 1 "$log")" ;;
 	124|137) fail=$((fail + 1)); failed+=("$name"); printf -- '--- FAIL  %s (timeout %ss)\n' "$name" "$tmo"; tail -n 30 "$log" ;;
-	*)  fail=$((fail + 1)); failed+=("$name"); printf -- '--- FAIL  %s (exit %s)\n' "$name" $rc; tail -n 40 "$log" ;;
+	*)  fail=$((fail + 1)); failed+=("$name"); printf -- '--- FAIL  %s (exit %s)\n' "$name" $rc
+	    # The failing checks first: a long log's tail may not hold them.
+	    grep -a -E '(^|[] ])(FAIL|not ok)[ :]' "$log" | head -n 20 | sed 's/^/    /'
+	    tail -n 40 "$log" ;;
 	esac
 }
 
