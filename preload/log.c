@@ -45,7 +45,6 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_FB_PEER_TCP] = "fallback_peer_spoke_tcp",
 	[IVS_C_FB_TIMEOUT] = "fallback_attach_timeout",
 	[IVS_C_FB_FDMAX] = "fallback_fd_too_large",
-	[IVS_C_FB_PORTS] = "fallback_port_reuse",
 	[IVS_C_FB_ABANDONED] = "fallback_acceptor_abandoned",
 	[IVS_C_FB_PEER_CLOSED] = "fallback_peer_closed",
 	[IVS_C_FB_CLOSED] = "fallback_closed_before_attach",

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Connection set-up, through the agent (the broker of the tables: this
  * process only reads them): listen() registers the listener, connect() asks
- * for a channel and its offer keyed by the 4-tuple before the kernel
- * connects, accept() asks for the offer of the accepted socket; each answer
+ * for a channel and its offer keyed by the 4-tuple as the kernel connects,
+ * accept() asks for the offer of the accepted socket; each answer
  * is a window onto exactly that connection's block. Plus the connector's
  * lossless fallback and the release of a channel at the process's last
  * close. */
@@ -171,81 +171,16 @@ void ivs_listener_release(struct ivs_sock *s)
 
 /* ---------------- connect ---------------- */
 
-/* The source address the kernel will pick for dst (route lookup through a
- * connected UDP socket), remembered for a second per thread: short-lived
- * connections to one server pay the lookup once, not per connect. */
-struct src_cache {
-	struct sockaddr_storage dst, src;
-	socklen_t dl, sl;
-	uint64_t when;
-};
-static __thread struct src_cache src_cache;
-
-static int source_for(int family, const struct sockaddr *dst, socklen_t dl,
-		      struct sockaddr_storage *src, socklen_t *sl)
+/* What can be decided before the kernel connects: a TCP socket, our agent,
+ * a VM of the domain with a shimmed listener there. @return the agent (t and
+ * *vm filled) or NULL (plain TCP; reason counted). */
+static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_t len,
+				   struct ivsock_tuple *t, int *vm)
 {
-	struct src_cache *c = &src_cache;
-	uint64_t now = ivs_now_ns();
-	int u, rc;
-
-	if (c->when && now - c->when < 1000000000ULL && c->dl == dl && dl <= sizeof(c->dst) &&
-	    !memcmp(&c->dst, dst, dl)) {
-		memcpy(src, &c->src, c->sl);
-		*sl = c->sl;
-		return 0;
-	}
-	u = ivs_real.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (u < 0)
-		return -errno;
-	if (ivs_rc.connect(u, dst, dl) == 0 && getsockname(u, (struct sockaddr *)src, sl) == 0)
-		rc = 0;
-	else
-		rc = -errno;
-	ivs_real.close(u);
-	if (rc == 0 && dl <= sizeof(c->dst) && *sl <= sizeof(c->src)) {
-		memcpy(&c->dst, dst, dl);
-		c->dl = dl;
-		memcpy(&c->src, src, *sl);
-		c->sl = *sl;
-		c->when = now;
-	}
-	return rc;
-}
-
-/* Bind fd to (src, port 0) with SO_REUSEADDR on for the bind only (see
- * docs/shim.md: ports). @return 0 or -errno. */
-static int bind_source(int fd, struct sockaddr_storage *src, socklen_t sl)
-{
-	int old = 0, one = 1, rc;
-	socklen_t ol = sizeof(old);
-
-	if (src->ss_family == AF_INET)
-		((struct sockaddr_in *)src)->sin_port = 0;
-	else
-		((struct sockaddr_in6 *)src)->sin6_port = 0;
-	ivs_rc.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &old, &ol);
-	if (!old)
-		ivs_rc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	rc = ivs_rc.bind(fd, (struct sockaddr *)src, sl) < 0 ? -errno : 0;
-	if (!old)
-		ivs_rc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &old, sizeof(old));
-	return rc;
-}
-
-/* Everything before the kernel connect. @return a socket in OFFERED state or
- * NULL (plain TCP; reason counted). */
-static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct ivsock_tuple t;
-	struct ivsock_ag_chan r;
 	struct ivs_agent *ag;
-	struct ivs_sock *s;
-	int vm, rc, wfd = -1;
 
-	memset(&t, 0, sizeof(t));
-	if (ivsock_addr_from_sockaddr(&t.dst, &t.dport, addr, len) < 0 || !is_tcp(fd)) {
+	memset(t, 0, sizeof(*t));
+	if (ivsock_addr_from_sockaddr(&t->dst, &t->dport, addr, len) < 0 || !is_tcp(fd)) {
 		ivs_fallback(IVS_C_FB_NOT_TCP, fd, "not a TCP/IP socket", 0);
 		return NULL;
 	}
@@ -258,47 +193,42 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 		ivs_fallback(IVS_C_FB_NO_AGENT, fd, "no agent", 0);
 		return NULL;
 	}
-	vm = is_loopback(&t.dst) ? ag->me.vm : ivsock_dir_find_addr(ag->rg, &t.dst);
-	if (vm < 0) {
+	*vm = is_loopback(&t->dst) ? ag->me.vm : ivsock_dir_find_addr(ag->rg, &t->dst);
+	if (*vm < 0) {
 		ivs_fallback(IVS_C_FB_NOT_VM, fd, "destination is not a VM of the domain", 0);
 		return NULL;
 	}
-	if (ivsock_listener_find(ag->rg, (uint32_t)vm, &t.dst, t.dport) < 0) {
+	if (ivsock_listener_find(ag->rg, (uint32_t)*vm, &t->dst, t->dport) < 0) {
 		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "no shimmed listener there", 0);
 		return NULL;
 	}
+	return ag;
+}
+
+/* The kernel has sent our SYN (and picked the source port): ask the agent
+ * for a channel and its offer keyed by the 4-tuple, map the block. The
+ * request overlaps the handshake; the acceptor's agent copes with an offer
+ * that comes after the acceptor asked (docs/broker.md, "the late offer").
+ * @return a socket in OFFERED state (not installed) or NULL (plain TCP;
+ * reason counted). */
+static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple *t, int vm)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ivsock_ag_chan r;
+	struct ivs_sock *s;
+	int rc, wfd = -1;
+
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&ss, sl) < 0) {
+	    ivsock_addr_from_sockaddr(&t->src, &t->sport, (struct sockaddr *)&ss, sl) < 0 ||
+	    !t->sport) {
 		ivs_fallback(IVS_C_FB_BIND, fd, "getsockname", -errno);
 		return NULL;
-	}
-	if (t.sport == 0 || ivsock_addr_is_any(&t.src)) {
-		if (t.sport == 0) {
-			sl = sizeof(ss);
-			rc = source_for(addr->sa_family, addr, len, &ss, &sl);
-			if (rc == 0)
-				rc = bind_source(fd, &ss, sl);
-			if (rc < 0) {
-				ivs_fallback(IVS_C_FB_BIND, fd, "bind", rc);
-				return NULL;
-			}
-			sl = sizeof(ss);
-			if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-			    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&ss, sl) < 0)
-				return NULL;
-		} else { /* bound to a wildcard address with a port: source unknown */
-			sl = sizeof(ss);
-			if (source_for(addr->sa_family, addr, len, &ss, &sl) < 0 ||
-			    ivsock_addr_from_sockaddr(&t.src, NULL, (struct sockaddr *)&ss, sl) < 0) {
-				ivs_fallback(IVS_C_FB_BIND, fd, "source address", 0);
-				return NULL;
-			}
-		}
 	}
 	s = ivs_sock_new(IVS_CONN, ag);
 	if (!s)
 		return NULL;
-	rc = ivsock_agent_open(&ag->conn, fd, &t.dst, t.dport, IVSOCK_AG_CLASS_DEFAULT, &r, &wfd);
+	rc = ivsock_agent_open(&ag->conn, fd, &t->dst, t->dport, IVSOCK_AG_CLASS_DEFAULT, &r, &wfd);
 	if (rc < 0) {
 		ivs_sock_put(s);
 		ivs_fallback(rc == -ECONNREFUSED ? IVS_C_FB_NO_LISTENER :
@@ -309,7 +239,8 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 	}
 	rc = attach_block(ag, s, &r, wfd);
 	if (rc < 0) {
-		/* the offer is posted: take it back before the kernel connects */
+		/* the offer is posted: take it back (the acceptor, if it
+		 * already holds it, finds it abandoned and stays on TCP) */
 		ivsock_agent_abandon(&ag->conn, fd, r.channel, r.channel_gen);
 		ivsock_agent_close_end(&ag->conn, -1, r.channel, r.channel_gen,
 				       IVSOCK_SIDE_CONNECTOR, false);
@@ -318,8 +249,8 @@ static struct ivs_sock *offer(int fd, const struct sockaddr *addr, socklen_t len
 		return NULL;
 	}
 	s->dst_vm = (uint8_t)vm;
-	s->dst = t.dst;
-	s->dport = t.dport;
+	s->dst = t->dst;
+	s->dport = t->dport;
 	atomic_store(&s->state, IVS_ST_OFFERED);
 	s->offered_ns = ivs_now_ns();
 	return s;
@@ -333,79 +264,66 @@ static void offer_withdraw(struct ivs_sock *s, int fd)
 }
 
 /*
- * Our bind picked a port whose exact 4-tuple is still in TIME_WAIT. Without
- * our bind the kernel would have chosen another port: replace the socket by
- * a fresh one (same flags, common options) under the same fd number and
- * connect that one on plain TCP. @return connect's result.
+ * The kernel connects first, without blocking: that sends the SYN and
+ * picks the source port the way connect() always does (4-tuple aware, no
+ * bind of ours), and the agent's answer overlaps the handshake. A blocking
+ * socket then finishes in a second, blocking connect(), which the kernel
+ * answers as it would have answered the first: 0 once established, the
+ * error otherwise, EINTR on a signal (restarted under SA_RESTART), and
+ * EALREADY after SO_SNDTIMEO, which a single connect() reports as
+ * EINPROGRESS (docs/shim.md, "connect").
  */
-static int reconnect_fresh(int fd, const struct sockaddr *addr, socklen_t len)
-{
-	static const struct { int level, name; } opts[] = {
-		{ SOL_SOCKET, SO_REUSEADDR }, { SOL_SOCKET, SO_KEEPALIVE },
-		{ SOL_SOCKET, SO_SNDBUF }, { SOL_SOCKET, SO_RCVBUF },
-		{ SOL_SOCKET, SO_PRIORITY }, { SOL_SOCKET, SO_MARK },
-		{ IPPROTO_TCP, TCP_NODELAY }, { IPPROTO_TCP, TCP_CORK },
-		{ IPPROTO_TCP, TCP_KEEPIDLE }, { IPPROTO_TCP, TCP_KEEPINTVL },
-		{ IPPROTO_TCP, TCP_KEEPCNT }, { IPPROTO_TCP, TCP_QUICKACK },
-	};
-	int fl = ivs_rc.fcntl(fd, F_GETFL), fdfl = ivs_rc.fcntl(fd, F_GETFD), nfd, v;
-	struct linger lg;
-	socklen_t l;
-
-	nfd = ivs_real.socket(addr->sa_family, SOCK_STREAM, IPPROTO_TCP);
-	if (nfd < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-		l = sizeof(v);
-		if (ivs_rc.getsockopt(fd, opts[i].level, opts[i].name, &v, &l) == 0)
-			ivs_rc.setsockopt(nfd, opts[i].level, opts[i].name, &v, l);
-	}
-	l = sizeof(lg);
-	if (ivs_rc.getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0)
-		ivs_rc.setsockopt(nfd, SOL_SOCKET, SO_LINGER, &lg, l);
-	if (fl >= 0)
-		ivs_rc.fcntl(nfd, F_SETFL, fl);
-	if (ivs_rc.dup3(nfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) {
-		int err = errno;
-
-		ivs_real.close(nfd);
-		errno = err;
-		return -1;
-	}
-	ivs_real.close(nfd);
-	return ivs_rc.connect(fd, addr, len);
-}
-
 IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
+	struct ivsock_tuple t;
+	struct ivs_agent *ag;
 	struct ivs_sock *s;
-	int rc, err, fl;
+	int rc, err, fl, vm = -1;
+	bool nonblock;
 
 	ivs_init();
 	if (ivs_cfg.disabled || !addr || len < sizeof(sa_family_t) ||
 	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ivs_fd_lookup(fd))
 		return ivs_rc.connect(fd, addr, len);
-	s = offer(fd, addr, len);
+	ag = may_offer(fd, addr, len, &t, &vm);
+	fl = ag ? ivs_rc.fcntl(fd, F_GETFL) : -1;
+	if (fl < 0)
+		return ivs_rc.connect(fd, addr, len);
+	nonblock = fl & O_NONBLOCK;
+	if (!nonblock && ivs_rc.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return ivs_rc.connect(fd, addr, len);
 	rc = ivs_rc.connect(fd, addr, len);
-	if (!s)
-		return rc;
 	err = errno;
-	/* EINTR is like EINPROGRESS: the kernel goes on connecting in the
-	 * background (a later connect() reports EALREADY/EISCONN), and the
-	 * acceptor may already hold our offer, so keep it. */
-	if (rc < 0 && err != EINPROGRESS && err != EINTR) {
-		offer_withdraw(s, fd);
-		ivs_sock_put(s);
-		if (err == EADDRNOTAVAIL) {
-			ivs_fallback(IVS_C_FB_PORTS, fd, "4-tuple in TIME_WAIT, fresh socket", -err);
-			return reconnect_fresh(fd, addr, len);
-		}
+	if (!nonblock)
+		ivs_rc.fcntl(fd, F_SETFL, fl);
+	if (rc < 0 && err != EINPROGRESS) {
+		/* refused at once (no route, no port, ...): nothing was asked */
 		ivs_fallback(IVS_C_FB_CONNECT, fd, "connect failed", -err);
 		errno = err;
 		return rc;
 	}
-	fl = ivs_rc.fcntl(fd, F_GETFL);
-	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	s = offer(ag, fd, &t, vm);
+	if (!nonblock && rc < 0) {
+		rc = ivs_rc.connect(fd, addr, len);
+		err = errno;
+		if (rc < 0 && err == EALREADY)
+			err = EINPROGRESS; /* SO_SNDTIMEO ran out */
+	}
+	if (!s) {
+		errno = err;
+		return rc;
+	}
+	/* EINTR and EINPROGRESS: the kernel goes on connecting (a later
+	 * connect() reports EALREADY/EISCONN), and the acceptor may already
+	 * hold our offer, so keep it. */
+	if (rc < 0 && err != EINPROGRESS && err != EINTR) {
+		offer_withdraw(s, fd);
+		ivs_sock_put(s);
+		ivs_fallback(IVS_C_FB_CONNECT, fd, "connect failed", -err);
+		errno = err;
+		return rc;
+	}
+	atomic_store(&s->nonblock, nonblock);
 	s->kfd = fd;
 	if (ivs_fd_install(fd, s) < 0) {
 		offer_withdraw(s, fd);

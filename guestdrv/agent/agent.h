@@ -28,7 +28,8 @@ struct agent_opts {
 	long max_chans;           /* channel ends per non-root uid; -1: default */
 	long max_listeners;       /* listeners per non-root uid; -1: default */
 	long ring_share;          /* percent of each ring class per uid; -1: 50 */
-	long spin_us;             /* poll without sleeping after a request; -1: 50 */
+	long spin_us;             /* poll without sleeping after a request; -1: 0 */
+	long hold_us;             /* --accept-hold-us; -1: 500 */
 	long max_per_uid;         /* connections per non-root uid; -1: default
 				   * (1/8 of the fd limit, 8..1024), 0: no cap */
 	bool foreground;
@@ -67,6 +68,8 @@ struct agent_client {
 
 struct agent_stats {
 	unsigned long opened, accepted, refused_open, refused_accept, bad_close;
+	unsigned long late_offers;      /* came after the ACCEPT: refused (late.c) */
+	unsigned long held_accepts;     /* ACCEPTs whose offer came while held */
 };
 
 struct agent {
@@ -86,6 +89,14 @@ struct agent {
 	struct agent_stats stats;
 	uint64_t busy_until_ns;         /* spin (poll without sleeping) until then */
 	uint64_t spin_ns;               /* --spin-us: how long after a request */
+	/* ACCEPTs that found no offer (late.c) */
+	struct broker_late late[BROKER_LATE_MAX];
+	unsigned late_next, nlate;
+	struct broker_held held[BROKER_HELD_MAX];
+	unsigned nheld;
+	struct broker_source sources[BROKER_SOURCES_MAX];
+	uint64_t hold_ns;               /* --accept-hold-us */
+	uint64_t test_open_delay_ns;    /* IVSOCK_AGENT_TEST_OPEN_DELAY_US (tests) */
 	struct agent_client *clients;
 	unsigned long nclients;
 	unsigned long max_per_uid;      /* effective cap, 0: none */

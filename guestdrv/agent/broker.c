@@ -4,8 +4,11 @@
  * the socket; its addresses and identity (SO_COOKIE) come from the kernel. */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "ivsock/channel.h"
 #include "ivsock/directory.h"
@@ -26,7 +29,7 @@ static int send_reply(struct agent_client *c, uint16_t type, uint32_t seq, int32
 
 /* ---- per-uid accounting: sums over the clients of a uid ---- */
 
-static struct agent_client *client_by_id(struct agent *a, uint32_t id)
+struct agent_client *broker_client_by_id(struct agent *a, uint32_t id)
 {
 	for (struct agent_client *c = a->clients; c; c = c->next)
 		if (c->hello && c->id == id)
@@ -281,9 +284,22 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	int rc, vm, cls, wfd = -1, oidx;
 
 	memset(&t, 0, sizeof(t));
+	if (a->test_open_delay_ns) {
+		struct timespec ts = { .tv_sec = (time_t)(a->test_open_delay_ns / 1000000000ULL),
+				       .tv_nsec = (long)(a->test_open_delay_ns % 1000000000ULL) };
+
+		nanosleep(&ts, NULL);
+	}
 	rc = req->reserved ? -EINVAL : broker_sock_inspect(sock, &bs);
-	if (rc == 0 && (bs.listening || bs.connected || !bs.lport))
-		rc = -EINVAL; /* must be bound to its port, not connected yet */
+	/* Bound to its port, and either not connected yet, connecting (the
+	 * shim sends OPEN just after the SYN) or just connected, then to the
+	 * destination it names: nothing later, nothing else. */
+	if (rc == 0 && (!bs.lport || (bs.state != TCP_CLOSE && bs.state != TCP_SYN_SENT &&
+				      bs.state != TCP_ESTABLISHED)))
+		rc = -EINVAL;
+	if (rc == 0 && bs.connected &&
+	    (bs.pport != req->dport || !ivsock_addr_equal(&bs.peer, &req->dst)))
+		rc = -EINVAL;
 	if (rc < 0)
 		goto fail;
 	/* bound to a wildcard address: the source is the route's, as the
@@ -353,7 +369,11 @@ fail:
 	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
 }
 
-static void do_accept(struct agent *a, struct agent_client *c, uint32_t seq, int sock)
+/* The end of an ACCEPT for t (the accepted socket's cookie): the offer
+ * (chan, cgen) posted by owner was taken (rc 0), or rc says why not. */
+void broker_accept_finish(struct agent *a, struct agent_client *c, uint32_t seq, int rc,
+			  const struct ivsock_tuple *t, uint64_t cookie, uint32_t chan,
+			  uint32_t cgen, uint8_t owner)
 {
 	struct ivsock_region *rg = &a->be.rg;
 	struct ivsock_end_id me = {
@@ -362,35 +382,22 @@ static void do_accept(struct agent *a, struct agent_client *c, uint32_t seq, int
 	};
 	struct ivsock_chan_view v;
 	struct ivsock_ag_chan r;
-	struct broker_sock bs;
-	struct ivsock_tuple t;
-	uint32_t chan, cgen;
-	uint8_t owner;
-	int rc, wfd = -1;
+	int wfd = -1;
 
-	memset(&t, 0, sizeof(t));
-	rc = broker_sock_inspect(sock, &bs);
-	if (rc == 0 && (bs.listening || !bs.connected))
-		rc = -EINVAL;
+	if (rc == -ENOENT)
+		broker_late_note(a, t); /* its agent may not have posted it yet */
 	if (rc < 0)
 		goto fail;
-	/* the connector's view of the 4-tuple: source = our peer */
-	t.src = bs.peer;
-	t.sport = bs.pport;
-	t.dst = bs.local;
-	t.dport = bs.lport;
-	rc = ivsock_offer_take_as(rg, &t, me.vm, &chan, &cgen, &owner);
-	if (rc < 0)
-		goto fail;
+	broker_source_seen(a, &t->src);
 	rc = within_limits(a, c, -1);
 	if (rc == 0)
 		rc = ivsock_chan_accept(rg, chan, cgen, owner, &me, &v);
 	if (rc < 0) {
 		/* tell the connector now rather than after its timeout */
-		ivsock_chan_abandon(rg, chan, cgen);
+		broker_refuse_offer(a, chan, cgen);
 		goto fail;
 	}
-	__atomic_store_n(&rg->channels[chan].end[1].cookie, bs.cookie, __ATOMIC_RELAXED);
+	__atomic_store_n(&rg->channels[chan].end[1].cookie, cookie, __ATOMIC_RELAXED);
 	rc = grant(a, chan, cgen, IVSOCK_SIDE_ACCEPTOR, v.block_idx, owner, &r, &wfd);
 	if (rc == 0) {
 		r.peer_id = v.peer.peer_id;
@@ -415,6 +422,33 @@ static void do_accept(struct agent *a, struct agent_client *c, uint32_t seq, int
 fail:
 	a->stats.refused_accept++;
 	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
+}
+
+static void do_accept(struct agent *a, struct agent_client *c, uint32_t seq, int sock)
+{
+	struct broker_sock bs;
+	struct ivsock_tuple t;
+	uint32_t chan = 0, cgen = 0;
+	uint8_t owner = 0;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	rc = broker_sock_inspect(sock, &bs);
+	if (rc == 0 && (bs.listening || !bs.connected))
+		rc = -EINVAL;
+	if (rc == 0) {
+		/* the connector's view of the 4-tuple: source = our peer */
+		t.src = bs.peer;
+		t.sport = bs.pport;
+		t.dst = bs.local;
+		t.dport = bs.lport;
+		rc = ivsock_offer_take_as(&a->be.rg, &t, (uint8_t)a->be.vm_index, &chan, &cgen,
+					  &owner);
+		/* the connector's agent may be a little behind: wait for it */
+		if (rc == -ENOENT && broker_hold_accept(a, c, seq, &t, bs.cookie))
+			return;
+	}
+	broker_accept_finish(a, c, seq, rc, &t, bs.cookie, chan, cgen, owner);
 }
 
 static void do_abandon(struct agent *a, struct agent_client *c, uint32_t seq,
@@ -448,7 +482,7 @@ static void do_close(struct agent *a, struct agent_client *c,
 	}
 	block = ivsock_ld32(&ch->block);
 	cls = ivsock_region_block_class(rg, block);
-	owner = client_by_id(a, ivsock_ld32(&ch->end[ref->side].client));
+	owner = broker_client_by_id(a, ivsock_ld32(&ch->end[ref->side].client));
 	if (ref->side == IVSOCK_SIDE_CONNECTOR)
 		ivsock_offer_cancel(rg, ivsock_ld32(&ch->offer), ivsock_ld32(&ch->offer_gen));
 	revoke_end(a, ch, (int)ref->side);
@@ -585,6 +619,7 @@ void broker_client_gone(struct agent *a, struct agent_client *c)
 	struct ivsock_region *rg = &a->be.rg;
 	uint8_t vm = (uint8_t)a->be.vm_index;
 
+	broker_held_client_gone(a, c->id); /* no answer to a later client */
 	/* the kernel first: none of its windows may outlive its ends */
 	for (uint32_t i = 0; i < rg->channel_cap; i++) {
 		struct ivsock_channel *ch = &rg->channels[i];

@@ -25,8 +25,9 @@ struct broker_sock {
 	uint64_t cookie;          /* SO_COOKIE: the socket's identity */
 	struct ivsock_addr local, peer;
 	uint16_t lport, pport;
-	bool listening;           /* SO_ACCEPTCONN */
-	bool connected;           /* getpeername() works (ESTABLISHED & co) */
+	uint8_t state;            /* TCP_INFO's tcpi_state (TCP_LISTEN, ...) */
+	bool listening;           /* TCP_LISTEN */
+	bool connected;           /* past SYN_SENT: getpeername() works */
 	bool v6only;
 };
 
@@ -59,5 +60,56 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 /* Client c is gone: revoke its windows, release its listeners, offers and
  * channel ends (ivsock_*_release_owner), forget its counters. */
 void broker_client_gone(struct agent *a, struct agent_client *c);
+
+/* late.c: offers that come after the acceptor asked (docs/broker.md). */
+#define BROKER_LATE_MAX    256
+#define BROKER_HELD_MAX    64
+#define BROKER_SOURCES_MAX 64
+struct broker_late {              /* an ACCEPT answered "no offer" */
+	struct ivsock_tuple t;    /* the connector's view of the connection */
+	uint64_t until_ns;        /* 0: free */
+};
+struct broker_held {              /* an ACCEPT whose answer waits */
+	uint32_t client, seq;
+	struct ivsock_tuple t;
+	uint64_t cookie;          /* the accepted socket's */
+	uint64_t until_ns;        /* 0: free */
+};
+struct broker_source {            /* shimmed connections came from there */
+	struct ivsock_addr addr;
+	uint64_t seen_ns;         /* 0: free */
+};
+
+/* The end of an ACCEPT (broker.c): rc 0 = offer (chan, cgen) of VM owner
+ * taken for the socket with this cookie, else why not; replies to c. */
+void broker_accept_finish(struct agent *a, struct agent_client *c, uint32_t seq, int rc,
+			  const struct ivsock_tuple *t, uint64_t cookie, uint32_t chan,
+			  uint32_t cgen, uint8_t owner);
+struct agent_client *broker_client_by_id(struct agent *a, uint32_t id);
+
+/* The acceptor wants no channel (ACCEPT found none, or found one it cannot
+ * take): abandon channel (chan, cgen) and ring its connector, which moves to
+ * TCP at once. */
+void broker_refuse_offer(struct agent *a, uint32_t chan, uint32_t cgen);
+
+/* A shimmed connection came from src (accepted, or a late offer). */
+void broker_source_seen(struct agent *a, const struct ivsock_addr *src);
+
+/* An ACCEPT of c for t found no offer: defer the answer if shimmed
+ * connections came from t's source lately. @return true if held. */
+bool broker_hold_accept(struct agent *a, struct agent_client *c, uint32_t seq,
+			const struct ivsock_tuple *t, uint64_t cookie);
+
+/* Client gone: its held ACCEPTs are dropped unanswered. */
+void broker_held_client_gone(struct agent *a, uint32_t client);
+
+/* An ACCEPT for t was answered "no offer": remember t for a while (only
+ * if it comes from a VM of the domain). */
+void broker_late_note(struct agent *a, const struct ivsock_tuple *t);
+
+/* Answer the held ACCEPTs whose offer came or whose time ran out, refuse
+ * late offers, forget expired notes. @return 0 when nothing is pending,
+ * else the nanoseconds until this should run again. */
+uint64_t broker_pending_check(struct agent *a);
 
 #endif

@@ -54,8 +54,10 @@ static void usage(FILE *f)
 "      --ring-share-per-uid PCT   share of each ring size class one non-root\n"
 "                            uid may hold (default 50; 100: no cap)\n"
 "      --spin-us N           after a request, poll this long without sleeping\n"
-"                            (connection set-up comes in bursts; default 50,\n"
-"                            0: always sleep)\n"
+"                            (default 0: always sleep; see ivsock-agent(8))\n"
+"      --accept-hold-us N    wait this long for an offer that is not there yet\n"
+"                            when the source sent shimmed connections lately\n"
+"                            (default 500; 0: never)\n"
 "      --max-clients-per-uid N  connections one non-root uid may hold (default:\n"
 "                            1/8 of the fd limit, 8..1024; 0: no cap)\n"
 "  -H, --hostname NAME       name to register (default: gethostname())\n"
@@ -318,7 +320,11 @@ static void run(struct agent *a)
 		 * a few microseconds: connection set-up comes in bursts (a close
 		 * then the next open), and a wake-up costs far more here. */
 		bool spin = a->busy_until_ns && agent_now_ns() < a->busy_until_ns;
-		int n = epoll_wait(a->epfd, evs, 32, spin ? 0 : -1);
+		/* ACCEPTs that found no offer: look for it again soon */
+		uint64_t again_ns = broker_pending_check(a);
+		struct timespec again = { .tv_sec = 0, .tv_nsec = (long)again_ns };
+		int n = epoll_pwait2(a->epfd, evs, 32, spin ? &(struct timespec){ 0 } :
+				     again_ns ? &again : NULL, NULL);
 
 		if (n == 0 && spin) {
 			ivsock_cpu_relax();
@@ -442,6 +448,7 @@ int main(int argc, char **argv)
 		{ "max-listeners-per-uid", required_argument, NULL, 'L' },
 		{ "ring-share-per-uid", required_argument, NULL, 'R' },
 		{ "spin-us", required_argument, NULL, 'P' },
+		{ "accept-hold-us", required_argument, NULL, 'A' },
 		{ "hostname", required_argument, NULL, 'H' },
 		{ "max-clients-per-uid", required_argument, NULL, 'M' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -458,6 +465,7 @@ int main(int argc, char **argv)
 	a.lfd = a.nlfd = a.tfd = a.sigfd = a.epfd = a.reserve_fd = -1;
 	a.opt.max_per_uid = -1;
 	a.opt.max_chans = a.opt.max_listeners = a.opt.ring_share = a.opt.spin_us = -1;
+	a.opt.hold_us = -1;
 	a.be.ctl_fd = -1;
 	a.opt.device = "/dev/ivsock0";
 	while ((c = getopt_long(argc, argv, "b:s:d:l:g:H:fvh", opts, NULL)) != -1) {
@@ -471,9 +479,11 @@ int main(int argc, char **argv)
 		case 'C':
 		case 'L':
 		case 'P':
+		case 'A':
 		case 'R': {
 			long *dst = c == 'C' ? &a.opt.max_chans : c == 'L' ? &a.opt.max_listeners
-				  : c == 'P' ? &a.opt.spin_us : &a.opt.ring_share;
+				  : c == 'P' ? &a.opt.spin_us : c == 'A' ? &a.opt.hold_us
+				  : &a.opt.ring_share;
 			char *end;
 
 			errno = 0;
@@ -483,7 +493,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "ivsock-agent: bad value '%s' for --%s\n", optarg,
 					c == 'C' ? "max-channels-per-uid" :
 					c == 'L' ? "max-listeners-per-uid" :
-					c == 'P' ? "spin-us" : "ring-share-per-uid");
+					c == 'P' ? "spin-us" : c == 'A' ? "accept-hold-us" :
+					"ring-share-per-uid");
 				return 2;
 			}
 			break;
@@ -524,7 +535,12 @@ int main(int argc, char **argv)
 	rc = setup(&a);
 	if (rc == 0)
 		agent_limits_init(&a);
-	a.spin_ns = (uint64_t)(a.opt.spin_us < 0 ? 50 : a.opt.spin_us) * 1000;
+	a.spin_ns = (uint64_t)(a.opt.spin_us < 0 ? 0 : a.opt.spin_us) * 1000;
+	a.hold_ns = (uint64_t)(a.opt.hold_us < 0 ? 500 : a.opt.hold_us) * 1000;
+	/* test hook (docs/testing.md): answer every OPEN this late, so that
+	 * the acceptor's agent sees the offer only after the ACCEPT */
+	if (getenv("IVSOCK_AGENT_TEST_OPEN_DELAY_US"))
+		a.test_open_delay_ns = strtoull(getenv("IVSOCK_AGENT_TEST_OPEN_DELAY_US"), NULL, 10) * 1000;
 	if (rc == 0) {
 		log_info("serving on %s%s", a.opt.listen ? "" : "@",
 			 a.opt.listen ? a.opt.listen : IVSOCK_AGENT_SOCK_ABSTRACT);

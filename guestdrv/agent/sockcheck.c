@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -25,27 +25,28 @@ static int getint(int fd, int level, int name, int *v)
 int broker_sock_inspect(int fd, struct broker_sock *out)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct stat st;
-	int dom = 0, type = 0, proto = 0, acc = 0;
+	socklen_t sl = sizeof(ss), il;
+	struct tcp_info ti;
+	int dom = 0, proto = 0;
 	socklen_t cl = sizeof(out->cookie);
 
 	memset(out, 0, sizeof(*out));
 	if (fd < 0)
 		return -EBADF;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -ENOTSOCK;
+	/* Six questions, each on every request: SO_DOMAIN fails on anything
+	 * but a socket, SO_PROTOCOL TCP means a stream socket, and TCP_INFO
+	 * answers listening and connecting at once. */
 	if (getint(fd, SOL_SOCKET, SO_DOMAIN, &dom) < 0 ||
-	    getint(fd, SOL_SOCKET, SO_TYPE, &type) < 0 ||
 	    getint(fd, SOL_SOCKET, SO_PROTOCOL, &proto) < 0)
 		return -ENOTSOCK;
-	if ((dom != AF_INET && dom != AF_INET6) || type != SOCK_STREAM || proto != IPPROTO_TCP)
+	if ((dom != AF_INET && dom != AF_INET6) || proto != IPPROTO_TCP)
 		return -EPROTONOSUPPORT;
-	if (getint(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc) < 0)
-		return -ENOTSOCK;
-	out->listening = acc != 0;
+	memset(&ti, 0, sizeof(ti));
+	il = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &il) < 0 || il < 1)
+		return -EPROTONOSUPPORT;
+	out->state = ti.tcpi_state;
+	out->listening = ti.tcpi_state == TCP_LISTEN;
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &out->cookie, &cl) < 0 || !out->cookie)
 		return -ENOTSOCK;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
@@ -58,7 +59,8 @@ int broker_sock_inspect(int fd, struct broker_sock *out)
 			out->v6only = v6only != 0;
 	}
 	sl = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	if (!out->listening && ti.tcpi_state != TCP_CLOSE && ti.tcpi_state != TCP_SYN_SENT &&
+	    getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 	    ivsock_addr_from_sockaddr(&out->peer, &out->pport, (struct sockaddr *)&ss, sl) == 0)
 		out->connected = true;
 	return 0;

@@ -69,6 +69,35 @@ shim_start_agent() { # A|B
 	eval "SHIM_AGENT_PID_$1=$!"
 }
 
+# shim_restart_agent A|B ARGS...: that agent again, with these options (and
+# whatever the caller exports for it); back once registered and alive.
+shim_restart_agent_n=0
+shim_restart_agent() {
+	local side=$1 ns ip old
+	shift
+	ns=$(shim_ns "$side")
+	eval "old=\$SHIM_AGENT_PID_$side ip=\$SHIM_${side}_IP"
+	shim_restart_agent_n=$((shim_restart_agent_n + 1))
+	kill "$old"
+	wait "$old" 2>/dev/null || true
+	ip netns exec "$ns" "$SHIM_AGENT" --backend server --server "$SHIM_ENV_DIR/domain.sock" \
+		--hostname "$ns" --foreground "$@" \
+		>"$SHIM_ENV_DIR/agent-$side$shim_restart_agent_n.log" 2>&1 &
+	eval "SHIM_AGENT_PID_$side=$!"
+	SHIM_PIDS+=($!)
+	for _ in $(seq 200); do
+		shim_ctl vm list --json 2>/dev/null |
+			jq -e --arg ip "$ip" '[.vms[] | select(.state == "alive" and
+				(.addresses | index($ip)))] | length == 1' >/dev/null 2>&1 &&
+			shim_exec "$side" "$SHIM_AGENT" --status 2>/dev/null |
+				jq -e .agent.registered >/dev/null 2>&1 &&
+			return 0
+		sleep 0.05
+	done
+	echo "shim env: agent $side did not come back with $*"
+	return 1
+}
+
 shim_env_up() {
 	shim_need
 	SHIM_ENV_DIR=$(mktemp -d /tmp/ivshim.XXXXXX)

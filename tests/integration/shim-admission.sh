@@ -53,25 +53,9 @@ MB=$((4 << 20))
 fail() { echo "FAIL: $*"; for f in "$SHIM_ENV_DIR"/*.log "$SHIM_ENV_DIR"/*.out; do echo "== $f"; tail -n 20 "$f"; done; exit 1; }
 
 # restart_agent_a ARGS...: agent A again, with these options
-n_restart=0
 restart_agent_a() {
-	local old=$SHIM_AGENT_PID_A
-	n_restart=$((n_restart + 1))
-	kill "$old"
-	wait "$old" 2>/dev/null || true
-	ip netns exec "$SHIM_NS_A" "$SHIM_AGENT" --backend server --server "$SHIM_ENV_DIR/domain.sock" \
-		--hostname "$SHIM_NS_A" --foreground "$@" >"$SHIM_ENV_DIR/agent-A$n_restart.log" 2>&1 &
-	SHIM_AGENT_PID_A=$!
-	SHIM_PIDS+=($!)
-	for _ in $(seq 200); do
-		shim_ctl vm list --json 2>/dev/null |
-			jq -e --arg ip "$SHIM_A_IP" '[.vms[] | select(.state == "alive" and
-				(.addresses | index($ip)))] | length == 1' >/dev/null 2>&1 &&
-			shim_exec A "$SHIM_AGENT" --status 2>/dev/null | jq -e .agent.registered >/dev/null 2>&1 &&
-			return 0
-		sleep 0.05
-	done
-	fail "agent A did not come back with $*"
+	shim_restart_agent A "$@" || fail "agent A did not come back with $*"
+	n_restart=$shim_restart_agent_n
 }
 # client_as WHO TAG: one shim-stream client of MB bytes (WHO: root, or
 # setpriv arguments), every byte checked

@@ -1,0 +1,74 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The late offer (docs/broker.md): the connector's shim sends OPEN after its
+# SYN, so the acceptor's ACCEPT may come before the connector's agent posted
+# the offer. Agent A (the clients') is told to answer every OPEN late
+# (IVSOCK_AGENT_TEST_OPEN_DELAY_US); every byte is checked by shim-stream.
+#   1. OPEN 200 ms late, agent B holds ACCEPTs 500 us (default): no hold can
+#      cover it, each connection's ACCEPT says "no offer", the server stays
+#      on TCP; agent B refuses each offer when it comes and rings the
+#      connector, which falls back at once (fallback_acceptor_abandoned,
+#      never fallback_attach_timeout: its attach timeout is 20 s here);
+#      agent B counts late_offers.
+#   2. OPEN 2 ms late, agent B restarted with --accept-hold-us 20000000: the
+#      first connection (no shimmed connection from A seen yet) goes the late
+#      way; from then on B holds the ACCEPT until the offer comes and the
+#      connections are accelerated (held_accepts).
+#   3. --accept-hold-us 0: never held, every connection the late way.
+#
+#   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
+set -eu
+cd "$(dirname "$0")/../.."
+. preload/tests/shim-env.sh
+command -v jq >/dev/null || { echo "SKIP: jq missing"; exit 77; }
+shim_env_up
+export IVSOCK_STATS=1
+stat_of() { grep -o "$2=[0-9]*" "$1" | tail -n 1 | cut -d= -f2; }
+fail() { echo "FAIL: $*"; for f in "$SHIM_ENV_DIR"/*.out "$SHIM_ENV_DIR"/*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
+broker_b() { shim_exec B "$SHIM_AGENT" --status | jq -r ".broker.$1"; }
+D=$SHIM_ENV_DIR
+N=4
+
+# run PORT TAG: N connections of 1 MiB each way, client in A, server in B
+run() {
+	shim_run B timeout 60 "$SHIM_TOOL" server "$1" $N >"$D/srv$2.out" 2>&1 &
+	local srv=$!
+	sleep 0.3
+	IVSOCK_LOG=${LOGLEVEL:-} IVSOCK_ATTACH_MS=20000 IVSOCK_ATTACH_MAX_MS=20000 \
+		shim_run A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" "$1" $((1 << 20)) $N \
+		2>"$D/cli$2.out" || fail "client $2"
+	wait $srv || fail "server $2"
+	# The last connection's listener may be gone (the server accepted its
+	# N) before a late OPEN is served: then no channel at all.
+	acc=$(stat_of "$D/cli$2.out" accelerated_connect)
+	[ $((acc + $(stat_of "$D/cli$2.out" fallback_no_listener))) = $N ] && [ "$acc" -ge $((N - 1)) ] ||
+		fail "$2: connector did not get its channels"
+	[ "$(stat_of "$D/cli$2.out" fallback_attach_timeout)" = 0 ] || fail "$2: waited out the attach timeout"
+}
+
+echo "== 1. OPEN 200 ms late, default hold: every connection the late way"
+IVSOCK_AGENT_TEST_OPEN_DELAY_US=200000 shim_restart_agent A || fail "restart A"
+run 7301 1
+[ "$(stat_of "$D/cli1.out" fallback_acceptor_abandoned)" = "$acc" ] || fail "1: connector not told"
+[ "$(stat_of "$D/srv1.out" accelerated_accept)" = 0 ] || fail "1: server attached"
+[ "$(broker_b late_offers)" = "$acc" ] || fail "1: late offers $(broker_b late_offers), want $acc"
+
+echo "== 2. OPEN 2 ms late, long hold: the first late, the others held and accelerated"
+IVSOCK_AGENT_TEST_OPEN_DELAY_US=2000 shim_restart_agent A || fail "restart A"
+shim_restart_agent B --accept-hold-us 20000000 || fail "restart B"
+run 7302 2
+[ "$acc" = $N ] || fail "2: a connection without a channel"
+[ "$(stat_of "$D/cli2.out" fallback_acceptor_abandoned)" = 1 ] || fail "2: not exactly the first one late"
+[ "$(stat_of "$D/srv2.out" accelerated_accept)" = $((N - 1)) ] || fail "2: held ones not accelerated"
+[ "$(stat_of "$D/srv2.out" ring_rx_bytes)" = $(((N - 1) << 20)) ] || fail "2: held ones not on rings"
+[ "$(broker_b late_offers)" = 1 ] || fail "2: late offers $(broker_b late_offers), want 1"
+[ "$(broker_b held_accepts)" = $((N - 1)) ] || fail "2: held accepts $(broker_b held_accepts)"
+
+echo "== 3. --accept-hold-us 0: never held"
+shim_restart_agent B --accept-hold-us 0 || fail "restart B"
+run 7303 3
+[ "$(stat_of "$D/cli3.out" fallback_acceptor_abandoned)" = "$acc" ] || fail "3: connector not told"
+[ "$(broker_b held_accepts)" = 0 ] || fail "3: held"
+[ "$(broker_b late_offers)" = "$acc" ] || fail "3: late offers $(broker_b late_offers), want $acc"
+
+echo "PASS: shim-late-offer"
