@@ -94,7 +94,6 @@ struct agent {
 	unsigned late_next, nlate;
 	struct broker_held held[BROKER_HELD_MAX];
 	unsigned nheld;
-	struct broker_source sources[BROKER_SOURCES_MAX];
 	uint64_t hold_ns;               /* --accept-hold-us */
 	uint64_t test_open_delay_ns;    /* IVSOCK_AGENT_TEST_OPEN_DELAY_US (tests) */
 	struct agent_client *clients;

@@ -388,7 +388,6 @@ void broker_accept_finish(struct agent *a, struct agent_client *c, uint32_t seq,
 		broker_late_note(a, t); /* its agent may not have posted it yet */
 	if (rc < 0)
 		goto fail;
-	broker_source_seen(a, &t->src);
 	rc = within_limits(a, c, -1);
 	if (rc == 0)
 		rc = ivsock_chan_accept(rg, chan, cgen, owner, &me, &v);

@@ -64,7 +64,6 @@ void broker_client_gone(struct agent *a, struct agent_client *c);
 /* late.c: offers that come after the acceptor asked (docs/broker.md). */
 #define BROKER_LATE_MAX    256
 #define BROKER_HELD_MAX    64
-#define BROKER_SOURCES_MAX 64
 struct broker_late {              /* an ACCEPT answered "no offer" */
 	struct ivsock_tuple t;    /* the connector's view of the connection */
 	uint64_t until_ns;        /* 0: free */
@@ -74,10 +73,6 @@ struct broker_held {              /* an ACCEPT whose answer waits */
 	struct ivsock_tuple t;
 	uint64_t cookie;          /* the accepted socket's */
 	uint64_t until_ns;        /* 0: free */
-};
-struct broker_source {            /* shimmed connections came from there */
-	struct ivsock_addr addr;
-	uint64_t seen_ns;         /* 0: free */
 };
 
 /* The end of an ACCEPT (broker.c): rc 0 = offer (chan, cgen) of VM owner
@@ -92,11 +87,8 @@ struct agent_client *broker_client_by_id(struct agent *a, uint32_t id);
  * TCP at once. */
 void broker_refuse_offer(struct agent *a, uint32_t chan, uint32_t cgen);
 
-/* A shimmed connection came from src (accepted, or a late offer). */
-void broker_source_seen(struct agent *a, const struct ivsock_addr *src);
-
-/* An ACCEPT of c for t found no offer: defer the answer if shimmed
- * connections came from t's source lately. @return true if held. */
+/* An ACCEPT of c for t found no offer: defer the answer if t's source is a
+ * VM of the domain. @return true if held. */
 bool broker_hold_accept(struct agent *a, struct agent_client *c, uint32_t seq,
 			const struct ivsock_tuple *t, uint64_t cookie);
 

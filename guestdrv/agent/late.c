@@ -5,18 +5,20 @@
  * and the acceptor's race: an ACCEPT may find no offer because the
  * connector's agent has not posted it yet.
  *
- * - If shimmed connections came from that source address lately, the
- *   ACCEPT is held (its reply deferred) for up to --accept-hold-us while the offer is
- *   looked for every CHECK_NS: the common outcome, the connection is
- *   accelerated a few microseconds later.
+ * - If the source is a VM of the domain, the ACCEPT is held (its reply
+ *   deferred) for up to --accept-hold-us while the offer is looked for
+ *   every CHECK_NS: the common outcome, the connection is accelerated a few
+ *   microseconds later.
  * - Otherwise, or when the hold runs out, the acceptor stays on TCP and the
  *   4-tuple is remembered for LATE_KEEP_NS: an offer that shows up after
  *   all is taken and abandoned, as an acceptor that fell back does, and the
  *   connector is rung: it moves to TCP (its bytes taken back from the ring)
  *   at once instead of waiting out its attach timeout.
  *
- * A plain TCP client never pays for this unless shimmed clients share its
- * source address, and then at most --accept-hold-us per accept.
+ * The price: a plain TCP client in a VM of the domain (a program without
+ * the shim, a user the agent refused) makes accept() wait --accept-hold-us;
+ * one from anywhere else never. Telling the two apart at accept needs a
+ * mark the connector sets before its SYN; not built (docs/broker.md).
  */
 #include <errno.h>
 #include <string.h>
@@ -30,7 +32,6 @@
 #include "util.h"
 
 #define CHECK_NS       (20ULL * 1000)               /* look again this often */
-#define SOURCE_KEEP_NS (10ULL * 1000 * 1000 * 1000) /* "lately" for a source */
 /* Longer than any delay of the connector's agent we expect, shorter than the
  * shim's attach timeout (1 s), after which the connector falls back anyway. */
 #define LATE_KEEP_NS   (500ULL * 1000 * 1000)
@@ -40,42 +41,12 @@ static bool from_domain(struct agent *a, const struct ivsock_addr *src)
 	return ivsock_addr_is_loopback(src) || ivsock_dir_find_addr(&a->be.rg, src) >= 0;
 }
 
-void broker_source_seen(struct agent *a, const struct ivsock_addr *src)
-{
-	uint64_t now = agent_now_ns();
-	struct broker_source *old = &a->sources[0];
-
-	for (unsigned i = 0; i < BROKER_SOURCES_MAX; i++) {
-		struct broker_source *e = &a->sources[i];
-
-		if (e->seen_ns && ivsock_addr_equal(&e->addr, src)) {
-			e->seen_ns = now;
-			return;
-		}
-		if (e->seen_ns < old->seen_ns)
-			old = e;
-	}
-	old->addr = *src;
-	old->seen_ns = now;
-}
-
-static bool source_lately(struct agent *a, const struct ivsock_addr *src)
-{
-	uint64_t now = agent_now_ns();
-
-	for (unsigned i = 0; i < BROKER_SOURCES_MAX; i++)
-		if (a->sources[i].seen_ns && now - a->sources[i].seen_ns < SOURCE_KEEP_NS &&
-		    ivsock_addr_equal(&a->sources[i].addr, src))
-			return true;
-	return false;
-}
-
 bool broker_hold_accept(struct agent *a, struct agent_client *c, uint32_t seq,
 			const struct ivsock_tuple *t, uint64_t cookie)
 {
 	struct broker_held *h = NULL;
 
-	if (!a->hold_ns || !source_lately(a, &t->src))
+	if (!a->hold_ns || !from_domain(a, &t->src))
 		return false;
 	for (unsigned i = 0; i < BROKER_HELD_MAX && !h; i++)
 		if (!a->held[i].until_ns)
@@ -147,6 +118,8 @@ static void check_held(struct agent *a, uint64_t now)
 			continue;
 		h->until_ns = 0;
 		a->nheld--;
+		if (rc < 0 && rc != -ENOENT)
+			broker_late_note(a, &h->t); /* listener gone: refuse it */
 		c = broker_client_by_id(a, h->client);
 		if (!c) {
 			if (rc == 0)
@@ -175,14 +148,13 @@ static void check_late(struct agent *a, uint64_t now)
 			a->nlate--;
 			continue;
 		}
-		if (ivsock_offer_take_as(rg, &l->t, (uint8_t)a->be.vm_index, &chan, &cgen,
-					 &owner) < 0)
+		/* our listener may be gone meanwhile: the connection is ours */
+		if (ivsock_offer_take_refused(rg, &l->t, (uint8_t)a->be.vm_index, &chan, &cgen,
+					      &owner) < 0)
 			continue;
 		l->until_ns = 0;
 		a->nlate--;
 		a->stats.late_offers++;
-		/* a shimmed connector after all: hold the next ones */
-		broker_source_seen(a, &l->t.src);
 		broker_refuse_offer(a, chan, cgen);
 	}
 }

@@ -112,21 +112,34 @@ static bool vm_has_addr(const struct ivsock_region *rg, uint32_t vm, const struc
 	return false;
 }
 
-int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
-			 uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
-			 uint8_t *owner_vm)
+static int take_for(struct ivsock_region *rg, const struct ivsock_tuple *t, uint8_t taker_vm,
+		    bool need_listener, uint32_t *chan, uint32_t *chan_gen, uint8_t *owner_vm)
 {
 	bool lo = ivsock_addr_is_loopback(&t->dst);
 
 	if (taker_vm >= rg->vm_cap)
 		return -EINVAL;
-	/* The destination must be ours and a listener of ours must be there:
+	/* The destination must be ours (and a listener of ours must be there):
 	 * an offer for another VM's connection is left alone. */
 	if (!lo && !vm_has_addr(rg, taker_vm, &t->dst))
 		return -EACCES;
-	if (ivsock_listener_find(rg, taker_vm, &t->dst, t->dport) < 0)
+	if (need_listener && ivsock_listener_find(rg, taker_vm, &t->dst, t->dport) < 0)
 		return -EACCES;
 	return take(rg, t, lo ? taker_vm : -1, chan, chan_gen, owner_vm);
+}
+
+int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
+			 uint8_t *owner_vm)
+{
+	return take_for(rg, t, taker_vm, true, chan, chan_gen, owner_vm);
+}
+
+int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tuple *t,
+			      uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
+			      uint8_t *owner_vm)
+{
+	return take_for(rg, t, taker_vm, false, chan, chan_gen, owner_vm);
 }
 
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen)

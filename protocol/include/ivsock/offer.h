@@ -32,6 +32,14 @@ int ivsock_offer_take(struct ivsock_region *rg, const struct ivsock_tuple *t,
 int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
 			 uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
 			 uint8_t *owner_vm);
+/*
+ * The same, for an acceptor that refuses the offer of a connection it
+ * accepted on TCP: its listener may be gone by then, so only the
+ * destination is checked. @return 0, -ENOENT, -EACCES, -EINVAL.
+ */
+int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tuple *t,
+			      uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
+			      uint8_t *owner_vm);
 /* Withdraw our own offer. @return 0 or -ESTALE (already taken). */
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 /* Free every offer posted by (vm, client). @return how many. */
