@@ -205,26 +205,18 @@ static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_
 	return ag;
 }
 
-/* The kernel has sent our SYN (and picked the source port): ask the agent
- * for a channel and its offer keyed by the 4-tuple, map the block. The
- * request overlaps the handshake; the acceptor's agent copes with an offer
- * that comes after the acceptor asked (docs/broker.md, "the late offer").
- * @return a socket in OFFERED state (not installed) or NULL (plain TCP;
- * reason counted). */
+/* Ask the agent for a channel and its offer keyed by the 4-tuple: the
+ * agent connects the (non-blocking, not yet connected) socket itself, so
+ * that the kernel sends the SYN and picks the port while the agent holds the
+ * request, and posts the offer right after (docs/broker.md, "OPEN"). Map the
+ * block. @return a socket in OFFERED state (not installed) or NULL (plain
+ * TCP; reason counted; the socket may be connecting nevertheless). */
 static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple *t, int vm)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct ivsock_ag_chan r;
 	struct ivs_sock *s;
 	int rc, wfd = -1;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    ivsock_addr_from_sockaddr(&t->src, &t->sport, (struct sockaddr *)&ss, sl) < 0 ||
-	    !t->sport) {
-		ivs_fallback(IVS_C_FB_BIND, fd, "getsockname", -errno);
-		return NULL;
-	}
 	s = ivs_sock_new(IVS_CONN, ag);
 	if (!s)
 		return NULL;
@@ -263,15 +255,26 @@ static void offer_withdraw(struct ivs_sock *s, int fd)
 	ivsock_agent_close_end(&s->ag->conn, -1, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
 }
 
+/* connect() on plain TCP, after the agent may have started it: EALREADY
+ * (the agent's connect is under way) reads as the first connect's answer. */
+static int kernel_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int rc = ivs_rc.connect(fd, addr, len);
+
+	if (rc < 0 && errno == EALREADY)
+		errno = EINPROGRESS;
+	return rc;
+}
+
 /*
- * The kernel connects first, without blocking: that sends the SYN and
- * picks the source port the way connect() always does (4-tuple aware, no
- * bind of ours), and the agent's answer overlaps the handshake. A blocking
- * socket then finishes in a second, blocking connect(), which the kernel
- * answers as it would have answered the first: 0 once established, the
- * error otherwise, EINTR on a signal (restarted under SA_RESTART), and
- * EALREADY after SO_SNDTIMEO, which a single connect() reports as
- * EINPROGRESS (docs/shim.md, "connect").
+ * The agent connects the socket for us (OPEN, with O_NONBLOCK set for the
+ * request on a blocking socket): the SYN leaves while the agent holds the
+ * request and the kernel picks the source port the way connect() always
+ * does, with no bind of ours. A blocking socket then finishes in its own
+ * blocking connect(), which the kernel answers as it would have answered
+ * one call: 0 once established, the error otherwise, EINTR on a signal
+ * (restarted under SA_RESTART), EALREADY once SO_SNDTIMEO ran out
+ * (reported as EINPROGRESS) (docs/shim.md, "connect").
  */
 IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -292,26 +295,17 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	nonblock = fl & O_NONBLOCK;
 	if (!nonblock && ivs_rc.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return ivs_rc.connect(fd, addr, len);
-	rc = ivs_rc.connect(fd, addr, len);
-	err = errno;
+	s = offer(ag, fd, &t, vm);
 	if (!nonblock)
 		ivs_rc.fcntl(fd, F_SETFL, fl);
-	if (rc < 0 && err != EINPROGRESS) {
-		/* refused at once (no route, no port, ...): nothing was asked */
-		ivs_fallback(IVS_C_FB_CONNECT, fd, "connect failed", -err);
-		errno = err;
-		return rc;
-	}
-	s = offer(ag, fd, &t, vm);
-	if (!nonblock && rc < 0) {
-		rc = ivs_rc.connect(fd, addr, len);
+	if (!s)
+		return kernel_connect(fd, addr, len);
+	if (nonblock) {
+		rc = -1;
+		err = EINPROGRESS;
+	} else {
+		rc = kernel_connect(fd, addr, len);
 		err = errno;
-		if (rc < 0 && err == EALREADY)
-			err = EINPROGRESS; /* SO_SNDTIMEO ran out */
-	}
-	if (!s) {
-		errno = err;
-		return rc;
 	}
 	/* EINTR and EINPROGRESS: the kernel goes on connecting (a later
 	 * connect() reports EALREADY/EISCONN), and the acceptor may already
@@ -335,7 +329,7 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	ivs_count(IVS_C_ACCEL_CONNECT, 1);
 	ivs_debug("fd %d: offered channel %u", fd, s->v.idx);
 	ivs_mux_fd_accelerated(fd);
-	errno = err;
+	errno = rc < 0 ? err : 0;
 	return rc;
 }
 

@@ -29,7 +29,7 @@ struct agent_opts {
 	long max_listeners;       /* listeners per non-root uid; -1: default */
 	long ring_share;          /* percent of each ring class per uid; -1: 50 */
 	long spin_us;             /* poll without sleeping after a request; -1: 0 */
-	long hold_us;             /* --accept-hold-us; -1: 500 */
+	long hold_us;             /* --accept-hold-us; -1: 50000 */
 	long max_per_uid;         /* connections per non-root uid; -1: default
 				   * (1/8 of the fd limit, 8..1024), 0: no cap */
 	bool foreground;

@@ -269,6 +269,54 @@ static int class_for(const struct ivsock_region *rg, uint32_t want)
 	return (int)rg->default_class;
 }
 
+/*
+ * OPEN of a socket that is not connected yet: check what can be checked,
+ * post a marker offer (src, 0, dst, dport), connect the socket (the SYN
+ * leaves now, the kernel picks the port), then read the port. The marker
+ * tells the acceptor's agent that an offer for a connection from src is on
+ * its way (docs/broker.md, "The late offer"); the caller posts the offer and
+ * removes the marker. @return 0 with bs->local/lport the real source, or
+ * -errno (the marker gone; the socket may be connecting on TCP).
+ */
+static int open_connect(struct agent *a, struct agent_client *c, const struct ivsock_ag_open *req,
+			int sock, struct broker_sock *bs, int *midx, uint32_t *mgen)
+{
+	struct ivsock_region *rg = &a->be.rg;
+	struct ivsock_tuple mark = { .src = bs->local, .dst = req->dst, .dport = req->dport };
+	int vm, rc;
+
+	if (req->dst.family != bs->local.family || !req->dport)
+		return -EINVAL;
+	vm = ivsock_addr_is_loopback(&req->dst) ? (int)a->be.vm_index
+						: ivsock_dir_find_addr(rg, &req->dst);
+	if (vm < 0)
+		return -EHOSTUNREACH;
+	if (ivsock_listener_find(rg, (uint32_t)vm, &req->dst, req->dport) < 0)
+		return -ECONNREFUSED;
+	rc = within_limits(a, c, class_for(rg, req->size_class));
+	if (rc < 0)
+		return rc;
+	*midx = ivsock_offer_post(rg, (uint8_t)a->be.vm_index, (uint16_t)c->id, &mark,
+				  0xffffffffU, 0, mgen);
+	rc = broker_sock_connect(sock, bs->family, &req->dst, req->dport);
+	if (rc == 0 && a->test_open_delay_ns) {
+		/* test hook: the acceptor may now ask before our offer */
+		struct timespec ts = { .tv_sec = (time_t)(a->test_open_delay_ns / 1000000000ULL),
+				       .tv_nsec = (long)(a->test_open_delay_ns % 1000000000ULL) };
+
+		nanosleep(&ts, NULL);
+	}
+	if (rc == 0)
+		rc = broker_sock_inspect(sock, bs);
+	if (rc == 0 && (!bs->lport || ivsock_addr_is_any(&bs->local)))
+		rc = -EPROTO;
+	if (rc < 0 && *midx >= 0) {
+		ivsock_offer_cancel(rg, (uint32_t)*midx, *mgen);
+		*midx = -1;
+	}
+	return rc;
+}
+
 static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		    const struct ivsock_ag_open *req, int sock)
 {
@@ -280,22 +328,16 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	struct ivsock_ag_chan r;
 	struct broker_sock bs;
 	struct ivsock_tuple t;
-	uint32_t idx = 0, gen = 0, ogen = 0;
-	int rc, vm, cls, wfd = -1, oidx;
+	uint32_t idx = 0, gen = 0, ogen = 0, mgen = 0;
+	int rc, vm, cls, wfd = -1, oidx, midx = -1;
 
 	memset(&t, 0, sizeof(t));
-	if (a->test_open_delay_ns) {
-		struct timespec ts = { .tv_sec = (time_t)(a->test_open_delay_ns / 1000000000ULL),
-				       .tv_nsec = (long)(a->test_open_delay_ns % 1000000000ULL) };
-
-		nanosleep(&ts, NULL);
-	}
 	rc = req->reserved ? -EINVAL : broker_sock_inspect(sock, &bs);
-	/* Bound to its port, and either not connected yet, connecting (the
-	 * shim sends OPEN just after the SYN) or just connected, then to the
-	 * destination it names: nothing later, nothing else. */
-	if (rc == 0 && (!bs.lport || (bs.state != TCP_CLOSE && bs.state != TCP_SYN_SENT &&
-				      bs.state != TCP_ESTABLISHED)))
+	/* Not connected yet (we connect it: what the shim asks), or already
+	 * connecting or just connected, bound to its port, to the destination
+	 * it names: nothing later, nothing else. */
+	if (rc == 0 && bs.state != TCP_CLOSE &&
+	    (!bs.lport || (bs.state != TCP_SYN_SENT && bs.state != TCP_ESTABLISHED)))
 		rc = -EINVAL;
 	if (rc == 0 && bs.connected &&
 	    (bs.pport != req->dport || !ivsock_addr_equal(&bs.peer, &req->dst)))
@@ -307,6 +349,11 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	if (ivsock_addr_is_any(&bs.local) &&
 	    (rc = broker_route_source(&req->dst, req->dport, &bs.local)) < 0)
 		goto fail;
+	if (bs.state == TCP_CLOSE) {
+		rc = open_connect(a, c, req, sock, &bs, &midx, &mgen);
+		if (rc < 0)
+			goto fail;
+	}
 	t.src = bs.local;
 	t.sport = bs.lport;
 	t.dst = req->dst;
@@ -335,6 +382,10 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		goto fail;
 	__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
 	oidx = ivsock_offer_post(rg, me.vm, me.client, &t, idx, gen, &ogen);
+	if (midx >= 0) { /* the offer is there (or will never be) */
+		ivsock_offer_cancel(rg, (uint32_t)midx, mgen);
+		midx = -1;
+	}
 	if (oidx < 0) {
 		rc = oidx;
 		goto undo;
@@ -365,6 +416,8 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 undo:
 	ivsock_chan_close(rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
 fail:
+	if (midx >= 0)
+		ivsock_offer_cancel(rg, (uint32_t)midx, mgen);
 	a->stats.refused_open++;
 	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
 }
@@ -443,9 +496,15 @@ static void do_accept(struct agent *a, struct agent_client *c, uint32_t seq, int
 		t.dport = bs.lport;
 		rc = ivsock_offer_take_as(&a->be.rg, &t, (uint8_t)a->be.vm_index, &chan, &cgen,
 					  &owner);
-		/* the connector's agent may be a little behind: wait for it */
-		if (rc == -ENOENT && broker_hold_accept(a, c, seq, &t, bs.cookie))
-			return;
+		/* the connector's agent may be a little behind: wait for it
+		 * while its marker says it is connecting; without a marker,
+		 * one more look (it posts the offer, then drops the marker) */
+		if (rc == -ENOENT) {
+			if (broker_hold_accept(a, c, seq, &t, bs.cookie))
+				return;
+			rc = ivsock_offer_take_as(&a->be.rg, &t, (uint8_t)a->be.vm_index, &chan,
+						  &cgen, &owner);
+		}
 	}
 	broker_accept_finish(a, c, seq, rc, &t, bs.cookie, chan, cgen, owner);
 }

@@ -25,6 +25,7 @@ struct broker_sock {
 	uint64_t cookie;          /* SO_COOKIE: the socket's identity */
 	struct ivsock_addr local, peer;
 	uint16_t lport, pport;
+	int family;               /* AF_INET or AF_INET6 */
 	uint8_t state;            /* TCP_INFO's tcpi_state (TCP_LISTEN, ...) */
 	bool listening;           /* TCP_LISTEN */
 	bool connected;           /* past SYN_SENT: getpeername() works */
@@ -34,6 +35,12 @@ struct broker_sock {
 /* @return 0 for a TCP/IP socket (out filled), -EBADF (no fd), -ENOTSOCK,
  *         -EPROTONOSUPPORT (not TCP over IPv4/IPv6), -EAFNOSUPPORT. */
 int broker_sock_inspect(int fd, struct broker_sock *out);
+
+/* Connect the (non-blocking) socket fd of this family to (dst, port): the
+ * kernel sends the SYN and picks the source port. @return 0 (connecting or
+ * connected), -EINVAL (a blocking socket, a link-local IPv6 destination),
+ * -errno of connect(). */
+int broker_sock_connect(int fd, int family, const struct ivsock_addr *dst, uint16_t port);
 
 /* The source address the kernel picks toward (dst, dport) (a socket bound
  * to a wildcard address gets it at connect). @return 0 or -errno. */

@@ -1,24 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
  * Offers that come after the acceptor asked (docs/broker.md, "The late
- * offer"). The connector's shim sends OPEN just after its SYN, so its agent
- * and the acceptor's race: an ACCEPT may find no offer because the
- * connector's agent has not posted it yet.
+ * offer"). The connector's agent connects the socket, then posts the offer;
+ * the acceptor's ACCEPT may come in between (the connector's agent was
+ * preempted), and finds no offer.
  *
- * - If the source is a VM of the domain, the ACCEPT is held (its reply
- *   deferred) for up to --accept-hold-us while the offer is looked for
- *   every CHECK_NS: the common outcome, the connection is accelerated a few
- *   microseconds later.
+ * - While the connector's agent's marker for that source and listener is
+ *   posted (ivsock_offer_marked: it is connecting and will post), the
+ *   ACCEPT is held (its reply deferred) for up to --accept-hold-us, looking
+ *   for the offer every CHECK_NS: the connection is accelerated a little
+ *   later. No marker (a plain TCP client), no wait.
  * - Otherwise, or when the hold runs out, the acceptor stays on TCP and the
  *   4-tuple is remembered for LATE_KEEP_NS: an offer that shows up after
  *   all is taken and abandoned, as an acceptor that fell back does, and the
  *   connector is rung: it moves to TCP (its bytes taken back from the ring)
  *   at once instead of waiting out its attach timeout.
- *
- * The price: a plain TCP client in a VM of the domain (a program without
- * the shim, a user the agent refused) makes accept() wait --accept-hold-us;
- * one from anywhere else never. Telling the two apart at accept needs a
- * mark the connector sets before its SYN; not built (docs/broker.md).
  */
 #include <errno.h>
 #include <string.h>
@@ -46,7 +42,7 @@ bool broker_hold_accept(struct agent *a, struct agent_client *c, uint32_t seq,
 {
 	struct broker_held *h = NULL;
 
-	if (!a->hold_ns || !from_domain(a, &t->src))
+	if (!a->hold_ns || !ivsock_offer_marked(&a->be.rg, t, (uint8_t)a->be.vm_index))
 		return false;
 	for (unsigned i = 0; i < BROKER_HELD_MAX && !h; i++)
 		if (!a->held[i].until_ns)
@@ -114,8 +110,15 @@ static void check_held(struct agent *a, uint64_t now)
 		if (!h->until_ns)
 			continue;
 		rc = ivsock_offer_take_as(rg, &h->t, (uint8_t)a->be.vm_index, &chan, &cgen, &owner);
-		if (rc == -ENOENT && now < h->until_ns)
-			continue;
+		/* wait while the connector's agent is still at it (its marker);
+		 * it posts the offer before it removes the marker, so once the
+		 * marker is gone one more look is enough */
+		if (rc == -ENOENT && now < h->until_ns) {
+			if (ivsock_offer_marked(rg, &h->t, (uint8_t)a->be.vm_index))
+				continue;
+			rc = ivsock_offer_take_as(rg, &h->t, (uint8_t)a->be.vm_index, &chan,
+						  &cgen, &owner);
+		}
 		h->until_ns = 0;
 		a->nheld--;
 		if (rc < 0 && rc != -ENOENT)

@@ -55,8 +55,9 @@ static void usage(FILE *f)
 "                            uid may hold (default 50; 100: no cap)\n"
 "      --spin-us N           after a request, poll this long without sleeping\n"
 "                            (default 0: always sleep; see ivsock-agent(8))\n"
-"      --accept-hold-us N    wait this long for an accepted connection's offer\n"
-"                            that is not there yet (default 500; 0: never)\n"
+"      --accept-hold-us N    wait up to this long for an accepted connection's\n"
+"                            offer while the connector's agent is posting it\n"
+"                            (default 50000; 0: never)\n"
 "      --max-clients-per-uid N  connections one non-root uid may hold (default:\n"
 "                            1/8 of the fd limit, 8..1024; 0: no cap)\n"
 "  -H, --hostname NAME       name to register (default: gethostname())\n"
@@ -535,7 +536,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		agent_limits_init(&a);
 	a.spin_ns = (uint64_t)(a.opt.spin_us < 0 ? 0 : a.opt.spin_us) * 1000;
-	a.hold_ns = (uint64_t)(a.opt.hold_us < 0 ? 500 : a.opt.hold_us) * 1000;
+	a.hold_ns = (uint64_t)(a.opt.hold_us < 0 ? 50000 : a.opt.hold_us) * 1000;
 	/* test hook (docs/testing.md): answer every OPEN this late, so that
 	 * the acceptor's agent sees the offer only after the ACCEPT */
 	if (getenv("IVSOCK_AGENT_TEST_OPEN_DELAY_US"))

@@ -2,6 +2,7 @@
 /* What a socket passed with a broker request really is, asked of the kernel:
  * the request's claims about addresses are never believed. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,6 +46,7 @@ int broker_sock_inspect(int fd, struct broker_sock *out)
 	il = sizeof(ti);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &il) < 0 || il < 1)
 		return -EPROTONOSUPPORT;
+	out->family = dom;
 	out->state = ti.tcpi_state;
 	out->listening = ti.tcpi_state == TCP_LISTEN;
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &out->cookie, &cl) < 0 || !out->cookie)
@@ -101,4 +103,48 @@ int broker_route_source(const struct ivsock_addr *dst, uint16_t dport, struct iv
 		rc = -EAFNOSUPPORT;
 	close(u);
 	return rc;
+}
+
+int broker_sock_connect(int fd, int family, const struct ivsock_addr *dst, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fl = fcntl(fd, F_GETFL);
+
+	/* never block the agent: the shim makes the socket non-blocking for
+	 * the request */
+	if (fl < 0 || !(fl & O_NONBLOCK))
+		return -EINVAL;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET && dst->family == IVSOCK_AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		memcpy(&in->sin_addr, dst->bytes, 4);
+		sl = sizeof(*in);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		if (dst->family == IVSOCK_AF_INET) { /* v4-mapped */
+			in6->sin6_addr.s6_addr[10] = in6->sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&in6->sin6_addr.s6_addr[12], dst->bytes, 4);
+		} else if (dst->family == IVSOCK_AF_INET6) {
+			memcpy(&in6->sin6_addr, dst->bytes, 16);
+			/* a link-local destination needs the scope the
+			 * application gave, which the request does not carry */
+			if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr))
+				return -EINVAL;
+		} else {
+			return -EAFNOSUPPORT;
+		}
+		sl = sizeof(*in6);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	if (connect(fd, (struct sockaddr *)&ss, sl) == 0 || errno == EINPROGRESS)
+		return 0;
+	return -errno;
 }

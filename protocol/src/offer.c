@@ -23,8 +23,9 @@ int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 	if (t->src.family != t->dst.family || (t->src.family != IVSOCK_AF_INET &&
 					       t->src.family != IVSOCK_AF_INET6))
 		return -EINVAL;
-	/* One offer per tuple: a second one could never be taken. */
-	for (i = 0; i < probe; i++) {
+	/* One offer per tuple: a second one could never be taken. Markers
+	 * (sport 0) are never taken: any number of them. */
+	for (i = 0; t->sport && i < probe; i++) {
 		struct ivsock_offer *o = &rg->offers[(h + i) & mask];
 		struct ivsock_slot_val v = ivsock_slot_get(&o->slot);
 		struct ivsock_tuple ot;
@@ -140,6 +141,33 @@ int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tupl
 			      uint8_t *owner_vm)
 {
 	return take_for(rg, t, taker_vm, false, chan, chan_gen, owner_vm);
+}
+
+bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm)
+{
+	struct ivsock_tuple key = *t;
+	uint32_t mask = rg->offer_cap - 1, h, i;
+	uint32_t probe = rg->offer_cap < IVSOCK_OFFER_PROBE ? rg->offer_cap : IVSOCK_OFFER_PROBE;
+	int poster;
+
+	key.sport = 0;
+	poster = ivsock_addr_is_loopback(&t->dst) ? taker_vm : ivsock_dir_find_addr(rg, &t->src);
+	if (poster < 0)
+		return false;
+	h = ivsock_tuple_hash(&key);
+	for (i = 0; i < probe; i++) {
+		const struct ivsock_offer *o = &rg->offers[(h + i) & mask];
+		struct ivsock_slot_val v = ivsock_slot_get((ivsock_a64 *)&o->slot);
+		struct ivsock_tuple ot;
+
+		if (v.state != IVSOCK_OFFER_POSTED || v.vm != (uint8_t)poster)
+			continue;
+		ivsock_copy_from_shared(&ot, &o->tuple, sizeof(ot));
+		if (ivsock_tuple_equal(&ot, &key))
+			return true;
+	}
+	return false;
 }
 
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen)

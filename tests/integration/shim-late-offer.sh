@@ -1,19 +1,19 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# The late offer (docs/broker.md): the connector's shim sends OPEN after its
-# SYN, so the acceptor's ACCEPT may come before the connector's agent posted
-# the offer. Agent A (the clients') is told to answer every OPEN late
+# The late offer (docs/broker.md): the connector's agent connects the socket
+# and then posts the offer; the acceptor's ACCEPT may come in between. Agent
+# A (the clients') is told to wait between its connect and its post
 # (IVSOCK_AGENT_TEST_OPEN_DELAY_US); every byte is checked by shim-stream.
-#   1. OPEN 200 ms late, agent B holds ACCEPTs 500 us (default): no hold can
-#      cover it, each connection's ACCEPT says "no offer", the server stays
-#      on TCP; agent B refuses each offer when it comes and rings the
-#      connector, which falls back at once (fallback_acceptor_abandoned,
-#      never fallback_attach_timeout: its attach timeout is 20 s here);
-#      agent B counts late_offers.
-#   2. OPEN 2 ms late, agent B restarted with --accept-hold-us 20000000:
-#      B holds each ACCEPT until the offer comes, and every connection is
-#      accelerated (held_accepts).
-#   3. --accept-hold-us 0: never held, every connection the late way.
+#   1. 200 ms, agent B holds ACCEPTs up to 50 ms (default) while A's marker
+#      is there: not enough, each ACCEPT says "no offer" and the server stays
+#      on TCP; B refuses each offer when it comes and rings the connector,
+#      which falls back at once (fallback_acceptor_abandoned, never
+#      fallback_attach_timeout: its attach timeout is 20 s here); B counts
+#      late_offers.
+#   2. 2 ms, default hold: B holds each ACCEPT until the offer comes, and
+#      every connection is accelerated (held_accepts).
+#   3. 2 ms, --accept-hold-us 0: never held, every connection the late way.
+#   4. no delay, a plain (unshimmed) client: no marker, never held.
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
 set -eu
@@ -45,29 +45,40 @@ run() {
 	[ "$(stat_of "$D/cli$2.out" fallback_attach_timeout)" = 0 ] || fail "$2: waited out the attach timeout"
 }
 
-echo "== 1. OPEN 200 ms late, default hold: every connection the late way"
+echo "== 1. post 200 ms late, default hold: every connection the late way"
 IVSOCK_AGENT_TEST_OPEN_DELAY_US=200000 shim_restart_agent A || fail "restart A"
 run 7301 1
 [ "$(stat_of "$D/cli1.out" fallback_acceptor_abandoned)" = "$acc" ] || fail "1: connector not told"
 [ "$(stat_of "$D/srv1.out" accelerated_accept)" = 0 ] || fail "1: server attached"
 [ "$(broker_b late_offers)" = "$acc" ] || fail "1: late offers $(broker_b late_offers), want $acc"
+late1=$acc
 
-echo "== 2. OPEN 2 ms late, long hold: every connection held and accelerated"
+echo "== 2. post 2 ms late, default hold: every connection held and accelerated"
 IVSOCK_AGENT_TEST_OPEN_DELAY_US=2000 shim_restart_agent A || fail "restart A"
-shim_restart_agent B --accept-hold-us 20000000 || fail "restart B"
 run 7302 2
 [ "$acc" = $N ] || fail "2: a connection without a channel"
 [ "$(stat_of "$D/cli2.out" fallback_acceptor_abandoned)" = 0 ] || fail "2: one went the late way"
 [ "$(stat_of "$D/srv2.out" accelerated_accept)" = $N ] || fail "2: held ones not accelerated"
 [ "$(stat_of "$D/srv2.out" ring_rx_bytes)" = $((N << 20)) ] || fail "2: held ones not on rings"
-[ "$(broker_b late_offers)" = 0 ] || fail "2: late offers $(broker_b late_offers)"
+[ "$(broker_b late_offers)" = "$late1" ] || fail "2: late offers $(broker_b late_offers)"
 [ "$(broker_b held_accepts)" = $N ] || fail "2: held accepts $(broker_b held_accepts), want $N"
 
-echo "== 3. --accept-hold-us 0: never held"
+echo "== 3. post 2 ms late, --accept-hold-us 0: never held"
 shim_restart_agent B --accept-hold-us 0 || fail "restart B"
 run 7303 3
 [ "$(stat_of "$D/cli3.out" fallback_acceptor_abandoned)" = "$acc" ] || fail "3: connector not told"
 [ "$(broker_b held_accepts)" = 0 ] || fail "3: held"
 [ "$(broker_b late_offers)" = "$acc" ] || fail "3: late offers $(broker_b late_offers), want $acc"
+
+echo "== 4. a plain client: never held"
+shim_restart_agent B || fail "restart B"
+shim_run B timeout 60 "$SHIM_TOOL" server 7304 $N >"$D/srv4.out" 2>&1 &
+srv=$!
+sleep 0.3
+shim_exec A timeout 60 "$SHIM_TOOL" client "$SHIM_B_IP" 7304 $((1 << 20)) $N 2>"$D/cli4.out" ||
+	fail "plain client"
+wait $srv || fail "server 4"
+[ "$(stat_of "$D/srv4.out" fallback_accept_no_offer)" = $N ] || fail "4: server not on TCP"
+[ "$(broker_b held_accepts)" = 0 ] || fail "4: a plain client was held"
 
 echo "PASS: shim-late-offer"

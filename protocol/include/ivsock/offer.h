@@ -12,7 +12,11 @@
 #define IVSOCK_OFFER_PROBE 32 /* slots probed from the hash position */
 
 /* @return slot index with *gen, -ENOSPC (no free slot within the probe
- * window), -EEXIST (same tuple already posted), -EINVAL. */
+ * window), -EEXIST (same tuple already posted), -EINVAL.
+ * A tuple with sport 0 is a marker ("this VM's agent is connecting src to
+ * dst:dport; the offer follows", docs/broker.md "The late offer"): several
+ * may be posted under one key, none is ever taken (an accepted socket never
+ * has port 0), ivsock_offer_marked() finds them. */
 int ivsock_offer_post(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 		      const struct ivsock_tuple *t, uint32_t chan, uint32_t chan_gen,
 		      uint32_t *gen);
@@ -40,6 +44,11 @@ int ivsock_offer_take_as(struct ivsock_region *rg, const struct ivsock_tuple *t,
 int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tuple *t,
 			      uint8_t taker_vm, uint32_t *chan, uint32_t *chan_gen,
 			      uint8_t *owner_vm);
+
+/* Is a marker posted for (t->src, 0, t->dst, t->dport), by the VM that owns
+ * t->src (for a loopback destination: by taker_vm)? */
+bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm);
 /* Withdraw our own offer. @return 0 or -ESTALE (already taken). */
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 /* Free every offer posted by (vm, client). @return how many. */
