@@ -3,6 +3,7 @@
  * ABANDON, CLOSE, ATTACH. Every request that acts on a connection carries
  * the socket; its addresses and identity (SO_COOKIE) come from the kernel. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -283,9 +284,10 @@ static int open_connect(struct agent *a, struct agent_client *c, const struct iv
 {
 	struct ivsock_region *rg = &a->be.rg;
 	struct ivsock_tuple mark = { .src = bs->local, .dst = req->dst, .dport = req->dport };
-	int vm, rc;
+	int vm, rc, fl = fcntl(sock, F_GETFL);
 
-	if (req->dst.family != bs->local.family || !req->dport)
+	/* never wait in connect(): the shim makes the socket non-blocking */
+	if (fl < 0 || !(fl & O_NONBLOCK) || req->dst.family != bs->local.family || !req->dport)
 		return -EINVAL;
 	vm = ivsock_addr_is_loopback(&req->dst) ? (int)a->be.vm_index
 						: ivsock_dir_find_addr(rg, &req->dst);
@@ -332,12 +334,16 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	int rc, vm, cls, wfd = -1, oidx, midx = -1;
 
 	memset(&t, 0, sizeof(t));
-	rc = req->reserved ? -EINVAL : broker_sock_inspect(sock, &bs);
-	/* Not connected yet (we connect it: what the shim asks), or already
-	 * connecting or just connected, bound to its port, to the destination
-	 * it names: nothing later, nothing else. */
-	if (rc == 0 && bs.state != TCP_CLOSE &&
-	    (!bs.lport || (bs.state != TCP_SYN_SENT && bs.state != TCP_ESTABLISHED)))
+	rc = req->flags & ~IVSOCK_AG_OPEN_CONNECT ? -EINVAL : broker_sock_inspect(sock, &bs);
+	/* CONNECT: not connected yet, we connect it (what the shim asks).
+	 * Otherwise bound to its port, and not connected yet, connecting or
+	 * just connected to the destination it names: nothing later, nothing
+	 * else. */
+	if (rc == 0 && (req->flags & IVSOCK_AG_OPEN_CONNECT) && bs.state != TCP_CLOSE)
+		rc = -EINVAL;
+	if (rc == 0 && !(req->flags & IVSOCK_AG_OPEN_CONNECT) &&
+	    (!bs.lport || (bs.state != TCP_CLOSE && bs.state != TCP_SYN_SENT &&
+			   bs.state != TCP_ESTABLISHED)))
 		rc = -EINVAL;
 	if (rc == 0 && bs.connected &&
 	    (bs.pport != req->dport || !ivsock_addr_equal(&bs.peer, &req->dst)))
@@ -349,7 +355,7 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	if (ivsock_addr_is_any(&bs.local) &&
 	    (rc = broker_route_source(&req->dst, req->dport, &bs.local)) < 0)
 		goto fail;
-	if (bs.state == TCP_CLOSE) {
+	if (req->flags & IVSOCK_AG_OPEN_CONNECT) {
 		rc = open_connect(a, c, req, sock, &bs, &midx, &mgen);
 		if (rc < 0)
 			goto fail;

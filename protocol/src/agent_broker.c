@@ -111,7 +111,8 @@ static int chan_reply(struct ivsock_agent_conn *c, int n, const struct ivsock_ag
 }
 
 int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
-		      uint16_t dport, uint32_t size_class, struct ivsock_ag_chan *r, int *wfd)
+		      uint16_t dport, uint32_t size_class, uint16_t flags, struct ivsock_ag_chan *r,
+		      int *wfd)
 {
 	struct ivsock_ag_open req;
 	struct {
@@ -123,6 +124,7 @@ int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock
 	memset(&req, 0, sizeof(req));
 	req.dst = *dst;
 	req.dport = dport;
+	req.flags = flags;
 	req.size_class = size_class;
 	n = call(c, IVSOCK_AG_OPEN, &req, sizeof(req), sock, IVSOCK_AG_CHAN_REPLY, &rep,
 		 sizeof(rep), wfd);

@@ -438,6 +438,16 @@ static int victim(const char *srcip, uint16_t dport)
 			fresh = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), fresh, 0, true);
 			CHECK(rc == -EINVAL, "OPEN with an unbound socket: %d", rc);
+			/* "connect it for me": never a blocking socket (the
+			 * agent would wait in connect()), never a connected one */
+			o.flags = IVSOCK_AG_OPEN_CONNECT;
+			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), fresh, 0, true);
+			CHECK(rc == -EINVAL, "OPEN CONNECT with a blocking socket: %d", rc);
+			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), conn, 0, true);
+			CHECK(rc == -EINVAL, "OPEN CONNECT with a connected socket: %d", rc);
+			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), lis, 0, true);
+			CHECK(rc == -EINVAL, "OPEN CONNECT with a listening socket: %d", rc);
+			o.flags = 0;
 			close(fresh);
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), own, 0, true);
 			CHECK(rc == -ECONNREFUSED, "OPEN to a port nobody registered: %d", rc);
@@ -446,7 +456,7 @@ static int victim(const char *srcip, uint16_t dport)
 			o.dport = 80;
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), own, 0, true);
 			CHECK(rc == -EHOSTUNREACH, "OPEN to 192.0.2.1 (not a VM): %d", rc);
-			o.reserved = 1;
+			o.flags = 0x8000;
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), own, 0, true);
 			CHECK(rc == -EINVAL, "OPEN with reserved bits: %d", rc);
 		}
@@ -676,7 +686,7 @@ static int flood(const char *srcip, long n, long cls, bool overcommit)
 		int s = tcp_bound(srcip), wfd = -1, acc;
 
 		rc = ivsock_agent_open(&c, s, &dst, p, cls < 0 ? IVSOCK_AG_CLASS_DEFAULT : (uint32_t)cls,
-				       &r, &wfd);
+				       0, &r, &wfd);
 		if (rc < 0)
 			die("OPEN", rc);
 		sa4(&a, srcip, p);
@@ -701,7 +711,7 @@ static int flood(const char *srcip, long n, long cls, bool overcommit)
 			ivsock_agent_close_end(&c, -1, oc_idx, oc_gen, IVSOCK_SIDE_CONNECTOR, false);
 
 		rc = ivsock_agent_open(&c, s, &dst, p, cls < 0 ? IVSOCK_AG_CLASS_DEFAULT : (uint32_t)cls,
-				       &r, &wfd);
+				       0, &r, &wfd);
 		if (rc == 0)
 			ok++;
 		else if (rc == -EDQUOT)

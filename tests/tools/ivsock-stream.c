@@ -286,7 +286,7 @@ static int do_send(const struct opts *o, const char *host, uint16_t port, uint64
 		ret = EX_NOCHAN;
 		goto out;
 	}
-	rc = ivsock_agent_open(&c, fd, &t.dst, t.dport, IVSOCK_AG_CLASS_DEFAULT, &r, &wfd);
+	rc = ivsock_agent_open(&c, fd, &t.dst, t.dport, IVSOCK_AG_CLASS_DEFAULT, 0, &r, &wfd);
 	if (rc == 0)
 		rc = attach(&c, &r, wfd, &m, &v);
 	if (rc < 0) {

@@ -212,13 +212,16 @@ int ivsock_agent_listen(struct ivsock_agent_conn *c, int sock, uint32_t *idx, ui
 int ivsock_agent_unlisten(struct ivsock_agent_conn *c, uint32_t idx, uint32_t gen);
 /*
  * sock (bound to its source, not yet connected) is about to connect to
- * (dst, dport): ask for a channel and the offer. @return 0 with *r and
+ * (dst, dport): ask for a channel and the offer; with IVSOCK_AG_OPEN_CONNECT
+ * in flags, sock is unconnected and non-blocking and the agent connects it.
+ * @return 0 with *r and
  * *wfd (the window, pci; -1 on the server backend), or -errno:
  * -EHOSTUNREACH (not a VM of the domain), -ECONNREFUSED (no shimmed
  * listener there), -EDQUOT, -ENOSPC (rings or tables full), -EINVAL.
  */
 int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
-		      uint16_t dport, uint32_t size_class, struct ivsock_ag_chan *r, int *wfd);
+		      uint16_t dport, uint32_t size_class, uint16_t flags, struct ivsock_ag_chan *r,
+		      int *wfd);
 /* sock was just accepted: take its offer. @return 0 with *r, *wfd, or
  * -ENOENT (no offer: plain TCP), -errno. */
 int ivsock_agent_accept(struct ivsock_agent_conn *c, int sock, struct ivsock_ag_chan *r,

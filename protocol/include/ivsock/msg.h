@@ -165,9 +165,13 @@ struct ivsock_ag_listener_ref {
 struct ivsock_ag_open {
 	struct ivsock_addr dst;
 	uint16_t dport;          /* host order */
-	uint16_t reserved;       /* 0 */
+	uint16_t flags;          /* IVSOCK_AG_OPEN_* */
 	uint32_t size_class;     /* preferred class, IVSOCK_AG_CLASS_DEFAULT */
 };
+/* The socket is not connected yet and non-blocking: the agent connects it
+ * (docs/broker.md, "The late offer"). Without it the socket must be bound to
+ * its port and not connected, connecting or connected to dst. */
+#define IVSOCK_AG_OPEN_CONNECT 0x1
 #define IVSOCK_AG_CLASS_DEFAULT 0xffffffffU
 
 /* One channel end, as the agent granted it. */
