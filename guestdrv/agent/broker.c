@@ -308,10 +308,16 @@ static int open_connect(struct agent *a, struct agent_client *c, const struct iv
 
 		nanosleep(&ts, NULL);
 	}
-	if (rc == 0)
-		rc = broker_sock_inspect(sock, bs);
-	if (rc == 0 && (!bs->lport || ivsock_addr_is_any(&bs->local)))
-		rc = -EPROTO;
+	if (rc == 0) { /* the source the kernel picked (the rest was checked) */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (getsockname(sock, (struct sockaddr *)&ss, &sl) < 0 ||
+		    ivsock_addr_from_sockaddr(&bs->local, &bs->lport, (struct sockaddr *)&ss,
+					      sl) < 0 ||
+		    !bs->lport || ivsock_addr_is_any(&bs->local))
+			rc = -EPROTO;
+	}
 	if (rc < 0 && *midx >= 0) {
 		ivsock_offer_cancel(rg, (uint32_t)*midx, *mgen);
 		*midx = -1;

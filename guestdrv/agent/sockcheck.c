@@ -2,6 +2,7 @@
 /* What a socket passed with a broker request really is, asked of the kernel:
  * the request's claims about addresses are never believed. */
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -68,7 +69,51 @@ int broker_sock_inspect(int fd, struct broker_sock *out)
 	return 0;
 }
 
+/* The last few answers, for a second: a connection-rate workload asks for
+ * one destination thousands of times a second, and each lookup costs four
+ * system calls. A stale answer only costs the marker its use (docs/broker.md,
+ * "The late offer"): the source is read from the socket after connect. */
+#define ROUTE_CACHE 8
+#define ROUTE_KEEP_NS 1000000000ULL
+static struct {
+	struct ivsock_addr dst, src;
+	uint64_t when;
+} route_cache[ROUTE_CACHE];
+static unsigned route_next;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int route_lookup(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src);
+
 int broker_route_source(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src)
+{
+	uint64_t now = mono_ns();
+	int rc;
+
+	for (unsigned i = 0; i < ROUTE_CACHE; i++)
+		if (route_cache[i].when && now - route_cache[i].when < ROUTE_KEEP_NS &&
+		    ivsock_addr_equal(&route_cache[i].dst, dst)) {
+			*src = route_cache[i].src;
+			return 0;
+		}
+	rc = route_lookup(dst, dport, src);
+	if (rc == 0) {
+		unsigned i = route_next++ % ROUTE_CACHE;
+
+		route_cache[i].dst = *dst;
+		route_cache[i].src = *src;
+		route_cache[i].when = now;
+	}
+	return rc;
+}
+
+static int route_lookup(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src)
 {
 	struct sockaddr_storage ss, out;
 	socklen_t sl, ol = sizeof(out);

@@ -645,6 +645,13 @@ static void request(struct agent *a, struct fuzz_in *in)
 		}
 		if (fdsel & 0x40)
 			o.size_class = fuzz_u8(in) % 4;
+		if (sel & 0x80) {
+			/* what the shim sends: the agent connects the socket,
+			 * which the shim made non-blocking */
+			o.flags = IVSOCK_AG_OPEN_CONNECT;
+			if (s->fd >= 0 && (fdsel & 0x80))
+				fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+		}
 		memcpy(m.p, &o, sizeof(o));
 		len = sizeof(o);
 		break;
