@@ -205,12 +205,11 @@ static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_
 	return ag;
 }
 
-/* Ask the agent for a channel and its offer keyed by the 4-tuple: the
- * agent connects the (non-blocking, not yet connected) socket itself, so
- * that the kernel sends the SYN and picks the port while the agent holds the
- * request, and posts the offer right after (docs/broker.md, "OPEN"). Map the
- * block. @return a socket in OFFERED state (not installed) or NULL (plain
- * TCP; reason counted; the socket may be connecting nevertheless). */
+/* Ask the agent for a channel before the kernel connects: the agent posts a
+ * marker (docs/broker.md, "The late offer"), and the offer once we tell it
+ * the socket is connecting (ivsock_agent_port). Map the block. @return a
+ * socket in OFFERED state (not installed) or NULL (plain TCP; reason
+ * counted; the socket untouched). */
 static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple *t, int vm)
 {
 	struct ivsock_ag_chan r;
@@ -221,7 +220,7 @@ static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple 
 	if (!s)
 		return NULL;
 	rc = ivsock_agent_open(&ag->conn, fd, &t->dst, t->dport, IVSOCK_AG_CLASS_DEFAULT,
-			       IVSOCK_AG_OPEN_CONNECT, &r, &wfd);
+			       IVSOCK_AG_OPEN_MARK, &r, &wfd);
 	if (rc < 0) {
 		ivs_sock_put(s);
 		ivs_fallback(rc == -ECONNREFUSED ? IVS_C_FB_NO_LISTENER :
@@ -256,8 +255,8 @@ static void offer_withdraw(struct ivs_sock *s, int fd)
 	ivsock_agent_close_end(&s->ag->conn, -1, s->v.idx, s->v.gen, IVSOCK_SIDE_CONNECTOR, false);
 }
 
-/* connect() on plain TCP, after the agent may have started it: EALREADY
- * (the agent's connect is under way) reads as the first connect's answer. */
+/* The second, blocking connect() of a socket our non-blocking one started:
+ * EALREADY (SO_SNDTIMEO ran out) reads as a single connect()'s answer. */
 static int kernel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	int rc = ivs_rc.connect(fd, addr, len);
@@ -268,13 +267,14 @@ static int kernel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 }
 
 /*
- * The agent connects the socket for us (OPEN, with O_NONBLOCK set for the
- * request on a blocking socket): the SYN leaves while the agent holds the
- * request and the kernel picks the source port the way connect() always
- * does, with no bind of ours. A blocking socket then finishes in its own
- * blocking connect(), which the kernel answers as it would have answered
- * one call: 0 once established, the error otherwise, EINTR on a signal
- * (restarted under SA_RESTART), EALREADY once SO_SNDTIMEO ran out
+ * OPEN first (a channel, and a marker that tells the acceptor's agent an
+ * offer is coming), then the program's own connect(), non-blocking (its
+ * seccomp filter and security context apply, the kernel picks the source
+ * port the way it always does, with no bind of ours), then PORT (the agent
+ * posts the offer under the real 4-tuple). A blocking socket finishes in a
+ * second, blocking connect(), which the kernel answers as it would have
+ * answered one call: 0 once established, the error otherwise, EINTR on a
+ * signal (restarted under SA_RESTART), EALREADY once SO_SNDTIMEO ran out
  * (reported as EINPROGRESS) (docs/shim.md, "connect").
  */
 IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -291,20 +291,31 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		return ivs_rc.connect(fd, addr, len);
 	ag = may_offer(fd, addr, len, &t, &vm);
 	fl = ag ? ivs_rc.fcntl(fd, F_GETFL) : -1;
-	if (fl < 0)
+	s = fl >= 0 ? offer(ag, fd, &t, vm) : NULL;
+	if (!s)
 		return ivs_rc.connect(fd, addr, len);
 	nonblock = fl & O_NONBLOCK;
-	if (!nonblock && ivs_rc.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (!nonblock && ivs_rc.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		offer_withdraw(s, fd);
+		ivs_sock_put(s);
 		return ivs_rc.connect(fd, addr, len);
-	s = offer(ag, fd, &t, vm);
+	}
+	rc = ivs_rc.connect(fd, addr, len);
+	err = errno;
 	if (!nonblock)
 		ivs_rc.fcntl(fd, F_SETFL, fl);
-	if (!s)
-		return kernel_connect(fd, addr, len);
-	if (nonblock) {
-		rc = -1;
-		err = EINPROGRESS;
-	} else {
+	if ((rc == 0 || err == EINPROGRESS) &&
+	    ivsock_agent_port(&ag->conn, fd, s->v.idx, s->v.gen) < 0) {
+		/* the offer will never come: plain TCP, the kernel connecting */
+		offer_withdraw(s, fd);
+		ivs_sock_put(s);
+		ivs_fallback(IVS_C_FB_OFFER, fd, "PORT not sent", 0);
+		if (rc < 0 && !nonblock)
+			return kernel_connect(fd, addr, len);
+		errno = err;
+		return rc;
+	}
+	if (rc < 0 && err == EINPROGRESS && !nonblock) {
 		rc = kernel_connect(fd, addr, len);
 		err = errno;
 	}

@@ -70,6 +70,7 @@ struct agent_stats {
 	unsigned long opened, accepted, refused_open, refused_accept, bad_close;
 	unsigned long late_offers;      /* came after the ACCEPT: refused (late.c) */
 	unsigned long held_accepts;     /* ACCEPTs whose offer came while held */
+	unsigned long bad_port;         /* PORTs refused (channel abandoned) */
 };
 
 struct agent {

@@ -270,61 +270,6 @@ static int class_for(const struct ivsock_region *rg, uint32_t want)
 	return (int)rg->default_class;
 }
 
-/*
- * OPEN of a socket that is not connected yet: check what can be checked,
- * post a marker offer (src, 0, dst, dport), connect the socket (the SYN
- * leaves now, the kernel picks the port), then read the port. The marker
- * tells the acceptor's agent that an offer for a connection from src is on
- * its way (docs/broker.md, "The late offer"); the caller posts the offer and
- * removes the marker. @return 0 with bs->local/lport the real source, or
- * -errno (the marker gone; the socket may be connecting on TCP).
- */
-static int open_connect(struct agent *a, struct agent_client *c, const struct ivsock_ag_open *req,
-			int sock, struct broker_sock *bs, int *midx, uint32_t *mgen)
-{
-	struct ivsock_region *rg = &a->be.rg;
-	struct ivsock_tuple mark = { .src = bs->local, .dst = req->dst, .dport = req->dport };
-	int vm, rc, fl = fcntl(sock, F_GETFL);
-
-	/* never wait in connect(): the shim makes the socket non-blocking */
-	if (fl < 0 || !(fl & O_NONBLOCK) || req->dst.family != bs->local.family || !req->dport)
-		return -EINVAL;
-	vm = ivsock_addr_is_loopback(&req->dst) ? (int)a->be.vm_index
-						: ivsock_dir_find_addr(rg, &req->dst);
-	if (vm < 0)
-		return -EHOSTUNREACH;
-	if (ivsock_listener_find(rg, (uint32_t)vm, &req->dst, req->dport) < 0)
-		return -ECONNREFUSED;
-	rc = within_limits(a, c, class_for(rg, req->size_class));
-	if (rc < 0)
-		return rc;
-	*midx = ivsock_offer_post(rg, (uint8_t)a->be.vm_index, (uint16_t)c->id, &mark,
-				  0xffffffffU, 0, mgen);
-	rc = broker_sock_connect(sock, bs->family, &req->dst, req->dport);
-	if (rc == 0 && a->test_open_delay_ns) {
-		/* test hook: the acceptor may now ask before our offer */
-		struct timespec ts = { .tv_sec = (time_t)(a->test_open_delay_ns / 1000000000ULL),
-				       .tv_nsec = (long)(a->test_open_delay_ns % 1000000000ULL) };
-
-		nanosleep(&ts, NULL);
-	}
-	if (rc == 0) { /* the source the kernel picked (the rest was checked) */
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-
-		if (getsockname(sock, (struct sockaddr *)&ss, &sl) < 0 ||
-		    ivsock_addr_from_sockaddr(&bs->local, &bs->lport, (struct sockaddr *)&ss,
-					      sl) < 0 ||
-		    !bs->lport || ivsock_addr_is_any(&bs->local))
-			rc = -EPROTO;
-	}
-	if (rc < 0 && *midx >= 0) {
-		ivsock_offer_cancel(rg, (uint32_t)*midx, *mgen);
-		*midx = -1;
-	}
-	return rc;
-}
-
 static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		    const struct ivsock_ag_open *req, int sock)
 {
@@ -336,18 +281,19 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	struct ivsock_ag_chan r;
 	struct broker_sock bs;
 	struct ivsock_tuple t;
-	uint32_t idx = 0, gen = 0, ogen = 0, mgen = 0;
-	int rc, vm, cls, wfd = -1, oidx, midx = -1;
+	bool mark = req->flags & IVSOCK_AG_OPEN_MARK;
+	uint32_t idx = 0, gen = 0, ogen = 0;
+	int rc, vm, cls, wfd = -1, oidx;
 
 	memset(&t, 0, sizeof(t));
-	rc = req->flags & ~IVSOCK_AG_OPEN_CONNECT ? -EINVAL : broker_sock_inspect(sock, &bs);
-	/* CONNECT: not connected yet, we connect it (what the shim asks).
+	rc = req->flags & ~IVSOCK_AG_OPEN_MARK ? -EINVAL : broker_sock_inspect(sock, &bs);
+	/* MARK: not connected yet (the caller connects it, then sends PORT).
 	 * Otherwise bound to its port, and not connected yet, connecting or
 	 * just connected to the destination it names: nothing later, nothing
 	 * else. */
-	if (rc == 0 && (req->flags & IVSOCK_AG_OPEN_CONNECT) && bs.state != TCP_CLOSE)
+	if (rc == 0 && mark && bs.state != TCP_CLOSE)
 		rc = -EINVAL;
-	if (rc == 0 && !(req->flags & IVSOCK_AG_OPEN_CONNECT) &&
+	if (rc == 0 && !mark &&
 	    (!bs.lport || (bs.state != TCP_CLOSE && bs.state != TCP_SYN_SENT &&
 			   bs.state != TCP_ESTABLISHED)))
 		rc = -EINVAL;
@@ -361,13 +307,8 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	if (ivsock_addr_is_any(&bs.local) &&
 	    (rc = broker_route_source(&req->dst, req->dport, &bs.local)) < 0)
 		goto fail;
-	if (req->flags & IVSOCK_AG_OPEN_CONNECT) {
-		rc = open_connect(a, c, req, sock, &bs, &midx, &mgen);
-		if (rc < 0)
-			goto fail;
-	}
 	t.src = bs.local;
-	t.sport = bs.lport;
+	t.sport = mark ? 0 : bs.lport; /* a marker until PORT */
 	t.dst = req->dst;
 	t.dport = req->dport;
 	if (t.dst.family != t.src.family || !t.dport) {
@@ -393,11 +334,8 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	if (rc < 0)
 		goto fail;
 	__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
+	/* MARK: t has port 0, a marker nobody takes (docs/broker.md) */
 	oidx = ivsock_offer_post(rg, me.vm, me.client, &t, idx, gen, &ogen);
-	if (midx >= 0) { /* the offer is there (or will never be) */
-		ivsock_offer_cancel(rg, (uint32_t)midx, mgen);
-		midx = -1;
-	}
 	if (oidx < 0) {
 		rc = oidx;
 		goto undo;
@@ -428,10 +366,66 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 undo:
 	ivsock_chan_close(rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
 fail:
-	if (midx >= 0)
-		ivsock_offer_cancel(rg, (uint32_t)midx, mgen);
 	a->stats.refused_open++;
 	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
+}
+
+/*
+ * PORT: the socket of an OPEN_MARK channel is connecting now (its own
+ * connect(), the kernel picked the port): post the offer under the real
+ * 4-tuple, then drop the marker (in that order: an acceptor held on the
+ * marker looks once more when it is gone). The socket must be the one of
+ * the OPEN (cookie). Anything wrong abandons the channel and rings the
+ * connector, which moves to TCP. One way.
+ */
+static void do_port(struct agent *a, struct agent_client *c, const struct ivsock_ag_chan_ref *ref,
+		    int sock)
+{
+	struct ivsock_region *rg = &a->be.rg;
+	struct ivsock_channel *ch;
+	struct broker_sock bs;
+	struct ivsock_tuple t;
+	uint32_t mark_idx, mark_gen, ogen = 0;
+	int rc, oidx = -1;
+
+	if (ref->side != IVSOCK_SIDE_CONNECTOR || sock < 0 || owns_end(a, c, ref, sock, &ch) < 0) {
+		a->stats.bad_port++;
+		return;
+	}
+	if (a->test_open_delay_ns) {
+		/* test hook: the acceptor may now ask before our offer */
+		struct timespec ts = { .tv_sec = (time_t)(a->test_open_delay_ns / 1000000000ULL),
+				       .tv_nsec = (long)(a->test_open_delay_ns % 1000000000ULL) };
+
+		nanosleep(&ts, NULL);
+	}
+	ivsock_copy_from_shared(&t, &ch->tuple, sizeof(t));
+	mark_idx = ivsock_ld32(&ch->offer);
+	mark_gen = ivsock_ld32(&ch->offer_gen);
+	rc = broker_sock_inspect(sock, &bs);
+	if (rc == 0 && (t.sport || bs.cookie != __atomic_load_n(&ch->end[0].cookie,
+								 __ATOMIC_RELAXED) ||
+			!bs.lport || (bs.state != TCP_SYN_SENT && bs.state != TCP_ESTABLISHED) ||
+			(bs.connected && (bs.pport != t.dport ||
+					  !ivsock_addr_equal(&bs.peer, &t.dst)))))
+		rc = -EINVAL;
+	if (rc == 0) {
+		t.src = bs.local;
+		t.sport = bs.lport;
+		ivsock_copy_to_shared(&ch->tuple, &t, sizeof(t)); /* for monitors */
+		oidx = ivsock_offer_post(rg, (uint8_t)a->be.vm_index, (uint16_t)c->id, &t,
+					 ref->channel, ref->channel_gen, &ogen);
+		rc = oidx < 0 ? oidx : 0;
+	}
+	if (rc == 0) {
+		ivsock_st32(&ch->offer, (uint32_t)oidx);
+		ivsock_st32(&ch->offer_gen, ogen);
+	}
+	ivsock_offer_cancel(rg, mark_idx, mark_gen);
+	if (rc < 0) {
+		a->stats.bad_port++;
+		broker_refuse_offer(a, ref->channel, ref->channel_gen);
+	}
 }
 
 /* The end of an ACCEPT for t (the accepted socket's cookie): the offer
@@ -655,6 +649,7 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 		break;
 	case IVSOCK_AG_ABANDON:
 	case IVSOCK_AG_CLOSE:
+	case IVSOCK_AG_PORT:
 	case IVSOCK_AG_ATTACH: {
 		struct ivsock_ag_chan_ref req;
 
@@ -664,6 +659,8 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 			do_abandon(a, c, h->seq, &req, sock);
 		else if (h->type == IVSOCK_AG_CLOSE)
 			do_close(a, c, &req, sock);
+		else if (h->type == IVSOCK_AG_PORT)
+			do_port(a, c, &req, sock);
 		else
 			do_attach(a, c, h->seq, &req, sock);
 		break;

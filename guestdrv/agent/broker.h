@@ -36,12 +36,6 @@ struct broker_sock {
  *         -EPROTONOSUPPORT (not TCP over IPv4/IPv6), -EAFNOSUPPORT. */
 int broker_sock_inspect(int fd, struct broker_sock *out);
 
-/* Connect the (non-blocking) socket fd of this family to (dst, port): the
- * kernel sends the SYN and picks the source port. @return 0 (connecting or
- * connected), -EINVAL (a blocking socket, a link-local IPv6 destination),
- * -errno of connect(). */
-int broker_sock_connect(int fd, int family, const struct ivsock_addr *dst, uint16_t port);
-
 /* The source address the kernel picks toward (dst, dport) (a socket bound
  * to a wildcard address gets it at connect). @return 0 or -errno. */
 int broker_route_source(const struct ivsock_addr *dst, uint16_t dport, struct ivsock_addr *src);

@@ -117,7 +117,7 @@ char *agent_status_json(struct agent *a, bool all, uid_t uid)
 			"channels", (json_int_t)c->ends, "listeners", (json_int_t)c->listeners));
 	}
 	root = json_pack("{s:o,s:o,s:o,s:{s:I,s:I},s:{s:b,s:I,s:I,s:I,s:I,s:I,s:b,s:I},"
-			 "s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+			 "s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
 			 "agent", agent, "clients", clients,
 			 "channels", channels_json(a, all, uid), "ring_pool",
 			 "used", (json_int_t)(2 * ivsock_block_pool_used(&a->be.rg,
@@ -143,7 +143,8 @@ char *agent_status_json(struct agent *a, bool all, uid_t uid)
 			 "accept_refused", (json_int_t)a->stats.refused_accept,
 			 "bad_close", (json_int_t)a->stats.bad_close,
 			 "late_offers", (json_int_t)a->stats.late_offers,
-			 "held_accepts", (json_int_t)a->stats.held_accepts);
+			 "held_accepts", (json_int_t)a->stats.held_accepts,
+			 "bad_port", (json_int_t)a->stats.bad_port);
 	if (!root)
 		return NULL;
 	out = json_dumps(root, JSON_INDENT(2));

@@ -167,6 +167,14 @@ int ivsock_agent_close_end(struct ivsock_agent_conn *c, int sock, uint32_t idx, 
 	return send_one_way(c, IVSOCK_AG_CLOSE, &req, sizeof(req), sock);
 }
 
+int ivsock_agent_port(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen)
+{
+	struct ivsock_ag_chan_ref req = { .channel = idx, .channel_gen = gen,
+					  .side = IVSOCK_SIDE_CONNECTOR };
+
+	return send_one_way(c, IVSOCK_AG_PORT, &req, sizeof(req), sock);
+}
+
 int ivsock_agent_attach(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen,
 			int side, struct ivsock_ag_chan *r, int *wfd)
 {

@@ -550,7 +550,7 @@ static void request(struct agent *a, struct fuzz_in *in)
 	static const uint16_t types[] = {
 		IVSOCK_AG_HELLO, IVSOCK_AG_LISTEN, IVSOCK_AG_UNLISTEN, IVSOCK_AG_OPEN,
 		IVSOCK_AG_ACCEPT, IVSOCK_AG_ABANDON, IVSOCK_AG_CLOSE, IVSOCK_AG_ATTACH,
-		IVSOCK_AG_OPEN, IVSOCK_AG_CLOSE, IVSOCK_AG_PEER_FD, IVSOCK_AG_STATUS,
+		IVSOCK_AG_OPEN, IVSOCK_AG_PORT, IVSOCK_AG_PEER_FD, IVSOCK_AG_STATUS,
 	};
 	uint16_t type = kt / 3 < 72 ? types[kt / 3 % 12] : fuzz_u16(in);
 	struct {
@@ -594,6 +594,7 @@ static void request(struct agent *a, struct fuzz_in *in)
 	case IVSOCK_AG_UNLISTEN:
 	case IVSOCK_AG_ABANDON:
 	case IVSOCK_AG_CLOSE:
+	case IVSOCK_AG_PORT:
 	case IVSOCK_AG_ATTACH: {
 		struct ref r = { 0 };
 
@@ -646,11 +647,8 @@ static void request(struct agent *a, struct fuzz_in *in)
 		if (fdsel & 0x40)
 			o.size_class = fuzz_u8(in) % 4;
 		if (sel & 0x80) {
-			/* what the shim sends: the agent connects the socket,
-			 * which the shim made non-blocking */
-			o.flags = IVSOCK_AG_OPEN_CONNECT;
-			if (s->fd >= 0 && (fdsel & 0x80))
-				fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+			/* what the shim sends: a marker now, PORT later */
+			o.flags = IVSOCK_AG_OPEN_MARK;
 		}
 		memcpy(m.p, &o, sizeof(o));
 		len = sizeof(o);
@@ -712,6 +710,7 @@ static void request(struct agent *a, struct fuzz_in *in)
 
 	/* Who may have changed which channel. */
 	if (have_cref && (type == IVSOCK_AG_CLOSE || type == IVSOCK_AG_ABANDON ||
+			  type == IVSOCK_AG_PORT ||
 			  type == IVSOCK_AG_ATTACH) && len == sizeof(cref)) {
 		for (uint32_t i = 0; i < rg->channel_cap; i++) {
 			struct ivsock_slot_val v = ivsock_slot_unpack(before.slot[i]);

@@ -438,15 +438,12 @@ static int victim(const char *srcip, uint16_t dport)
 			fresh = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), fresh, 0, true);
 			CHECK(rc == -EINVAL, "OPEN with an unbound socket: %d", rc);
-			/* "connect it for me": never a blocking socket (the
-			 * agent would wait in connect()), never a connected one */
-			o.flags = IVSOCK_AG_OPEN_CONNECT;
-			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), fresh, 0, true);
-			CHECK(rc == -EINVAL, "OPEN CONNECT with a blocking socket: %d", rc);
+			/* "I connect it next": only a socket not connected yet */
+			o.flags = IVSOCK_AG_OPEN_MARK;
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), conn, 0, true);
-			CHECK(rc == -EINVAL, "OPEN CONNECT with a connected socket: %d", rc);
+			CHECK(rc == -EINVAL, "OPEN MARK with a connected socket: %d", rc);
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), lis, 0, true);
-			CHECK(rc == -EINVAL, "OPEN CONNECT with a listening socket: %d", rc);
+			CHECK(rc == -EINVAL, "OPEN MARK with a listening socket: %d", rc);
 			o.flags = 0;
 			close(fresh);
 			rc = req(&c, IVSOCK_AG_OPEN, &o, sizeof(o), own, 0, true);

@@ -212,8 +212,9 @@ int ivsock_agent_listen(struct ivsock_agent_conn *c, int sock, uint32_t *idx, ui
 int ivsock_agent_unlisten(struct ivsock_agent_conn *c, uint32_t idx, uint32_t gen);
 /*
  * sock (bound to its source, not yet connected) is about to connect to
- * (dst, dport): ask for a channel and the offer; with IVSOCK_AG_OPEN_CONNECT
- * in flags, sock is unconnected and non-blocking and the agent connects it.
+ * (dst, dport): ask for a channel and the offer; with IVSOCK_AG_OPEN_MARK in
+ * flags, sock need not be bound: the agent posts a marker, and the offer
+ * once ivsock_agent_port() says the socket is connecting.
  * @return 0 with *r and
  * *wfd (the window, pci; -1 on the server backend), or -errno:
  * -EHOSTUNREACH (not a VM of the domain), -ECONNREFUSED (no shimmed
@@ -222,6 +223,9 @@ int ivsock_agent_unlisten(struct ivsock_agent_conn *c, uint32_t idx, uint32_t ge
 int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
 		      uint16_t dport, uint32_t size_class, uint16_t flags, struct ivsock_ag_chan *r,
 		      int *wfd);
+/* sock (of an OPEN_MARK channel) is connecting now: post the offer. One
+ * way. @return 0 or -errno (not sent). */
+int ivsock_agent_port(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen);
 /* sock was just accepted: take its offer. @return 0 with *r, *wfd, or
  * -ENOENT (no offer: plain TCP), -errno. */
 int ivsock_agent_accept(struct ivsock_agent_conn *c, int sock, struct ivsock_ag_chan *r,

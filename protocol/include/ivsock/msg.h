@@ -112,10 +112,13 @@ enum {
 	IVSOCK_AG_ATTACH       = 21, /* struct ivsock_ag_chan_ref + fd: the
 				      * socket of an end we hold (inherited
 				      * across exec) -> CHAN_REPLY */
+	IVSOCK_AG_PORT         = 23, /* struct ivsock_ag_chan_ref + fd: the
+				      * socket of an OPEN_MARK channel, now
+				      * connecting: post its offer; one way */
 };
 
 /* Highest request type the agent knows (fuzzers, tests). */
-#define IVSOCK_AG_TYPE_MAX IVSOCK_AG_ATTACH
+#define IVSOCK_AG_TYPE_MAX IVSOCK_AG_PORT
 
 enum { IVSOCK_BACKEND_SERVER = 1, IVSOCK_BACKEND_PCI = 2 };
 
@@ -168,10 +171,12 @@ struct ivsock_ag_open {
 	uint16_t flags;          /* IVSOCK_AG_OPEN_* */
 	uint32_t size_class;     /* preferred class, IVSOCK_AG_CLASS_DEFAULT */
 };
-/* The socket is not connected yet and non-blocking: the agent connects it
- * (docs/broker.md, "The late offer"). Without it the socket must be bound to
- * its port and not connected, connecting or connected to dst. */
-#define IVSOCK_AG_OPEN_CONNECT 0x1
+/* The socket is not connected yet (nor bound to a port, maybe): the agent
+ * opens the channel and posts a marker; the caller connects the socket
+ * itself, then sends PORT, and the agent posts the offer (docs/broker.md,
+ * "The late offer"). Without it the socket must be bound to its port and
+ * not connected, connecting or connected to dst. */
+#define IVSOCK_AG_OPEN_MARK 0x1
 #define IVSOCK_AG_CLASS_DEFAULT 0xffffffffU
 
 /* One channel end, as the agent granted it. */
