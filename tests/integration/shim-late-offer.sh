@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# The late offer (docs/broker.md): the connector's agent connects the socket
-# and then posts the offer; the acceptor's ACCEPT may come in between. Agent
-# A (the clients') is told to wait between its connect and its post
+# The late offer (docs/broker.md): the connector's agent posts the offer when
+# PORT says the socket is connecting; the acceptor's ACCEPT may come first.
+# Agent A (the clients') is told to serve PORT late
 # (IVSOCK_AGENT_TEST_OPEN_DELAY_US); every byte is checked by shim-stream.
 #   1. 200 ms, agent B holds ACCEPTs up to 50 ms (default) while A's marker
 #      is there: not enough, each ACCEPT says "no offer" and the server stays
