@@ -20,16 +20,21 @@ CTL=$VM_DIR/ctl.sock
 ctl() { "$TOP/$O/hostd/ivsockctl" -s "$CTL" "$@"; }
 fail() { echo "FAIL: $*"; tail -n 30 "$VM_DIR/ivsockd.out" 2>/dev/null; exit 1; }
 
-# Directory entry size, from the headers the daemon was built with.
+# Directory entry size and the superblock offsets the guest reads, from the
+# headers the daemon was built with (passed on the guest's command line).
 cat >"$VM_DIR/sz.c" <<'C'
 #include <stdio.h>
 #include <stddef.h>
 #include "ivsock/layout.h"
-int main(void) { printf("%zu %zu\n", sizeof(struct ivsock_vm_entry),
-	offsetof(struct ivsock_vm_entry, peer_id)); return 0; }
+int main(void) { printf("%zu %zu %zu %zu %zu\n", sizeof(struct ivsock_vm_entry),
+	offsetof(struct ivsock_vm_entry, peer_id), offsetof(struct ivsock_superblock, vm_off),
+	offsetof(struct ivsock_superblock, vm_cap),
+	offsetof(struct ivsock_superblock, daemon_peer_id)); return 0; }
 C
 cc -std=gnu11 -Iprotocol/include -o "$VM_DIR/sz" "$VM_DIR/sz.c"
-read -r VMSZ PEEROFF < <("$VM_DIR/sz")
+read -r VMSZ PEEROFF SBVMOFF SBVMCAP SBDPEER < <("$VM_DIR/sz")
+# what every guest gets on its command line
+GEOM="ivsock.vmsz=$VMSZ ivsock.peeroff=$PEEROFF ivsock.sbvmoff=$SBVMOFF ivsock.sbvmcap=$SBVMCAP ivsock.sbdpeer=$SBDPEER"
 
 # The guest: find the ivshmem device, read BAR0/BAR2 with devmem.
 cat >"$VM_DIR/test.sh" <<'GUEST'
@@ -46,13 +51,16 @@ echo "BAR0=$bar0 BAR2=$bar2"
 ivpos=$(devmem $((bar0 + 8)) 32)
 magic=$(devmem $bar2 64)
 fid=$(devmem $((bar2 + 24)) 64)
-dpeer=$(devmem $((bar2 + 60)) 32)
+dpeer=$(devmem $((bar2 + IVSOCK_SBDPEER)) 32)
 echo "IVPOS=$((ivpos)) MAGIC=$magic FID=$fid DPEER=$((dpeer))"
 [ "$IVSOCK_ROLE" = stay ] && { sleep 600; exit 0; }
-# Wait until the peer given on the command line leaves the directory.
-vmoff=$(devmem $((bar2 + 64)) 64)
-vmcap=$(devmem $((bar2 + 32)) 32)
+# Wait until the peer given on the command line leaves the directory: seen
+# alive first, then absent in two scans in a row (an entry being rewritten
+# by the daemon can be missed by one scan of devmem reads).
+vmoff=$(devmem $((bar2 + IVSOCK_SBVMOFF)) 64)
+vmcap=$(devmem $((bar2 + IVSOCK_SBVMCAP)) 32)
 end=$(( $(date +%s) + 150 ))
+seen=0; absent=0
 while [ "$(date +%s)" -lt $end ]; do
 	i=0; alive=0
 	while [ $i -lt $((vmcap)) ]; do
@@ -62,10 +70,13 @@ while [ "$(date +%s)" -lt $end ]; do
 		[ $st = 2 ] && [ $pid = "$IVSOCK_WATCH" ] && alive=1
 		i=$((i + 1))
 	done
-	if [ $alive = 0 ]; then echo "PEER_GONE $IVSOCK_WATCH"; exit 0; fi
+	[ $alive = 1 ] && { seen=1; absent=0; }
+	[ $alive = 0 ] && [ $seen = 1 ] && absent=$((absent + 1))
+	if [ $absent -ge 2 ]; then echo "PEER_GONE $IVSOCK_WATCH"; exit 0; fi
 	sleep 1
 done
-echo "peer $IVSOCK_WATCH still alive in the directory"
+[ $seen = 1 ] && echo "peer $IVSOCK_WATCH still alive in the directory" ||
+	echo "peer $IVSOCK_WATCH never seen alive in the directory"
 exit 1
 GUEST
 

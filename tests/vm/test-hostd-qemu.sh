@@ -34,7 +34,7 @@ UB=6b1d6a0e-2222-4b4b-9b9b-00000000000b
 "$VM_DIR/sz" >/dev/null
 VM_MODULES="" tests/vm/mkinitramfs.sh "$VM_DIR/initrd.gz" "$VM_DIR/test.sh:/test.sh"
 vm_start vmA "$VM_DIR/vmA.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UA \
-	--append "ivsock.role=stay"
+	--append "ivsock.role=stay $GEOM"
 for i in $(seq 100); do
 	pa=$(ctl vm list --json | jq -r '.vms[] | select(.name=="vmA") | .peer_id')
 	[ -n "$pa" ] && break
@@ -42,7 +42,7 @@ for i in $(seq 100); do
 done
 [ -n "$pa" ] || fail "vmA never connected"
 vm_start vmB "$VM_DIR/vmB.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UB \
-	--append "ivsock.role=watch ivsock.watch=$pa ivsock.vmsz=$VMSZ ivsock.peeroff=$PEEROFF"
+	--append "ivsock.role=watch ivsock.watch=$pa $GEOM"
 vm_wait_marker "$VM_DIR/vmA.log" 120 "IVPOS=" || fail "vmA: no BAR readout"
 vm_wait_marker "$VM_DIR/vmB.log" 120 "IVPOS=" || fail "vmB: no BAR readout"
 grep -a "IVPOS=" "$VM_DIR/vmA.log" "$VM_DIR/vmB.log"
