@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -537,6 +538,9 @@ int main(int argc, char **argv)
 		agent_limits_init(&a);
 	a.spin_ns = (uint64_t)(a.opt.spin_us < 0 ? 0 : a.opt.spin_us) * 1000;
 	a.hold_ns = (uint64_t)(a.opt.hold_us < 0 ? 50000 : a.opt.hold_us) * 1000;
+	/* A held ACCEPT looks again every 20 us (late.c): without this the
+	 * kernel may let that sleep run 50 us late (the default timer slack). */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	/* test hook (docs/testing.md): answer every OPEN this late, so that
 	 * the acceptor's agent sees the offer only after the ACCEPT */
 	if (getenv("IVSOCK_AGENT_TEST_OPEN_DELAY_US"))
