@@ -97,8 +97,8 @@ enum {
 	IVSOCK_AG_LISTEN_REPLY = 10, /* struct ivsock_ag_listen_reply */
 	IVSOCK_AG_UNLISTEN     = 11, /* struct ivsock_ag_listener_ref, one way */
 	IVSOCK_AG_OPEN         = 13, /* struct ivsock_ag_open + fd: a TCP socket
-				      * bound to its source, not connected yet
-				      * -> CHAN_REPLY */
+				      * not connected yet (MARK: PORT follows;
+				      * else bound to its source) -> CHAN_REPLY */
 	IVSOCK_AG_CHAN_REPLY   = 14, /* struct ivsock_ag_chan + fds: [0] the
 				      * window onto the block (pci only) */
 	IVSOCK_AG_ACCEPT       = 15, /* no payload + fd: an accepted TCP socket
