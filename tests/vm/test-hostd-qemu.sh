@@ -22,54 +22,7 @@ cd "$(dirname "$0")/../.."
 vm_bg ivsockd "$TOP/$O/hostd/ivsockd" --foreground --log-level debug \
 	--domain "vmt=$SOCK,size=16M,vectors=2" --control "$CTL"
 vm_wait_unix "$CTL" 10 || fail "ivsockd did not start"
-"$TOP/$O/tests/tools/ivshmem-fake-client" -v 2 -r w,10.99.0.1 -s 400 "$SOCK" >"$VM_DIR/w.out" &
-WPID=$!
-for i in $(seq 50); do grep -q own_id "$VM_DIR/w.out" && break; sleep 0.1; done
-fid=$(ctl domain list --json | jq -r '.domains[0].format_id')
-echo "format_id $fid"
-
-echo "== boot vmA (stays) and learn its peer ID"
-UA=6b1d6a0e-1111-4a4a-9a9a-00000000000a
-UB=6b1d6a0e-2222-4b4b-9b9b-00000000000b
-"$VM_DIR/sz" >/dev/null
-VM_MODULES="" tests/vm/mkinitramfs.sh "$VM_DIR/initrd.gz" "$VM_DIR/test.sh:/test.sh"
-vm_start vmA "$VM_DIR/vmA.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UA \
-	--append "ivsock.role=stay $GEOM"
-for i in $(seq 100); do
-	pa=$(ctl vm list --json | jq -r '.vms[] | select(.name=="vmA") | .peer_id')
-	[ -n "$pa" ] && break
-	sleep 0.2
-done
-[ -n "$pa" ] || fail "vmA never connected"
-vm_start vmB "$VM_DIR/vmB.log" "$VM_DIR/initrd.gz" --ivshmem "$SOCK,2" --uuid $UB \
-	--append "ivsock.role=watch ivsock.watch=$pa $GEOM"
-vm_wait_marker "$VM_DIR/vmA.log" 120 "IVPOS=" || fail "vmA: no BAR readout"
-vm_wait_marker "$VM_DIR/vmB.log" 120 "IVPOS=" || fail "vmB: no BAR readout"
-grep -a "IVPOS=" "$VM_DIR/vmA.log" "$VM_DIR/vmB.log"
-
-echo "== compare guest view with the daemon's"
-list=$(ctl vm list --json)
-echo "$list" | jq -c '.vms[] | {name, peer_id, state, uuid}'
-ctl vm list
-for n in vmA vmB; do
-	u=$([ $n = vmA ] && echo $UA || echo $UB)
-	p=$(echo "$list" | jq -r ".vms[] | select(.name==\"$n\" and .state==\"alive\") | .peer_id")
-	[ -n "$p" ] || fail "$n not listed alive"
-	echo "$list" | jq -e ".vms[] | select(.name==\"$n\") | .uuid==\"$u\"" >/dev/null ||
-		fail "$n uuid"
-	line=$(grep -a "IVPOS=" "$VM_DIR/$n.log" | tail -n 1 | tr -d '\r')
-	ivpos=$(echo "$line" | sed -n 's/.*IVPOS=\([0-9]*\).*/\1/p')
-	magic=$(echo "$line" | sed -n 's/.*MAGIC=\(0x[0-9A-Fa-f]*\).*/\1/p')
-	gfid=$(echo "$line" | sed -n 's/.*FID=\(0x[0-9A-Fa-f]*\).*/\1/p')
-	dpeer=$(echo "$line" | sed -n 's/.*DPEER=\([0-9]*\).*/\1/p')
-	[ "$ivpos" = "$p" ] || fail "$n: IVPosition $ivpos != daemon's peer id $p"
-	[ $((magic)) = $((0x3130524B434F5356)) ] || fail "$n: magic $magic"
-	[ "$(printf '%016x' $((gfid)))" = "$fid" ] || fail "$n: format_id $gfid != $fid"
-	[ "$dpeer" = 0 ] || fail "$n: daemon peer $dpeer"
-	echo "$n: IVPosition $ivpos == peer id, BAR2 magic and format_id match"
-	grep -q "^connect $p\$" "$VM_DIR/w.out" || fail "W was not told about $n"
-done
-grep -q "QEMU client pid .* 'vmA'" "$VM_DIR/ivsockd.out" || fail "vmA not identified as QEMU"
+two_guests_up
 
 echo "== kill vmA"
 vm_kill vmA
