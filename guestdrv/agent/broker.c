@@ -402,7 +402,9 @@ static void do_port(struct agent *a, struct agent_client *c, const struct ivsock
 	ivsock_copy_from_shared(&t, &ch->tuple, sizeof(t));
 	mark_idx = ivsock_ld32(&ch->offer);
 	mark_gen = ivsock_ld32(&ch->offer_gen);
-	rc = broker_sock_inspect(sock, &bs);
+	/* still waiting for its offer: not abandoned, not taken */
+	rc = ivsock_slot_get(&ch->slot).state == IVSOCK_CHAN_OFFERED
+		     ? broker_sock_inspect(sock, &bs) : -ESTALE;
 	if (rc == 0 && (t.sport || bs.cookie != __atomic_load_n(&ch->end[0].cookie,
 								 __ATOMIC_RELAXED) ||
 			!bs.lport || (bs.state != TCP_SYN_SENT && bs.state != TCP_ESTABLISHED) ||

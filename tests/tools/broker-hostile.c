@@ -402,6 +402,66 @@ static int victim(const char *srcip, uint16_t dport)
 			      rc);
 			close(aa);
 			close(cc);
+			{
+				/* PORT names the socket of its OPEN (cookie): with
+				 * another connecting socket it is refused and the
+				 * channel abandoned, no offer under that socket's
+				 * 4-tuple; with the right one the connection is
+				 * accepted (the control) */
+				struct ivsock_ag_chan r, ra;
+				struct ivsock_addr dst;
+				uint16_t p;
+				int m = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+				int x = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ax, wfd = -1;
+
+				ivsock_addr_from_sockaddr(&dst, &p, (struct sockaddr *)&a, sizeof(a));
+				rc = ivsock_agent_open(&c, m, &dst, p, IVSOCK_AG_CLASS_DEFAULT,
+						       IVSOCK_AG_OPEN_MARK, &r, &wfd);
+				CHECK(rc == 0, "OPEN MARK: %d", rc);
+				if (wfd >= 0)
+					close(wfd);
+				if (connect(x, (struct sockaddr *)&a, sizeof(a)) < 0)
+					die("connect", errno);
+				rc = ivsock_agent_port(&c, x, r.channel, r.channel_gen);
+				CHECK(rc == 0, "PORT sent: %d", rc);
+				ax = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+				rc = req(&c, IVSOCK_AG_ACCEPT, NULL, 0, ax, 0, true);
+				CHECK(rc == -ENOENT, "PORT with another socket: no offer for it: %d",
+				      rc);
+				if (connect(m, (struct sockaddr *)&a, sizeof(a)) < 0)
+					die("connect", errno);
+				ivsock_agent_port(&c, m, r.channel, r.channel_gen);
+				close(ax);
+				ax = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+				rc = req(&c, IVSOCK_AG_ACCEPT, NULL, 0, ax, 0, true);
+				CHECK(rc == -ENOENT, "PORT on the abandoned channel: no offer: %d",
+				      rc);
+				ivsock_agent_close_end(&c, -1, r.channel, r.channel_gen,
+						       IVSOCK_SIDE_CONNECTOR, false);
+				close(ax);
+				close(x);
+				close(m);
+				m = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+				rc = ivsock_agent_open(&c, m, &dst, p, IVSOCK_AG_CLASS_DEFAULT,
+						       IVSOCK_AG_OPEN_MARK, &r, &wfd);
+				if (wfd >= 0)
+					close(wfd);
+				if (rc == 0 && connect(m, (struct sockaddr *)&a, sizeof(a)) == 0)
+					ivsock_agent_port(&c, m, r.channel, r.channel_gen);
+				ax = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+				rc = ivsock_agent_accept(&c, ax, &ra, &wfd);
+				CHECK(rc == 0, "OPEN MARK, connect, PORT with its socket: accepted: %d",
+				      rc);
+				if (wfd >= 0)
+					close(wfd);
+				if (rc == 0)
+					ivsock_agent_close_end(&c, -1, ra.channel, ra.channel_gen,
+							       IVSOCK_SIDE_ACCEPTOR, false);
+				ivsock_agent_close_end(&c, -1, r.channel, r.channel_gen,
+						       IVSOCK_SIDE_CONNECTOR, false);
+				close(ax);
+				close(m);
+			}
 			ivsock_agent_unlisten(&c, li, lg);
 		}
 		rc = req(&c, IVSOCK_AG_ACCEPT, NULL, 0, own, 0, true);
