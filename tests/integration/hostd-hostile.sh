@@ -223,10 +223,12 @@ for i in $(seq 1 40); do "$F" -v 2 -q -c 20 "$T/e.sock" >/dev/null 2>&1 || true;
 for i in $(seq 1 30); do "$F" -H 600 "$T/e.sock" >/dev/null 2>&1 & pids+=($!); done
 sleep 1
 kill -0 $DPID || fail "ivsockd died at EMFILE"
-lines=$(wc -l <"$LOG")
-echo "daemon log: $lines lines"
+# The flood is of complaints: the cycles that got through log three info
+# lines each (joined, gone, reclaimed), as many as the timing lets through.
+lines=$(grep -c -E " (warning|error|crit): " "$LOG" || true)
+echo "daemon log: $(wc -l <"$LOG") lines, $lines warnings or errors"
 grep -q "Too many open files" "$LOG" || fail "the descriptor limit was never reached: test is void"
-[ "$lines" -lt 400 ] || fail "log flood at EMFILE ($lines lines)"
+[ "$lines" -lt 400 ] || fail "log flood at EMFILE ($lines warnings)"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 ok=0
