@@ -31,11 +31,15 @@
 
 #define IVSOCK_PAGE           4096u /* window granule: blocks, halves, tables */
 /* The ctl words of an end take the first IVSOCK_CTL_SIZE bytes of its half;
- * its ring data follows at that offset (not on the next page: with source
- * and destination of every copy at the same offset in their pages, copies
- * stall on 4 KiB aliasing: the receive copy ran at a fifth of its speed).
- * The half is IVSOCK_PAGE + ring_size bytes either way. */
-#define IVSOCK_CTL_SIZE       2048u
+ * its ring data follows at that offset, 0xbc0 into the half's first page.
+ * Where the data starts decides whether copies between a program's buffer
+ * and the ring stall on 4 KiB aliasing (loads and stores whose addresses
+ * agree in their low 12 bits): on the next page (0) or half a page in
+ * (2048) the receive copy of 1-16 KiB messages ran at a third of its speed
+ * against page-aligned and malloc'd buffers; 0xbc0 (2048+512+256+128+64)
+ * was the one start fast against every buffer offset measured
+ * (docs/bench.md, "Where the ring data starts"). */
+#define IVSOCK_CTL_SIZE       3008u
 #define IVSOCK_CLASS_MAX      4     /* ring size classes of the block pool */
 #define IVSOCK_BLOCK_RING_MIN IVSOCK_PAGE /* smallest ring of a block */
 #define IVSOCK_BLOCK_RING_MAX (1U << 30)
@@ -244,10 +248,10 @@ _Static_assert(offsetof(struct ivsock_channel, end) == 2 * IVSOCK_CACHELINE, "en
 
 /* ------------- the block: one channel's memory, two halves -------------
  *
- *   offset 0          ctl page of end 0 (connector)  written only by end 0
- *   offset 4096       data of ring c2s (S bytes)     written only by end 0
- *   offset 4096+S     ctl page of end 1 (acceptor)   written only by end 1
- *   offset 8192+S     data of ring s2c (S bytes)     written only by end 1
+ *   offset 0          ctl words of end 0 (connector) written only by end 0
+ *   offset 3008       data of ring c2s (S bytes)     written only by end 0
+ *   offset 4096+S     ctl words of end 1 (acceptor)  written only by end 1
+ *   offset 7104+S     data of ring s2c (S bytes)     written only by end 1
  *   block size = 2 * (4096 + S)
  *
  * Each end writes exactly one contiguous half and only reads the other: the
