@@ -11,6 +11,7 @@
 #include "ivsock/channel.h"
 #include "ivsock/directory.h"
 #include "ctl_json.h"
+#include "log.h"
 #include "identify.h"
 #include "ivsockd.h"
 
@@ -269,6 +270,7 @@ static const char *chan_state_name(uint8_t s)
 	case IVSOCK_CHAN_ABANDONED: return "abandoned";
 	case IVSOCK_CHAN_REVOKED: return "revoked";
 	case IVSOCK_CHAN_ACCEPTING: return "accepting";
+	case IVSOCK_CHAN_DEMOTED: return "demoted";
 	default: return "unknown";
 	}
 }
@@ -331,4 +333,47 @@ json_t *ctl_json_channels(void)
 		}
 	}
 	return json_pack("{s:o}", "channels", arr);
+}
+
+json_t *ctl_chan_demote(const char *arg, int *status)
+{
+	const char *slash = strchr(arg, '/'), *num = slash ? slash + 1 : arg;
+	size_t dlen = slash ? (size_t)(slash - arg) : 0;
+	struct domain *d, *found = NULL;
+	unsigned long idx;
+	struct ivsock_slot_val v;
+	char *end;
+	int rc;
+
+	errno = 0;
+	idx = strtoul(num, &end, 10);
+	if (!*num || *end || errno || num[0] == '-') {
+		*status = -EINVAL;
+		return json_pack("{s:s}", "error", "channel: [DOMAIN/]INDEX expected");
+	}
+	for (d = g_daemon->domains; d; d = d->next) {
+		if (slash && (strlen(d->conf.name) != dlen || strncmp(d->conf.name, arg, dlen)))
+			continue;
+		if (found) {
+			*status = -EINVAL;
+			return json_pack("{s:s}", "error", "several domains: say DOMAIN/INDEX");
+		}
+		found = d;
+	}
+	if (!found || idx >= found->rg.channel_cap) {
+		*status = -ENOENT;
+		return json_pack("{s:s}", "error", "no such channel");
+	}
+	v = ivsock_slot_get(&found->rg.channels[idx].slot);
+	rc = ivsock_chan_demote(&found->rg, (uint32_t)idx, v.gen, domain_ring_cb, found);
+	*status = rc;
+	if (rc < 0)
+		return json_pack("{s:s}", "error",
+				 rc == -EALREADY ? "channel is being demoted already" :
+				 rc == -EBUSY ? "channel is not connected (offered, accepting or revoked)" :
+				 rc == -ESTALE ? "no such channel" : "channel moved meanwhile: ask again");
+	found->demotes++;
+	log_info("domain %s: channel %lu demoted to TCP (operator request)", found->conf.name, idx);
+	return json_pack("{s:{s:s, s:i, s:i}}", "demoted", "domain", found->conf.name,
+			 "index", (int)idx, "gen", (int)v.gen);
 }

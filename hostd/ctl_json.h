@@ -11,6 +11,8 @@ json_t *ctl_json_domains(void);
 json_t *ctl_json_vms(void);
 /* NULL with *status = -ENOENT if no VM has that name. */
 json_t *ctl_json_vm_show(const char *name, int *status);
+/* Ask both ends of channel "[DOMAIN/]INDEX" to move to TCP. */
+json_t *ctl_chan_demote(const char *arg, int *status);
 json_t *ctl_json_channels(void);
 
 /* Copy up to len bytes of in (stops at NUL) to out as valid UTF-8: each byte

@@ -18,6 +18,8 @@ enum {
 	IVSOCK_CTL_VM_LIST     = 0x102, /* -> {"vms": [...]} */
 	IVSOCK_CTL_VM_SHOW     = 0x103, /* payload: VM name -> {"vm": {...}} */
 	IVSOCK_CTL_CHANNELS    = 0x104, /* -> {"channels": [...]} */
+	IVSOCK_CTL_CHAN_DEMOTE = 0x105, /* payload: "[DOMAIN/]INDEX" -> {"demoted": {...}};
+					 * root only (-EPERM) */
 };
 
 #define IVSOCK_CTL_REQ_MAX   4096U          /* request payload bytes */

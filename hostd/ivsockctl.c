@@ -381,6 +381,35 @@ static int cmd_channels(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_channel_demote(int argc, char **argv)
+{
+	json_t *j;
+	int rc;
+
+	if (argc != 1 || !argv[0][0])
+		return -EXIT_USAGE;
+	rc = request(IVSOCK_CTL_CHAN_DEMOTE, argv[0], &j);
+	if (rc == -ENOENT) {
+		fprintf(stderr, "ivsockctl: no channel '%s'\n", argv[0]);
+		json_decref(j);
+		return EXIT_NOTFOUND;
+	}
+	if (finish(rc, j, "channel demote"))
+		return EXIT_NOTFOUND;
+	if (opt_json) {
+		rc = print_json(j);
+	} else {
+		json_t *d = json_object_get(j, "demoted");
+
+		printf("channel %s/%lld (gen %lld): both ends asked to move to TCP\n",
+		       jstr(d, "domain"), (long long)json_integer_value(json_object_get(d, "index")),
+		       (long long)json_integer_value(json_object_get(d, "gen")));
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
 static const struct {
 	const char *group, *verb;
 	int (*fn)(int argc, char **argv);
@@ -390,6 +419,7 @@ static const struct {
 	{ "vm", "list", cmd_vm_list, "vm list                VMs of every domain" },
 	{ "vm", "show", cmd_vm_show, "vm show NAME           one VM in detail" },
 	{ "channels", NULL, cmd_channels, "channels               ring channels with their byte counters" },
+	{ "channel", "demote", cmd_channel_demote, "channel demote [DOMAIN/]INDEX  move a live connection to TCP (root)" },
 };
 
 static void usage(FILE *f)

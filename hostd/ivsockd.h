@@ -94,6 +94,7 @@ struct domain {
 	unsigned int nclients;
 	struct vmslot *slots;     /* rg.vm_cap entries */
 	uint64_t accepted, refused, dropped, restored, forged;
+	uint64_t demotes;         /* channels demoted to TCP by operator requests */
 	struct domain *next;
 };
 

@@ -9,7 +9,7 @@ SHIM_OBJS := $(SHIM_SRCS:%.c=$(O)/%.o)
 SHIM_LIB  := $(O)/preload/libivsock.so
 SHIM_RUN  := $(O)/preload/ivsock-run
 SHIM_TOOLS := $(O)/preload/tests/shim-stream $(O)/preload/tests/shim-hostile \
-	      $(O)/preload/tests/shim-users
+	      $(O)/preload/tests/shim-users $(O)/preload/tests/switch-api
 SHIM_UNIT_SRCS := $(wildcard preload/tests/test_shim_*.c)
 SHIM_UNIT := $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/tests/unit/%)
 
@@ -31,6 +31,10 @@ $(SHIM_RUN): preload/ivsock-run
 	$(Q)cp $< $@ && chmod +x $@
 
 $(O)/preload/tests/shim-stream: $(O)/preload/tests/shim_stream.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
+$(O)/preload/tests/switch-api: $(O)/preload/tests/switch_api.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
 

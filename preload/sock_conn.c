@@ -666,3 +666,19 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 	ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen, s->v.side,
 			       reset);
 }
+
+void ivs_conn_release_switched(struct ivs_sock *s, int fd)
+{
+	/* Both directions are on TCP: nothing flows on the rings any more.
+	 * No ring end of stream of ours (the peer reads its rx up to our
+	 * tx_switch, then TCP); the agent releases our end (the last of the
+	 * two frees the block). Called with rx_lock and tx_lock held. */
+	ivs_conn_flush_counts(s, true);
+	atomic_fetch_sub(&s->v.my_ctl->holders, 1);
+	ivs_conn_detach(s);
+	ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen, s->v.side,
+			       false);
+	atomic_store(&s->closed, 1);
+	atomic_store(&s->state, IVS_ST_PLAIN);
+	atomic_fetch_add(&s->event_seq, 1);
+}

@@ -14,6 +14,9 @@
 #include "sock_int.h"
 
 #define SLEEP_MAX_MS 100
+/* The multiplexers' sleep-slice request (mux.h). */
+extern _Thread_local bool mux_arm_slice;
+#define IOV_MAX_SHIM 1024
 
 static size_t iov_total(const struct iovec *iov, int n)
 {
@@ -22,6 +25,52 @@ static size_t iov_total(const struct iovec *iov, int n)
 	for (int i = 0; i < n; i++)
 		t += iov[i].iov_len;
 	return t;
+}
+
+/* The part of iov after `skip` bytes (into out[], at most n entries). */
+static int iov_rest(const struct iovec *iov, int n, size_t skip, struct iovec *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		out[k].iov_base = (char *)iov[i].iov_base + skip;
+		out[k++].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+	}
+	return k;
+}
+
+/* After `done` bytes on the ring, the rest of a call on the kernel socket
+ * (its path switched to TCP): `more` asks for the rest (blocking) rather
+ * than what is there now. @return done + what the socket took/gave, or
+ * -errno when done is 0. */
+static ssize_t kernel_rest(int fd, const struct iovec *iov, int n, size_t done, int flags,
+			   bool send, bool more)
+{
+	struct iovec rest[IOV_MAX_SHIM];
+	struct msghdr m = { .msg_iov = rest };
+	ssize_t k;
+
+	if (n > IOV_MAX_SHIM)
+		n = IOV_MAX_SHIM;
+	m.msg_iovlen = (size_t)iov_rest(iov, n, done, rest);
+	if (!m.msg_iovlen)
+		return (ssize_t)done;
+	if (!send) {
+		flags &= ~MSG_WAITALL;
+		if (more)
+			flags |= MSG_WAITALL;
+	}
+	if (done && !more)
+		flags |= MSG_DONTWAIT;
+	k = send ? ivs_rc.sendmsg(fd, &m, flags | MSG_NOSIGNAL) : ivs_rc.recvmsg(fd, &m, flags);
+	if (k < 0)
+		return done ? (ssize_t)done : -errno;
+	return (ssize_t)done + k;
 }
 
 /* Apply fn over iov starting `skip` bytes in, stopping at the first short op.
@@ -191,9 +240,16 @@ bool ivs_chan_revoked(struct ivs_sock *s)
 		return true;
 	/* The one acquire load: forced reclaim moves the channel to REVOKED
 	 * (same generation); a freed or reused slot has another generation. */
-	if (__builtin_expect(ivsock_chan_state(s->ag->rg, s->v.idx, s->v.gen) ==
-			     IVSOCK_CHAN_CONNECTED, 1))
+	uint8_t st = ivsock_chan_state(s->ag->rg, s->v.idx, s->v.gen);
+
+	if (__builtin_expect(st == IVSOCK_CHAN_CONNECTED, 1))
 		return false;
+	if (st == IVSOCK_CHAN_DEMOTED) {
+		/* ivsockd asked for TCP: sock_switch.c */
+		if (!atomic_exchange(&s->demote, 1))
+			atomic_fetch_add(&s->event_seq, 1);
+		return false;
+	}
 	if (!atomic_exchange(&s->revoked, 1)) {
 		ivs_count(IVS_C_RESET_REVOKED, 1);
 		atomic_fetch_add(&s->event_seq, 1);
@@ -352,6 +408,15 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			}
 			continue;
 		}
+		if ((n == 0 || n == -EAGAIN) && st == IVS_ST_CONNECTED && ivs_rx_on_tcp(s)) {
+			/* the peer's stream went on TCP where we now are */
+			pthread_mutex_unlock(&s->rx_lock);
+			ivs_switch_progress(s, fd, 0, false);
+			if (!got && iovcnt <= IOV_MAX_SHIM)
+				return IVS_PASS;
+			return kernel_rest(fd, iov, iovcnt, got, flags | (dontwait ? MSG_DONTWAIT : 0),
+					   false, waitall && !dontwait);
+		}
 		if (n == 0) { /* EOF */
 			rc = (ssize_t)got;
 			break;
@@ -361,6 +426,14 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 		/* empty */
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->demote) && !atomic_load(&s->tx_tcp) &&
+		    ivs_switch_ours(s)) {
+			/* a reader switches its tx too, without waiting to write */
+			pthread_mutex_unlock(&s->rx_lock);
+			ivs_switch_progress(s, fd, 0, false);
+			pthread_mutex_lock(&s->rx_lock);
+			continue;
+		}
 		if (st == IVS_ST_CONNECTED && peer_dead(s)) {
 			rc = got ? (ssize_t)got : reset_or_eof(s);
 			break;
@@ -528,7 +601,9 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		st = atomic_load(&s->state);
 		if (st == IVS_ST_PLAIN) {
-			rc = sent ? (ssize_t)sent : IVS_PASS;
+			/* fell back or switched mid-call: the rest goes on TCP */
+			rc = sent ? kernel_rest(fd, iov, iovcnt, sent, flags | (dontwait ? MSG_DONTWAIT : 0),
+						true, !dontwait) : IVS_PASS;
 			break;
 		}
 		ivs_sock_refresh(s);
@@ -540,6 +615,28 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s)) {
 			rc = sent ? (ssize_t)sent : revoked_rc(s, true);
+			break;
+		}
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->demote) && !atomic_load(&s->tx_tcp) &&
+		    ivs_switch_ours(s)) {
+			pthread_mutex_unlock(&s->tx_lock);
+			ivs_switch_progress(s, fd, 0, false);
+			pthread_mutex_lock(&s->tx_lock);
+			continue;
+		}
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->tx_tcp)) {
+			if (ivs_switch_ours(s) && ivs_rx_on_tcp(s)) {
+				/* both directions are on TCP: let go of the rings */
+				pthread_mutex_unlock(&s->tx_lock);
+				ivs_switch_progress(s, fd, 0, false);
+				pthread_mutex_lock(&s->tx_lock);
+				if (atomic_load(&s->state) == IVS_ST_PLAIN)
+					continue;
+			}
+			/* our stream continues on the kernel socket */
+			rc = sent || iovcnt > IOV_MAX_SHIM ?
+				kernel_rest(fd, iov, iovcnt, sent, flags | (dontwait ? MSG_DONTWAIT : 0),
+					    true, !dontwait) : IVS_PASS;
 			break;
 		}
 		n = ring_iov(&s->v.tx, iov, iovcnt, sent, 2);
@@ -680,9 +777,18 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 
 /* ---------------- readiness for the multiplexers (shim.h) ---------------- */
 
+/* A switch to TCP is wanted or under way (either direction). */
+static bool switching(struct ivs_sock *s)
+{
+	return atomic_load_explicit(&s->demote, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->tx_tcp, memory_order_relaxed) ||
+	       (ivsock_load_acquire(&s->v.peer_ctl->tx_switch) & IVSOCK_SWITCH_TCP);
+}
+
 unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 {
-	unsigned ev = 0;
+	unsigned ev = 0, kev = 0;
+	bool rxt = false, txt = false;
 	uint32_t pf, cf;
 	long rxn, txu;
 	int st = atomic_load(&s->state);
@@ -709,6 +815,19 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	/* Revoked or reused under us: what a kernel reset reports. */
 	if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s))
 		return (POLLIN | POLLOUT | POLLERR | POLLHUP) & (events | POLLERR | POLLHUP);
+	if (st == IVS_ST_CONNECTED && switching(s)) {
+		/* a direction on TCP: its readiness is the kernel socket's */
+		ivs_in_mux = 1;
+		if (ivs_switch_progress(s, s->kfd, 0, true)) {
+			ivs_in_mux = 0;
+			return kernel_now(s->kfd, (short)events);
+		}
+		ivs_in_mux = 0;
+		rxt = ivs_rx_on_tcp(s);
+		txt = atomic_load(&s->tx_tcp);
+		if (rxt || txt)
+			kev = (unsigned)kernel_now(s->kfd, (short)(events | POLLRDHUP));
+	}
 	/* Safe from any thread: our own indices come from the private views
 	 * (atomic mirrors), never read back from shared memory, where anyone
 	 * mapping the region may have scribbled; the peer's are validated (a
@@ -741,6 +860,14 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	}
 	if (s->shut_wr && (pf & IVSOCK_RING_EOF))
 		ev |= POLLHUP;
+	if (rxt) {
+		ev &= ~(unsigned)(POLLIN | POLLRDHUP | POLLHUP);
+		ev |= kev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR);
+	}
+	if (txt) {
+		ev &= ~(unsigned)POLLOUT;
+		ev |= kev & (POLLOUT | POLLHUP | POLLERR);
+	}
 	return ev & (events | POLLERR | POLLHUP);
 }
 
@@ -750,6 +877,12 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 
 	if (ev || atomic_load(&s->state) == IVS_ST_PLAIN)
 		return ev;
+	/* Mid-switch, a direction's readiness comes from the kernel socket,
+	 * whose arrivals ring no doorbell: sleep in short slices (the switch
+	 * completes on the next call; it only lingers for an end shared with
+	 * another process). */
+	if (atomic_load(&s->state) == IVS_ST_CONNECTED && switching(s))
+		mux_arm_slice = true;
 	/* Liveness: the kernel socket moved while the ring is quiet (the peer's
 	 * kernel socket closed without a ring end of stream, or a process
 	 * without the shim wrote TCP): report readable, the read path sorts

@@ -84,6 +84,7 @@ enum ivs_counter {
 	IVS_C_FB_FDMAX,
 	IVS_C_FB_ABANDONED, IVS_C_FB_PEER_CLOSED, IVS_C_FB_CLOSED, IVS_C_FB_VANISHED,
 	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
+	IVS_C_SWITCH_TX_TCP, IVS_C_SWITCH_RX_TCP, IVS_C_DEMOTED,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
 	IVS_C_SLEEPS,
 	IVS_C_AGENT_UNTRUSTED, IVS_C_AGENT_TIMEOUT, IVS_C_AGENT_BAD_FD,
@@ -154,6 +155,9 @@ struct ivs_sock {
 	_Atomic uint64_t lcheck_ns; /* last check that the listener is registered */
 	_Atomic int lalive;         /* ... and its answer */
 	_Atomic int revoked;        /* channel revoked/stale: reported as a reset */
+	_Atomic int demote;         /* moving to TCP: ivsockd asked (DEMOTED) or
+				     * the peer's tx went first (sock_switch.c) */
+	_Atomic int tx_tcp;         /* our tx left the ring (tx_switch published) */
 	struct ivsock_chan_view v;
 	pthread_mutex_t rx_lock, tx_lock;
 	_Atomic int nonblock;       /* O_NONBLOCK as set through F_SETFL/FIONBIO */
@@ -200,11 +204,30 @@ int ivs_conn_fallback(struct ivs_sock *s, int fd, enum ivs_counter why);
 /* OFFERED: has the acceptor attached? promote to CONNECTED. */
 int ivs_conn_check_attached(struct ivs_sock *s);
 void ivs_conn_flush_counts(struct ivs_sock *s, bool force);
+/* Both directions switched to TCP: release the channel, become PLAIN
+ * (rx_lock and tx_lock held). */
+void ivs_conn_release_switched(struct ivs_sock *s, int fd);
 extern __thread int ivs_in_mux;
 
 /* CONNECTED: is the channel still ours (not revoked, not reused)? One
  * acquire load of the slot word; sticky once false. sock_data.c */
 bool ivs_chan_revoked(struct ivs_sock *s);
+
+/* ring -> TCP switching (sock_switch.c, docs/switch.md). */
+/* Has the peer's tx stream left the ring and have we read the ring up to
+ * where it left? Then the rest of our rx stream is on the kernel socket.
+ * Lock-free (a snapshot; true stays true). */
+bool ivs_rx_on_tcp(struct ivs_sock *s);
+/* Move our tx to TCP if a switch is wanted and we may (sole holder); then,
+ * with rx drained too, release the channel: the socket becomes PLAIN.
+ * Takes rx_lock/tx_lock unless `locked` says which the caller holds
+ * (bit 0 rx, bit 1 tx); trylock if `try`. @return true if now PLAIN. */
+bool ivs_switch_progress(struct ivs_sock *s, int fd, int locked, bool try);
+/* May this process switch s's tx (sole holder of the end)? */
+static inline bool ivs_switch_ours(struct ivs_sock *s)
+{
+	return !s->shared && atomic_load(&s->v.my_ctl->holders) <= 1;
+}
 
 /* data path: sock_data.c; return count, -errno, or IVS_PASS (use the real call) */
 #define IVS_PASS (-100000)

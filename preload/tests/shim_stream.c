@@ -49,7 +49,7 @@ static int write_all(int fd, const void *b, size_t n)
 }
 
 static const char *banner = "HELLO-SHIM\n";
-static int opt_speak_first, opt_fork, opt_chunk = 16384, opt_accept_delay_ms;
+static int opt_speak_first, opt_fork, opt_chunk = 16384, opt_accept_delay_ms, opt_pace_us;
 
 /* Server: echo everything until EOF (optionally banner first). */
 static void serve(int c)
@@ -182,6 +182,8 @@ static void *writer(void *arg)
 		if (write_all(w->fd, buf, n) < 0)
 			die("client write");
 		off += n;
+		if (opt_pace_us) /* stretch the stream over time (path switch tests) */
+			usleep((useconds_t)opt_pace_us);
 	}
 	if (shutdown(w->fd, SHUT_WR) < 0)
 		die("shutdown");
@@ -321,6 +323,8 @@ int main(int argc, char **argv)
 			opt_fork = 1;
 		else if (!strcmp(argv[i], "--accept-delay") && i + 1 < argc)
 			opt_accept_delay_ms = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--pace-us") && i + 1 < argc)
+			opt_pace_us = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			opt_chunk = atoi(argv[++i]);
 		else
@@ -343,7 +347,7 @@ int main(int argc, char **argv)
 		return cycles(argv[i + 1], argv[i + 2], atol(argv[i + 3]));
 	if (i + 5 <= argc && !strcmp(argv[i], "multi"))
 		return multi(argv[i + 1], argv[i + 2], strtoull(argv[i + 3], NULL, 0), atol(argv[i + 4]));
-	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--accept-delay MS] [--chunk N] server PORT [COUNT]\n"
+	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--accept-delay MS] [--chunk N] [--pace-us N] server PORT [COUNT]\n"
 			"       shim-stream [--speak-first] [--chunk N] client HOST PORT BYTES [CONNS]\n"
 			"       shim-stream [--speak-first] cycles HOST PORT N\n"
 			"       shim-stream [--speak-first] multi HOST PORT BYTES K\n");

@@ -405,7 +405,8 @@ int ivsock_chan_learn_peer(struct ivsock_region *rg, struct ivsock_chan_view *vi
 		return -ESTALE;
 	if (v.state == IVSOCK_CHAN_OFFERED || v.state == IVSOCK_CHAN_ACCEPTING)
 		return -EAGAIN;
-	if (v.state != IVSOCK_CHAN_CONNECTED && v.state != IVSOCK_CHAN_REVOKED)
+	if (v.state != IVSOCK_CHAN_CONNECTED && v.state != IVSOCK_CHAN_REVOKED &&
+	    v.state != IVSOCK_CHAN_DEMOTED)
 		return -ESTALE;
 	/* The acquire in ivsock_slot_get() pairs with the release of the
 	 * ACCEPTING -> CONNECTED move: end[1] is complete. */
@@ -536,6 +537,7 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return 0;
 	case IVSOCK_CHAN_CONNECTED:
 	case IVSOCK_CHAN_REVOKED:
+	case IVSOCK_CHAN_DEMOTED:
 		break;
 	default:
 		return 0; /* garbage state: leave it to the owner's reclaim */
@@ -895,6 +897,7 @@ int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 			n += chan_free(rg, c, v.gen, &r);
 			continue;
 		case IVSOCK_CHAN_CONNECTED:
+		case IVSOCK_CHAN_DEMOTED:
 			break;
 		default: /* ACCEPTING (the acceptor frees at close), REVOKED */
 			continue;
@@ -921,6 +924,34 @@ int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 		n++;
 	}
 	return n;
+}
+
+int ivsock_chan_demote(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
+		       ivsock_ring_fn ring, void *arg)
+{
+	struct ivsock_channel *c;
+	struct ivsock_slot_val v, nv;
+	uint64_t old;
+
+	if (idx >= rg->channel_cap)
+		return -EINVAL;
+	c = &rg->channels[idx];
+	v = ivsock_slot_get(&c->slot);
+	if (v.gen != gen || v.state < IVSOCK_CHAN_OFFERED)
+		return -ESTALE;
+	if (v.state == IVSOCK_CHAN_DEMOTED)
+		return -EALREADY;
+	if (v.state != IVSOCK_CHAN_CONNECTED)
+		return -EBUSY;
+	old = ivsock_slot_pack(v);
+	nv = v;
+	nv.state = IVSOCK_CHAN_DEMOTED;
+	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(nv)))
+		return -EAGAIN;
+	/* Sleepers re-check the slot when woken: ring both ends. */
+	ring_end(rg, c, 0, ring, arg);
+	ring_end(rg, c, 1, ring, arg);
+	return 0;
 }
 
 uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm)

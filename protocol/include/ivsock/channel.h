@@ -149,6 +149,8 @@ int ivsock_chan_abandon(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
  * State of channel (idx, gen), for a data path: ONE acquire load of the slot
  * word, no write, no syscall, no lock (inline). Contract:
  *   IVSOCK_CHAN_CONNECTED            the connection is good;
+ *   IVSOCK_CHAN_DEMOTED              good, and ivsockd asked it to move to
+ *                                    TCP: switch tx, drain rx, release;
  *   IVSOCK_CHAN_REVOKED              ivsockd withdrew it (the other end's VM
  *                                    was reclaimed): report a reset; the rings
  *                                    stay ours (not reused) until we close;
@@ -217,6 +219,16 @@ typedef void (*ivsock_ring_fn)(void *arg, uint32_t peer_id, uint32_t vector);
  */
 int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t client,
 			      ivsock_ring_fn ring, void *arg);
+
+/*
+ * ivsockd: ask both ends of CONNECTED channel (idx, gen) to move their
+ * stream to TCP (CONNECTED -> DEMOTED), then ring both ends' doorbells.
+ * @return 0, -ESTALE (no such channel), -EALREADY (demoted already),
+ *         -EBUSY (not connected: offered, accepting, revoked), -EAGAIN
+ *         (the slot moved meanwhile: ask again), -EINVAL.
+ */
+int ivsock_chan_demote(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
+		       ivsock_ring_fn ring, void *arg);
 /* A VM died: same for every end in VM vm (used by ivsockd). */
 int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);

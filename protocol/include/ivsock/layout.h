@@ -196,6 +196,11 @@ enum {
 	IVSOCK_CHAN_REVOKED   = 5, /* ivsockd withdrew it (QoS/migration) */
 	IVSOCK_CHAN_ACCEPTING = 6, /* acceptor won the offer and is writing its
 				    * end; becomes CONNECTED (release) */
+	IVSOCK_CHAN_DEMOTED   = 7, /* ivsockd asked both ends to move the stream
+				    * to TCP (CONNECTED -> DEMOTED, its one CAS):
+				    * each end switches its tx at a byte offset
+				    * (ivsock_end_ctl.tx_switch), drains its rx,
+				    * and releases the channel (docs/switch.md) */
 };
 
 /* Flags of one end, written only by that end (or its agent after death). */
@@ -269,9 +274,15 @@ struct ivsock_end_ctl {
 	uint32_t pad0;
 	ivsock_a64 tx_bytes;       /* counters (relaxed; audited by ivsockd) */
 	ivsock_a64 rx_bytes;
-	uint8_t pad1[IVSOCK_CACHELINE - 32];
+	/* Where this end's tx stream left the ring: 0 while the ring is its
+	 * path; IVSOCK_SWITCH_TCP | ring index once it continues on the
+	 * kernel TCP socket: the consumer reads the ring up to that index,
+	 * then the socket. Stored once (release), after the last ring write. */
+	ivsock_a64 tx_switch;
+	uint8_t pad1[IVSOCK_CACHELINE - 40];
 	/* rest of the page: zero, reserved (one writer: this end) */
 };
+#define IVSOCK_SWITCH_TCP (1ULL << 63) /* tx_switch: the stream went on TCP */
 _Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
 _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit before the data");
 
