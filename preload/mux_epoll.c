@@ -26,6 +26,7 @@ _Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLPRI == POLLPRI &
 /* Provided by the socket core; weak until it does (see shim.h). */
 extern int ivs_sock_nfds(struct ivs_sock *s) __attribute__((weak));
 extern unsigned ivs_sock_kernel_events(struct ivs_sock *s) __attribute__((weak));
+extern unsigned ivs_sock_kernel_io(struct ivs_sock *s) __attribute__((weak));
 
 /* While a connector waits for its acceptor, its kernel socket matters too. */
 static inline unsigned kernel_events(struct ivs_sock *s)
@@ -53,6 +54,8 @@ struct ep_ent {
 	bool offered;           /* E_ACC: kernel events matter (may fall back) */
 	uint32_t kready;        /* E_NESTED: the kernel said readable */
 	uint64_t seen_seq;      /* EPOLLET: event counter when last examined */
+	uint32_t kio;           /* E_ACC: EPOLLIN/EPOLLOUT added to the kernel
+				 * registration (a path switch moved them to TCP) */
 };
 
 /* One per epoll fd number, never freed (a racing lock-free lookup stays
@@ -313,6 +316,7 @@ static inline uint64_t tag_of(int fd)
 
 static bool ep_peek_depth(struct mux_ep *ep, int depth);
 static bool ep_arm_depth(struct mux_ep *ep, int depth);
+static void acc_kernel_io(struct mux_ep *ep, struct ep_ent *e);
 
 static inline unsigned want_of(const struct ep_ent *e)
 {
@@ -406,6 +410,8 @@ static bool ep_arm_depth(struct mux_ep *ep, int depth)
 
 		if (e->disabled)
 			continue;
+		if (e->kind == E_ACC)
+			acc_kernel_io(ep, e);
 		if (e->kind == E_ACC && (e->events & EPOLLET)) {
 			unsigned want = want_of(e), now;
 
@@ -604,10 +610,11 @@ bool mux_ep_arm(int fd)
 /* ------------------------------ epoll_ctl ------------------------------ */
 
 /* Replace the kernel registration of an accelerated fd by liveness only
- * (edge-triggered HUP/ERR): its kernel socket is always writable. */
-static void kernel_liveness(int epfd, int fd, uint32_t events, struct ivs_sock *s)
+ * (edge-triggered HUP/ERR; its kernel socket is always writable), plus the
+ * directions `io` a path switch moved to the kernel socket. */
+static void kernel_watch(int epfd, int fd, uint32_t events, struct ivs_sock *s, uint32_t io)
 {
-	struct epoll_event kev = { .events = EPOLLET | kernel_events(s),
+	struct epoll_event kev = { .events = EPOLLET | kernel_events(s) | io,
 				   .data.u64 = tag_of(fd) };
 
 	if (!(events & EPOLLEXCLUSIVE)) {
@@ -621,6 +628,25 @@ static void kernel_liveness(int epfd, int fd, uint32_t events, struct ivs_sock *
 	ivs_real.epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
 	if (ivs_real.epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &kev) < 0)
 		ivs_log(IVS_LOG_WARN, "mux: epoll %d: re-add fd %d: %d", epfd, fd, errno);
+}
+
+static void kernel_liveness(int epfd, int fd, uint32_t events, struct ivs_sock *s)
+{
+	kernel_watch(epfd, fd, events, s, 0);
+}
+
+/* Before sleeping: the directions of an accelerated entry that a path
+ * switch moved to TCP wake us through the kernel (edge-triggered: one wake
+ * per arrival, never a busy loop on unread data). */
+static void acc_kernel_io(struct mux_ep *ep, struct ep_ent *e)
+{
+	uint32_t io = ivs_sock_kernel_io && e->fd >= 0 ?
+		      ivs_sock_kernel_io(e->sock) & e->events & (EPOLLIN | EPOLLOUT) : 0;
+
+	if (io == e->kio)
+		return;
+	e->kio = io;
+	kernel_watch(ep->epfd, e->fd, e->events, e->sock, io);
 }
 
 static struct ep_ent *ent_new(int fd, int kind, const struct epoll_event *ev,

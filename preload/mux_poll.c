@@ -18,6 +18,7 @@ enum { K_PLAIN, K_ACC, K_NESTED };
 
 /* Provided by the socket core; weak until it does (see shim.h). */
 extern unsigned ivs_sock_kernel_events(struct ivs_sock *s) __attribute__((weak));
+extern unsigned ivs_sock_kernel_io(struct ivs_sock *s) __attribute__((weak));
 
 /* What one call works with; small sets live on the stack. */
 struct pset {
@@ -170,9 +171,14 @@ static int pset_sleep(struct pset *p, uint64_t deadline, const sigset_t *sigmask
 			unsigned ke = ivs_sock_kernel_events ?
 				      ivs_sock_kernel_events(p->socks[i]) : 0;
 
-			p->kfds[i].events = (short)ke;
 			if (ke && left > (int64_t)MUX_OFFER_SLICE_NS)
 				left = MUX_OFFER_SLICE_NS;
+			/* directions a path switch moved to TCP: the kernel's
+			 * readiness is theirs (no doorbell rings for it) */
+			if (ivs_sock_kernel_io)
+				ke |= ivs_sock_kernel_io(p->socks[i]) &
+				      (unsigned)p->fds[i].events & (POLLIN | POLLOUT);
+			p->kfds[i].events = (short)ke;
 			if (p->dropped[i])
 				p->kfds[i].fd = -1;
 		}

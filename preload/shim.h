@@ -86,6 +86,13 @@ uint64_t ivs_sock_event_seq(struct ivs_sock *s);
 unsigned ivs_sock_kernel_events(struct ivs_sock *s);
 
 /*
+ * Directions of s whose readiness is the kernel socket's now (a path switch
+ * moved them to TCP, or s became plain during the call): POLLIN, POLLOUT.
+ * A multiplexer adds those of them the program waits for to its sleep set.
+ */
+unsigned ivs_sock_kernel_io(struct ivs_sock *s);
+
+/*
  * The eventfd every ring wake-up of this process arrives on (our doorbell
  * vector), or -1 if the process has no agent connection. Add it to the set
  * you sleep on; after waking, call ivs_wake_drain() and re-check readiness.

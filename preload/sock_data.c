@@ -934,3 +934,21 @@ unsigned ivs_sock_kernel_events(struct ivs_sock *s)
 	 * CONNECTED: a FIN without a ring end of stream (see ivs_sock_arm). */
 	return atomic_load(&s->state) == IVS_ST_OFFERED ? (unsigned)offer_kev(s) : POLLRDHUP;
 }
+
+unsigned ivs_sock_kernel_io(struct ivs_sock *s)
+{
+	unsigned io = 0;
+	int st = atomic_load(&s->state);
+
+	if (st == IVS_ST_PLAIN)
+		return POLLIN | POLLOUT;
+	if (st != IVS_ST_CONNECTED || !switching(s))
+		return 0;
+	/* rx: once on TCP, or about to be (the peer's switch is wanted: its
+	 * bytes may arrive on TCP once it has switched) */
+	if (ivs_rx_on_tcp(s) || atomic_load(&s->demote))
+		io |= POLLIN;
+	if (atomic_load(&s->tx_tcp))
+		io |= POLLOUT;
+	return io;
+}

@@ -130,6 +130,12 @@ unsigned ivs_sock_kernel_events(struct ivs_sock *s)
 	return atomic_load(&s->kev);
 }
 
+unsigned ivs_sock_kernel_io(struct ivs_sock *s)
+{
+	(void)s;
+	return 0;
+}
+
 int ivs_wake_fd(void)
 {
 	return fake_wake;

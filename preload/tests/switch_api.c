@@ -10,6 +10,7 @@
  *
  *   switch-api server PORT MODE
  *   switch-api client HOST PORT BYTES MODE PACE_US
+ *   switch-api rr-client HOST PORT SECONDS MARKFILE   (bench/switch-pause)
  * MODE: poll select epoll-lt epoll-et epoll-oneshot waitall peek fionread
  */
 #include <arpa/inet.h>
@@ -28,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <time.h>
 
 enum mode { M_POLL, M_SELECT, M_EPOLL_LT, M_EPOLL_ET, M_EPOLL_ONESHOT, M_WAITALL, M_PEEK, M_FIONREAD };
 static const char *const mode_names[] = { "poll", "select", "epoll-lt", "epoll-et",
@@ -259,6 +261,78 @@ static int client(const char *host, int port, uint64_t total, int pace_us)
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * Request/response (64 bytes each way) for SECS seconds against an echo
+ * server; then the pause a path switch caused: the longest transaction that
+ * started in the 100 ms after the time (ns since the epoch, CLOCK_REALTIME)
+ * found in MARKFILE, next to the p50/p99 of all transactions.
+ */
+static int rr_client(const char *host, int port, double secs, const char *markfile)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	size_t cap = 1 << 22, n = 0;
+	uint64_t *start = malloc(cap * sizeof(*start)), *dur = malloc(cap * sizeof(*dur));
+	uint64_t end, mark = 0, worst = 0;
+	uint8_t req[64], rsp[64];
+	unsigned long long m;
+	FILE *f;
+	int fd;
+
+	if (!start || !dur || inet_pton(AF_INET, host, &a.sin_addr) != 1)
+		die("rr setup");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect");
+	memset(req, 0x5a, sizeof(req));
+	end = now_ns() + (uint64_t)(secs * 1e9);
+	while (n < cap) {
+		uint64_t t0 = now_ns();
+
+		if (t0 >= end)
+			break;
+		req[0] = (uint8_t)n;
+		put(fd, req, sizeof(req));
+		if (recv(fd, rsp, sizeof(rsp), MSG_WAITALL) != (ssize_t)sizeof(rsp) || rsp[0] != req[0]) {
+			fprintf(stderr, "switch-api: rr: bad answer to transaction %zu\n", n);
+			return 1;
+		}
+		start[n] = t0;
+		dur[n++] = now_ns() - t0;
+	}
+	shutdown(fd, SHUT_WR);
+	while (recv(fd, rsp, sizeof(rsp), 0) > 0)
+		;
+	close(fd);
+	f = fopen(markfile, "r");
+	if (f && fscanf(f, "%llu", &m) == 1)
+		mark = m;
+	if (f)
+		fclose(f);
+	for (size_t i = 0; i < n; i++)
+		if (mark && start[i] + 1000000 >= mark && start[i] < mark + 100000000 && dur[i] > worst)
+			worst = dur[i];
+	qsort(dur, n, sizeof(*dur), cmp_u64);
+	printf("RR n=%zu p50_us=%.1f p99_us=%.1f max_us=%.1f switch_us=%.1f\n", n,
+	       n ? dur[n / 2] / 1e3 : 0, n ? dur[n * 99 / 100] / 1e3 : 0, n ? dur[n - 1] / 1e3 : 0,
+	       worst / 1e3);
+	return 0;
+}
+
 static int parse_mode(const char *s)
 {
 	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
@@ -278,7 +352,12 @@ int main(int argc, char **argv)
 		mode = (enum mode)parse_mode(argv[5]);
 		return client(argv[2], atoi(argv[3]), strtoull(argv[4], NULL, 0), atoi(argv[6]));
 	}
+	if (argc == 6 && !strcmp(argv[1], "rr-client")) {
+		mode = M_WAITALL;
+		return rr_client(argv[2], atoi(argv[3]), atof(argv[4]), argv[5]);
+	}
 	fprintf(stderr, "usage: switch-api server PORT MODE\n"
+			"       switch-api rr-client HOST PORT SECONDS MARKFILE\n"
 			"       switch-api client HOST PORT BYTES MODE PACE_US\n");
 	return 2;
 }

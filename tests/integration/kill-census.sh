@@ -59,11 +59,17 @@ i=0 kc=0 ks=0 kp=0
 while [ $i -lt "$ITER" ] && [ $(( $(date +%s) - t0 )) -lt "$SECS" ]; do
 	i=$((i + 1))
 	case $((RANDOM % 3)) in
-	0) shim_run A "$SHIM_TOOL" cycles "$SHIM_B_IP" $PORT 1000000 >/dev/null 2>&1 & ;;
-	1) shim_run A "$SHIM_TOOL" client "$SHIM_B_IP" $PORT $((256 << 20)) 1 >/dev/null 2>&1 & ;;
-	2) shim_run A "$SHIM_TOOL" --speak-first client "$SHIM_B_IP" $PORT 65536 400 >/dev/null 2>&1 & ;;
+	0) shim_run A timeout -s KILL 60 "$SHIM_TOOL" cycles "$SHIM_B_IP" $PORT 1000000 >/dev/null 2>&1 & ;;
+	1) shim_run A timeout -s KILL 60 "$SHIM_TOOL" client "$SHIM_B_IP" $PORT $((256 << 20)) 1 >/dev/null 2>&1 & ;;
+	2) shim_run A timeout -s KILL 60 "$SHIM_TOOL" --speak-first client "$SHIM_B_IP" $PORT 65536 400 >/dev/null 2>&1 & ;;
 	esac
 	cli=$!
+	# the tool itself first (ivsock-run execs it; on a busy machine that
+	# can take longer than the random delay), then a random point of it
+	for _ in $(seq 200); do
+		[ -n "$(tool_pids A "$SHIM_B_IP $PORT")" ] || ! kill -0 "$cli" 2>/dev/null && break
+		sleep 0.01
+	done
 	sleep "$(printf '0.%03d' $((RANDOM % 25)))"
 	for p in $(tool_pids A "$SHIM_B_IP $PORT"); do
 		kill -9 "$p" 2>/dev/null && kc=$((kc + 1))
