@@ -112,6 +112,8 @@ void dom_conf_defaults(struct dom_conf *d, const char *name)
 	d->vectors = 4;
 	d->ring_size = 128 * 1024;
 	d->max_vms = 16;
+	d->max_connections = 0; /* by the region's size, conf_region_params() */
+	d->max_listeners = 1024;
 	d->grace_ms = 10000;
 	d->socket_mode = 0660;
 	d->register_ms = 30000;
@@ -213,6 +215,15 @@ int conf_region_params(const struct dom_conf *d, struct ivsock_region_params *p)
 		}
 	}
 	p->vm_cap = d->max_vms;
+	/* Default: one connection per 16 KiB of region, at most 16384 (a
+	 * 256 MiB region: 16384, 4 MiB of tables); a small region keeps its
+	 * tables small. */
+	p->channel_cap = d->max_connections ? d->max_connections :
+			 (uint32_t)(d->region_size / (16 * 1024) > 16384 ? 16384 :
+				    d->region_size / (16 * 1024) < 64 ? 64 :
+				    d->region_size / (16 * 1024));
+	p->offer_cap = p->channel_cap; /* rounded up to a power of two */
+	p->listener_cap = d->max_listeners;
 	return 0;
 }
 
@@ -343,6 +354,10 @@ static int dom_set(struct dom_conf *d, const char *key, const char *val)
 		return conf_parse_classes(val, d);
 	if (!strcmp(key, "max_vms"))
 		return parse_u32(val, 1, 254, &d->max_vms);
+	if (!strcmp(key, "max_connections"))
+		return parse_u32(val, 16, 1U << 20, &d->max_connections);
+	if (!strcmp(key, "max_listeners"))
+		return parse_u32(val, 1, 65536, &d->max_listeners);
 	if (!strcmp(key, "grace_period") || !strcmp(key, "grace"))
 		return conf_parse_duration(val, &d->grace_ms);
 	if (!strcmp(key, "allow"))

@@ -35,6 +35,8 @@ struct dom_conf {
 	uint32_t class_size[IVSOCK_CLASS_MAX];
 	uint32_t class_share[IVSOCK_CLASS_MAX];
 	uint32_t max_vms;         /* directory capacity, 1..254 */
+	uint32_t max_connections; /* channel table (and offer table) capacity */
+	uint32_t max_listeners;   /* listener table capacity */
 	uint32_t grace_ms;        /* dead VM partition kept this long at most */
 	bool shared_addrs;        /* may two live VMs claim one address? */
 	unsigned int socket_mode;

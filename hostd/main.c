@@ -26,7 +26,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ivsockd [--config FILE] [--foreground] [--log-level LEVEL]\n"
 		"       ivsockd --domain NAME=SOCKPATH[,size=64M,vectors=4,ring=128K,\n"
-		"               max_vms=16,grace=10s,backing=memfd|hugetlb,allow=a+b,\n"
+		"               max_vms=16,max_connections=16384,max_listeners=1024,\n"
+		"               grace=10s,backing=memfd|hugetlb,allow=a+b,\n"
 		"               users=root+libvirt-qemu,groups=G,register_timeout=30s] ...\n"
 		"               [--control PATH] [--foreground]\n"
 		"Serves QEMU's ivshmem-doorbell protocol, one socket per trust domain.\n"
@@ -103,6 +104,10 @@ static bool same_geometry(const struct dom_conf *a, const struct dom_conf *b, co
 		*what = "ring_classes";
 	else if (a->max_vms != b->max_vms)
 		*what = "max_vms";
+	else if (a->max_connections != b->max_connections)
+		*what = "max_connections";
+	else if (a->max_listeners != b->max_listeners)
+		*what = "max_listeners";
 	else
 		return true;
 	return false;

@@ -87,13 +87,15 @@ static int adopt(struct domain *d, char *err, size_t errlen)
 		uint32_t k;
 
 		same = conf_region_params(&d->conf, &p) == 0 && d->rg.vm_cap == p.vm_cap &&
+		       d->rg.channel_cap == p.channel_cap && d->rg.listener_cap == p.listener_cap &&
 		       d->rg.nclasses == p.nclasses && d->rg.default_class == p.default_class;
 		for (k = 0; same && k < p.nclasses; k++)
 			same = d->rg.class[k].ring_size == p.class_size[k];
 		if (!same) {
-			snprintf(err, errlen, "stored region was formatted with max_vms=%u "
-				 "and %u ring classes (default %u bytes), the config differs",
-				 d->rg.vm_cap, d->rg.nclasses,
+			snprintf(err, errlen, "stored region was formatted with max_vms=%u, "
+				 "max_connections=%u and %u ring classes (default %u bytes), "
+				 "the config differs",
+				 d->rg.vm_cap, d->rg.channel_cap, d->rg.nclasses,
 				 d->rg.class[d->rg.default_class].ring_size);
 			return -EEXIST;
 		}

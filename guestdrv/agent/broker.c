@@ -270,6 +270,47 @@ static int class_for(const struct ivsock_region *rg, uint32_t want)
 	return (int)rg->default_class;
 }
 
+/*
+ * Open a channel in the class asked for (or the default) or, when that class
+ * is used up (the VM's quota or the uid's share of it), in the nearest one
+ * that has room: smaller classes first, largest of them first, then larger
+ * ones (docs/classes.md). A connection on a small ring beats one on TCP;
+ * path switching moves it to the ring it deserves later.
+ * @return 0 (*cls, *idx, *gen set) or the error of the class asked for.
+ */
+static int open_in_some_class(struct agent *a, struct agent_client *c,
+			      const struct ivsock_end_id *me, const struct ivsock_tuple *t,
+			      uint8_t vm, uint32_t want, int *cls, uint32_t *idx, uint32_t *gen)
+{
+	struct ivsock_region *rg = &a->be.rg;
+	int first = class_for(rg, want), order[IVSOCK_CLASS_MAX], n = 0, rc0 = 0;
+
+	order[n++] = first;
+	for (int k = first - 1; k >= 0; k--)
+		order[n++] = k;
+	for (int k = first + 1; k < (int)rg->nclasses; k++)
+		order[n++] = k;
+	for (int i = 0; i < n; i++) {
+		int rc;
+
+		if (!rg->class[order[i]].blocks_per_vm)
+			continue;
+		rc = within_limits(a, c, order[i]);
+		if (rc == 0)
+			rc = ivsock_chan_open(rg, me, t, vm, (uint32_t)order[i], idx, gen);
+		if (rc == 0) {
+			*cls = order[i];
+			return 0;
+		}
+		if (i == 0)
+			rc0 = rc;
+		/* only a full class is worth another try */
+		if (rc != -ENOSPC && rc != -EDQUOT)
+			return rc0;
+	}
+	return rc0;
+}
+
 static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		    const struct ivsock_ag_open *req, int sock)
 {
@@ -283,7 +324,7 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 	struct ivsock_tuple t;
 	bool mark = req->flags & IVSOCK_AG_OPEN_MARK;
 	uint32_t idx = 0, gen = 0, ogen = 0;
-	int rc, vm, cls, wfd = -1, oidx;
+	int rc, vm, cls = -1, wfd = -1, oidx;
 
 	memset(&t, 0, sizeof(t));
 	rc = req->flags & ~IVSOCK_AG_OPEN_MARK ? -EINVAL : broker_sock_inspect(sock, &bs);
@@ -324,13 +365,7 @@ static void do_open(struct agent *a, struct agent_client *c, uint32_t seq,
 		rc = -ECONNREFUSED;
 		goto fail;
 	}
-	/* The class asked for (or the default). Falling back to another class
-	 * when it is full is for path switching to do (docs/broker.md): a full
-	 * class sends the connection to TCP, as a full pool did. */
-	cls = class_for(rg, req->size_class);
-	rc = within_limits(a, c, cls);
-	if (rc == 0)
-		rc = ivsock_chan_open(rg, &me, &t, (uint8_t)vm, (uint32_t)cls, &idx, &gen);
+	rc = open_in_some_class(a, c, &me, &t, (uint8_t)vm, req->size_class, &cls, &idx, &gen);
 	if (rc < 0)
 		goto fail;
 	__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);

@@ -31,10 +31,11 @@ static void test_parse_classes(void **state)
 	assert_int_equal(d.class_size[1], 0);
 	assert_int_equal(conf_parse_classes("4K:10+8K:0", &d), 0); /* quick syntax */
 	assert_int_equal(d.nclasses, 2);
-	/* refused: not a power of two, below a page, not increasing, a
+	/* refused: not a power of two, below 1K, not increasing, a
 	 * share over 100 or a sum over 100, too many, garbage */
 	assert_int_equal(conf_parse_classes("12K:10", &d), -EINVAL);
-	assert_int_equal(conf_parse_classes("2K:10", &d), -EINVAL);
+	assert_int_equal(conf_parse_classes("512:10", &d), -EINVAL);
+	assert_int_equal(conf_parse_classes("1K:10,2K:10", &d), 0); /* one page, two */
 	assert_int_equal(conf_parse_classes("8K:10,4K:10", &d), -EINVAL);
 	assert_int_equal(conf_parse_classes("8K:10,8K:10", &d), -EINVAL);
 	assert_int_equal(conf_parse_classes("8K:101", &d), -EINVAL);

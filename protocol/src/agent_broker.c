@@ -216,8 +216,9 @@ int ivsock_agent_map_block(struct ivsock_agent_conn *c, const struct ivsock_ag_c
 	uint8_t *p;
 
 	memset(m, 0, sizeof(*m));
-	if (side > 1 || r->ring_size < IVSOCK_PAGE || (r->ring_size & (r->ring_size - 1)) ||
-	    len != 2 * ((uint64_t)IVSOCK_PAGE + r->ring_size))
+	if (side > 1 || r->ring_size < IVSOCK_BLOCK_RING_MIN ||
+	    r->ring_size > IVSOCK_BLOCK_RING_MAX || (r->ring_size & (r->ring_size - 1)) ||
+	    len != ivsock_block_size(r->ring_size))
 		return -EPROTO;
 	half = ivsock_block_half_off(r->ring_size, side);
 	if (c->info.backend == IVSOCK_BACKEND_PCI) {

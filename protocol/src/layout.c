@@ -16,7 +16,7 @@
 #define TABLE_ALIGN 4096ULL
 
 static const uint32_t default_sizes[IVSOCK_CLASS_MAX] = {
-	4096, 32 * 1024, 128 * 1024, 1024 * 1024
+	1024, 32 * 1024, 128 * 1024, 1024 * 1024
 };
 static const uint32_t default_shares[IVSOCK_CLASS_MAX] = { 10, 20, 50, 20 };
 

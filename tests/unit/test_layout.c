@@ -109,7 +109,7 @@ static void test_format_refuses(void **state)
 	test_params_small(&p);
 	p.class_size[0] = 1000;
 	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
-	p.class_size[0] = 2048; /* a block ring is at least a page */
+	p.class_size[0] = 512; /* a block ring is at least 1 KiB */
 	assert_int_equal(ivsock_region_format(&rg, t->base, SIZE, &p), -EINVAL);
 	test_params_small(&p);
 	p.daemon_peer_id = 65536;

@@ -41,7 +41,10 @@
  * (docs/bench.md, "Where the ring data starts"). */
 #define IVSOCK_CTL_SIZE       3008u
 #define IVSOCK_CLASS_MAX      4     /* ring size classes of the block pool */
-#define IVSOCK_BLOCK_RING_MIN IVSOCK_PAGE /* smallest ring of a block */
+/* Smallest ring of a block: 1 KiB fits beside the ctl words in one page
+ * (3008 + 1024 <= 4096), so a block of the smallest class is two pages,
+ * the memory floor of an idle accelerated connection. */
+#define IVSOCK_BLOCK_RING_MIN 1024u
 #define IVSOCK_BLOCK_RING_MAX (1U << 30)
 
 /* Address families on the wire (independent of the host's AF_* values). */
@@ -102,7 +105,7 @@ enum { IVSOCK_DAEMON_UP = 1, IVSOCK_DAEMON_STOPPED = 2 };
 struct ivsock_class_desc {
 	uint32_t ring_size;       /* data bytes per ring of this class; power of two >= 4096 */
 	uint32_t blocks_per_vm;   /* per-VM quota of blocks of this class (may be 0) */
-	uint64_t block_size;      /* 2 * (IVSOCK_PAGE + ring_size) */
+	uint64_t block_size;      /* ivsock_block_size(ring_size) */
 	uint32_t first_block;     /* global index of this class's first block */
 	uint32_t pad;
 	uint64_t pool_off;        /* byte offset of this class's blocks (page aligned) */
@@ -288,14 +291,17 @@ _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit 
 
 /* Byte offset and length of half `side` inside a block of class ring_size
  * (what a window maps). */
-static inline uint64_t ivsock_block_half_off(uint32_t ring_size, int side)
-{
-	return side ? IVSOCK_PAGE + (uint64_t)ring_size : 0;
-}
-
 static inline uint64_t ivsock_block_half_len(uint32_t ring_size)
 {
-	return IVSOCK_PAGE + (uint64_t)ring_size;
+	/* ctl words + data, rounded up to the window granule: one page more
+	 * than the ring from 4 KiB up, a single page for rings <= 1 KiB */
+	return ((uint64_t)IVSOCK_CTL_SIZE + ring_size + IVSOCK_PAGE - 1) &
+	       ~(uint64_t)(IVSOCK_PAGE - 1);
+}
+
+static inline uint64_t ivsock_block_half_off(uint32_t ring_size, int side)
+{
+	return side ? ivsock_block_half_len(ring_size) : 0;
 }
 
 static inline uint64_t ivsock_block_size(uint32_t ring_size)
