@@ -284,6 +284,7 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 	struct ivsock_vm_info info;
 	const char *vname = "?";
 	json_t *flags = json_array();
+	uint64_t sw;
 
 	if (vm < d->rg.vm_cap && ivsock_dir_read(&d->rg, vm, &info) == 0)
 		vname = info.name;
@@ -293,13 +294,16 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 		json_array_append_new(flags, json_string("closed"));
 	if (f & IVSOCK_END_DEAD)
 		json_array_append_new(flags, json_string("dead"));
-	return json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:I, s:I}",
+	sw = ctl ? ivsock_load_acquire((ivsock_a64 *)&ctl->tx_switch) : 0;
+	return json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:s, s:I, s:I}",
 			 "side", side ? "acceptor" : "connector",
 			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", jstr_safe(vname),
 			 "peer_id", (int)peer, "vector", (int)vector, "client", (int)client,
 			 "flags", flags,
 			 "state", !(f & IVSOCK_END_ATTACHED) ? "unattached" :
 				  (f & IVSOCK_END_CLOSED) ? "closed" : "open",
+			 /* where this end's tx stream is now (docs/switch.md) */
+			 "tx_path", sw & IVSOCK_SWITCH_TCP ? "tcp" : "ring",
 			 "tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->tx_bytes) : 0,
 			 "rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->rx_bytes) : 0);
 }
@@ -317,14 +321,17 @@ json_t *ctl_json_channels(void)
 			struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
 			struct ivsock_tuple t;
 			char src[64], dst[64];
+			int cls;
 
 			if (v.state < IVSOCK_CHAN_OFFERED)
 				continue;
 			memcpy(&t, &c->tuple, sizeof(t));
+			cls = ivsock_region_block_class(&d->rg, ivsock_ld32(&c->block));
 			json_array_append_new(arr, json_pack(
-				"{s:s, s:i, s:i, s:s, s:{s:s, s:i, s:s, s:i}, s:[o, o]}",
+				"{s:s, s:i, s:i, s:s, s:I, s:{s:s, s:i, s:s, s:i}, s:[o, o]}",
 				"domain", d->conf.name, "index", (int)i, "gen", (int)v.gen,
 				"state", chan_state_name(v.state),
+				"ring_size", (json_int_t)(cls < 0 ? 0 : d->rg.class[cls].ring_size),
 				"tuple", "src", ivsock_addr_str(&t.src, src, sizeof(src)),
 				"sport", (int)t.sport,
 				"dst", ivsock_addr_str(&t.dst, dst, sizeof(dst)),

@@ -336,7 +336,7 @@ static void end_desc(char *buf, size_t len, json_t *e)
 
 static int cmd_channels(int argc, char **argv)
 {
-	struct table t = { .ncols = 9 };
+	struct table t = { .ncols = 10 };
 	json_t *j, *c;
 	size_t i;
 	int rc;
@@ -352,16 +352,21 @@ static int cmd_channels(int argc, char **argv)
 		json_decref(j);
 		return rc;
 	}
-	tbl_row(&t, (const char *[]){ "DOMAIN", "CHAN", "STATE", "CONNECTOR", "ACCEPTOR",
-				      "TUPLE", "C-TX", "C-RX", "A-TX/A-RX" });
+	tbl_row(&t, (const char *[]){ "DOMAIN", "CHAN", "STATE", "RING", "CONNECTOR",
+				      "ACCEPTOR", "TUPLE", "C-TX", "C-RX", "A-TX/A-RX" });
 	json_array_foreach(json_object_get(j, "channels"), i, c) {
 		json_t *e0 = json_array_get(json_object_get(c, "ends"), 0);
 		json_t *e1 = json_array_get(json_object_get(c, "ends"), 1);
 		json_t *tu = json_object_get(c, "tuple");
-		char idx[16], a[128], b[128], tup[200], t0[32], r0[32], t1[64];
+		char idx[16], ring[24], a[128], b[128], tup[200], t0[32], r0[32], t1[64];
+		long long rs = json_integer_value(json_object_get(c, "ring_size"));
 
 		snprintf(idx, sizeof(idx), "%lld",
 			 (long long)json_integer_value(json_object_get(c, "index")));
+		if (rs >= 1024 * 1024)
+			snprintf(ring, sizeof(ring), "%lldM", rs >> 20);
+		else
+			snprintf(ring, sizeof(ring), "%lldK", rs >> 10);
 		end_desc(a, sizeof(a), e0);
 		end_desc(b, sizeof(b), e1);
 		snprintf(tup, sizeof(tup), "%s:%lld->%s:%lld", jstr(tu, "src"),
@@ -373,8 +378,8 @@ static int cmd_channels(int argc, char **argv)
 		snprintf(t1, sizeof(t1), "%lld/%lld",
 			 (long long)json_integer_value(json_object_get(e1, "tx_bytes")),
 			 (long long)json_integer_value(json_object_get(e1, "rx_bytes")));
-		tbl_row(&t, (const char *[]){ jstr(c, "domain"), idx, jstr(c, "state"), a, b,
-					      tup, t0, r0, t1 });
+		tbl_row(&t, (const char *[]){ jstr(c, "domain"), idx, jstr(c, "state"), ring,
+					      a, b, tup, t0, r0, t1 });
 	}
 	tbl_print(&t);
 	json_decref(j);
