@@ -204,6 +204,11 @@ void ivs_config_load(void)
 	if (ivs_cfg.attach_max_ns < ivs_cfg.attach_ns)
 		ivs_cfg.attach_max_ns = ivs_cfg.attach_ns;
 	ivs_cfg.agent = getenv("IVSOCK_AGENT");
+	/* the ring size this program's connections ask for (the agent gives
+	 * the smallest class at least that big); 0: the domain's default */
+	ivs_cfg.ring_size = env_u64("IVSOCK_RING_SIZE", 0);
+	if (ivs_cfg.ring_size > (1U << 30))
+		ivs_cfg.ring_size = 1U << 30;
 }
 
 void ivs_log(int level, const char *fmt, ...)

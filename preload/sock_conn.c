@@ -219,7 +219,8 @@ static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple 
 	s = ivs_sock_new(IVS_CONN, ag);
 	if (!s)
 		return NULL;
-	rc = ivsock_agent_open(&ag->conn, fd, &t->dst, t->dport, IVSOCK_AG_CLASS_DEFAULT,
+	rc = ivsock_agent_open(&ag->conn, fd, &t->dst, t->dport,
+			       ivs_cfg.ring_size ? (uint32_t)ivs_cfg.ring_size : IVSOCK_AG_CLASS_DEFAULT,
 			       IVSOCK_AG_OPEN_MARK, &r, &wfd);
 	if (rc < 0) {
 		ivs_sock_put(s);

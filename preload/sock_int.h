@@ -72,6 +72,7 @@ struct ivs_config {
 	uint64_t attach_max_ns; /* IVSOCK_ATTACH_MAX_MS: same, while the shimmed
 				 * listener is still registered (a busy server) */
 	const char *agent;    /* IVSOCK_AGENT */
+	uint64_t ring_size;   /* IVSOCK_RING_SIZE: ring size connects ask for, 0 = default */
 };
 extern struct ivs_config ivs_cfg;
 void ivs_config_load(void);

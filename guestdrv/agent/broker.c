@@ -265,8 +265,18 @@ static void do_unlisten(struct agent *a, struct agent_client *c,
 
 static int class_for(const struct ivsock_region *rg, uint32_t want)
 {
-	if (want != IVSOCK_AG_CLASS_DEFAULT && want < rg->nclasses)
+	uint32_t k;
+
+	if (want == IVSOCK_AG_CLASS_DEFAULT)
+		return (int)rg->default_class;
+	if (want < rg->nclasses)
 		return (int)want;
+	if (want >= IVSOCK_BLOCK_RING_MIN) { /* a ring size */
+		for (k = 0; k < rg->nclasses; k++)
+			if (rg->class[k].ring_size >= want)
+				return (int)k;
+		return (int)rg->nclasses - 1;
+	}
 	return (int)rg->default_class;
 }
 

@@ -15,6 +15,8 @@
 #   shim_ctl ARGS...                 ivsockctl on our daemon
 #   SHIM_A_IP SHIM_B_IP SHIM_LIB SHIM_TOOL
 #   SHIM_AGENT_OPTS (set before shim_env_up): extra ivsock-agent options
+#   SHIM_REGION, SHIM_DOMAIN_OPTS (same): region size (128M), more ivsockd
+#   --domain keys (e.g. max_vms=2,classes=1K:70+32K:5+1M:25)
 
 IVSOCK_TOP=${IVSOCK_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 O=${O:-build}
@@ -111,7 +113,7 @@ shim_env_up() {
 	ip -n "$SHIM_NS_B" addr add $SHIM_B_IP/24 dev veth0
 	ip -n "$SHIM_NS_A" link set veth0 up
 	ip -n "$SHIM_NS_B" link set veth0 up
-	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-128M},vectors=8" \
+	"$SHIM_IVSOCKD" --foreground --domain "lab=$SHIM_ENV_DIR/domain.sock,size=${SHIM_REGION:-128M},vectors=8${SHIM_DOMAIN_OPTS:+,$SHIM_DOMAIN_OPTS}" \
 		--control "$SHIM_ENV_DIR/ctl.sock" >"$SHIM_ENV_DIR/ivsockd.log" 2>&1 &
 	SHIM_PIDS+=($!)
 	for _ in $(seq 100); do [ -S "$SHIM_ENV_DIR/domain.sock" ] && break; sleep 0.05; done

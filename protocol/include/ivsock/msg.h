@@ -169,7 +169,10 @@ struct ivsock_ag_open {
 	struct ivsock_addr dst;
 	uint16_t dport;          /* host order */
 	uint16_t flags;          /* IVSOCK_AG_OPEN_* */
-	uint32_t size_class;     /* preferred class, IVSOCK_AG_CLASS_DEFAULT */
+	uint32_t size_class;     /* preferred class: an index below
+				  * IVSOCK_CLASS_MAX, a ring size in bytes (the
+				  * smallest class at least that big, else the
+				  * largest), or IVSOCK_AG_CLASS_DEFAULT */
 };
 /* The socket is not connected yet (nor bound to a port, maybe): the agent
  * opens the channel and posts a marker; the caller connects the socket
