@@ -543,8 +543,8 @@ int conf_validate(const struct daemon_conf *c, char *err, size_t errlen)
 				 d->name, d->backing);
 			return -EINVAL;
 		}
-		if (d->ring_size < 4096 || (d->ring_size & (d->ring_size - 1))) {
-			snprintf(err, errlen, "domain %s: ring_size %u is not a power of two >= 4K",
+		if (d->ring_size < IVSOCK_BLOCK_RING_MIN || (d->ring_size & (d->ring_size - 1))) {
+			snprintf(err, errlen, "domain %s: ring_size %u is not a power of two >= 1K",
 				 d->name, d->ring_size);
 			return -EINVAL;
 		}

@@ -63,7 +63,7 @@ static void ctl_answer(struct ctl_client *cc, const struct ivsock_msg_hdr *req,
 	switch (req->type) {
 	case IVSOCK_CTL_DOMAIN_LIST: j = ctl_json_domains(); break;
 	case IVSOCK_CTL_VM_LIST:     j = ctl_json_vms(); break;
-	case IVSOCK_CTL_CHANNELS:    j = ctl_json_channels(); break;
+	case IVSOCK_CTL_CHANNELS:    j = ctl_json_channels(arg, &status); break;
 	case IVSOCK_CTL_CHAN_DEMOTE:
 		/* changes a live connection's path: root only */
 		if (cc->uid != 0) {

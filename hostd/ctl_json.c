@@ -308,15 +308,35 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 			 "rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->rx_bytes) : 0);
 }
 
-json_t *ctl_json_channels(void)
+/*
+ * The cursor is a position in the concatenation of every domain's channel
+ * table (domains in the daemon's order): a page ends after
+ * CTL_CHANNELS_PAGE entries (a reply stays well under the reply limit with
+ * 16384 channels a domain) and names where the next one starts.
+ */
+json_t *ctl_json_channels(const char *arg, int *status)
 {
-	json_t *arr = json_array();
+	json_t *arr = json_array(), *r;
 	struct domain *d;
+	uint64_t from = 0, pos = 0, next = 0;
+	bool more = false;
+	char *end;
 
-	for (d = g_daemon->domains; d; d = d->next) {
+	if (arg && *arg) {
+		errno = 0;
+		from = strtoull(arg, &end, 10);
+		if (*end || errno || arg[0] == '-') {
+			*status = -EINVAL;
+			json_decref(arr);
+			return json_pack("{s:s}", "error", "channels: a cursor (a number) expected");
+		}
+	}
+	for (d = g_daemon->domains; d && !more; pos += d->rg.channel_cap, d = d->next) {
 		uint32_t i;
 
-		for (i = 0; i < d->rg.channel_cap; i++) {
+		if (from >= pos + d->rg.channel_cap)
+			continue;
+		for (i = from > pos ? (uint32_t)(from - pos) : 0; i < d->rg.channel_cap; i++) {
 			struct ivsock_channel *c = &d->rg.channels[i];
 			struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
 			struct ivsock_tuple t;
@@ -325,6 +345,11 @@ json_t *ctl_json_channels(void)
 
 			if (v.state < IVSOCK_CHAN_OFFERED)
 				continue;
+			if (json_array_size(arr) >= CTL_CHANNELS_PAGE) {
+				more = true;
+				next = pos + i;
+				break;
+			}
 			memcpy(&t, &c->tuple, sizeof(t));
 			cls = ivsock_region_block_class(&d->rg, ivsock_ld32(&c->block));
 			json_array_append_new(arr, json_pack(
@@ -339,7 +364,10 @@ json_t *ctl_json_channels(void)
 				"ends", end_json(d, i, &c->end[0], 0), end_json(d, i, &c->end[1], 1)));
 		}
 	}
-	return json_pack("{s:o}", "channels", arr);
+	r = json_pack("{s:o}", "channels", arr);
+	if (more && r)
+		json_object_set_new(r, "next", json_integer((json_int_t)next));
+	return r;
 }
 
 json_t *ctl_chan_demote(const char *arg, int *status)

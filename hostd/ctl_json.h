@@ -13,7 +13,10 @@ json_t *ctl_json_vms(void);
 json_t *ctl_json_vm_show(const char *name, int *status);
 /* Ask both ends of channel "[DOMAIN/]INDEX" to move to TCP. */
 json_t *ctl_chan_demote(const char *arg, int *status);
-json_t *ctl_json_channels(void);
+/* One page of the channel list: arg "" or "FROM" (a cursor the previous
+ * page gave as "next"); at most CTL_CHANNELS_PAGE entries. */
+#define CTL_CHANNELS_PAGE 2000
+json_t *ctl_json_channels(const char *arg, int *status);
 
 /* Copy up to len bytes of in (stops at NUL) to out as valid UTF-8: each byte
  * that does not begin a well-formed sequence becomes U+FFFD. out is always

@@ -334,6 +334,40 @@ static void end_desc(char *buf, size_t len, json_t *e)
 		 (long long)json_integer_value(json_object_get(e, "vector")));
 }
 
+/* Every page of the channel list, merged into one {"channels": [...]}. */
+static int request_channels(json_t **out)
+{
+	json_t *all = NULL, *page, *next;
+	char cursor[32] = "";
+	int rc;
+
+	for (;;) {
+		rc = request(IVSOCK_CTL_CHANNELS, cursor, &page);
+		if (rc != 0 || !page) {
+			json_decref(all);
+			*out = page;
+			return rc;
+		}
+		next = json_object_get(page, "next");
+		if (!all) {
+			all = json_incref(page);
+		} else {
+			json_array_extend(json_object_get(all, "channels"),
+					  json_object_get(page, "channels"));
+		}
+		if (!json_is_integer(next) || json_integer_value(next) <= 0 ||
+		    json_array_size(json_object_get(page, "channels")) == 0) {
+			json_decref(page);
+			break;
+		}
+		snprintf(cursor, sizeof(cursor), "%lld", (long long)json_integer_value(next));
+		json_decref(page);
+	}
+	json_object_del(all, "next");
+	*out = all;
+	return 0;
+}
+
 static int cmd_channels(int argc, char **argv)
 {
 	struct table t = { .ncols = 10 };
@@ -344,7 +378,7 @@ static int cmd_channels(int argc, char **argv)
 	(void)argv;
 	if (argc != 0)
 		return -EXIT_USAGE;
-	rc = request(IVSOCK_CTL_CHANNELS, NULL, &j);
+	rc = request_channels(&j);
 	if (finish(rc, j, "channels"))
 		return EXIT_NOTFOUND;
 	if (opt_json) {

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # libivsock.so (the LD_PRELOAD shim: socket core sock_*.c + multiplexers
 # mux_*.c, everything in preload/*.c), ivsock-run, the shim's test tools
-# (checksummed stream client/server, shim-hostile, shim-users, shim-env.sh)
+# (checksummed stream client/server, shim-hostile, shim-users, conn-herd,
+# shim-env.sh)
 # and its unit tests.
 
 SHIM_SRCS := $(wildcard preload/*.c)
@@ -9,7 +10,8 @@ SHIM_OBJS := $(SHIM_SRCS:%.c=$(O)/%.o)
 SHIM_LIB  := $(O)/preload/libivsock.so
 SHIM_RUN  := $(O)/preload/ivsock-run
 SHIM_TOOLS := $(O)/preload/tests/shim-stream $(O)/preload/tests/shim-hostile \
-	      $(O)/preload/tests/shim-users $(O)/preload/tests/switch-api
+	      $(O)/preload/tests/shim-users $(O)/preload/tests/switch-api \
+	      $(O)/preload/tests/conn-herd
 SHIM_UNIT_SRCS := $(wildcard preload/tests/test_shim_*.c)
 SHIM_UNIT := $(SHIM_UNIT_SRCS:preload/tests/%.c=$(O)/tests/unit/%)
 
@@ -43,6 +45,10 @@ $(O)/preload/tests/shim-hostile: $(O)/preload/tests/shim_hostile.o
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 $(O)/preload/tests/shim-users: $(O)/preload/tests/shim_users.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+$(O)/preload/tests/conn-herd: $(O)/preload/tests/conn_herd.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
 
