@@ -27,11 +27,22 @@ _Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLPRI == POLLPRI &
 extern int ivs_sock_nfds(struct ivs_sock *s) __attribute__((weak));
 extern unsigned ivs_sock_kernel_events(struct ivs_sock *s) __attribute__((weak));
 extern unsigned ivs_sock_kernel_io(struct ivs_sock *s) __attribute__((weak));
+extern unsigned ivs_sock_arm_quiet(struct ivs_sock *s, unsigned events) __attribute__((weak));
+extern bool ivs_sock_may_fall_back(struct ivs_sock *s) __attribute__((weak));
 
 /* While a connector waits for its acceptor, its kernel socket matters too. */
 static inline unsigned kernel_events(struct ivs_sock *s)
 {
 	return ivs_sock_kernel_events ? ivs_sock_kernel_events(s) : 0;
+}
+
+/* A connector waiting for its acceptor: it may fall back, so its kernel
+ * socket's data and its attach deadline matter (100 ms slices). An
+ * attached socket only has liveness there, which its kernel registration
+ * watches: it needs no slices (10,000 idle connections cost nothing). */
+static inline bool may_fall_back(struct ivs_sock *s)
+{
+	return ivs_sock_may_fall_back ? ivs_sock_may_fall_back(s) : kernel_events(s) != 0;
 }
 
 /* Kernel registrations of accelerated and nested entries carry this data:
@@ -56,6 +67,8 @@ struct ep_ent {
 	uint64_t seen_seq;      /* EPOLLET: event counter when last examined */
 	uint32_t kio;           /* E_ACC: EPOLLIN/EPOLLOUT added to the kernel
 				 * registration (a path switch moved them to TCP) */
+	bool khint;             /* E_ACC: its kernel registration fired (or it
+				 * is new): the next arm looks at the kernel socket */
 };
 
 /* One per epoll fd number, never freed (a racing lock-free lookup stays
@@ -342,6 +355,17 @@ static inline uint32_t acc_mask(const struct ep_ent *e, unsigned r)
 
 /* Inner epoll fd of a nested entry: ready when one of its entries is. A busy
  * inner lock counts as ready (a spurious wake-up, never a lost one). */
+/* Arm an accelerated entry: the kernel socket's liveness is looked at (a
+ * syscall) only when its kernel registration said something since the
+ * last look, or on the first arm. */
+static inline unsigned arm_acc(struct ep_ent *e, unsigned events)
+{
+	if (!e->khint && ivs_sock_arm_quiet)
+		return ivs_sock_arm_quiet(e->sock, events);
+	e->khint = false;
+	return ivs_sock_arm(e->sock, events);
+}
+
 static bool nested_peek(const struct ep_ent *e, int depth)
 {
 	struct mux_ep *in = ep_lookup(e->fd);
@@ -424,13 +448,13 @@ static bool ep_arm_depth(struct mux_ep *ep, int depth)
 			 * read side at EOF must not stop the wait for space. */
 			now = ivs_sock_poll(e->sock, want);
 			if (want & ~now & (EPOLLIN | EPOLLOUT | EPOLLRDHUP))
-				ivs_sock_arm(e->sock, want & ~now);
+				arm_acc(e, want & ~now);
 			else
 				mux_arm_slice = true;
 			if (ivs_sock_event_seq(e->sock) != e->seen_seq)
 				ready = true;
 		} else if (e->kind == E_ACC) {
-			if (acc_mask(e, ivs_sock_arm(e->sock, want_of(e))))
+			if (acc_mask(e, arm_acc(e, want_of(e))))
 				ready = true;
 		} else if (e->kind == E_NESTED) {
 			struct mux_ep *in = ep_lookup(e->fd);
@@ -468,8 +492,10 @@ static int ep_filter(struct mux_ep *ep, struct epoll_event *ev, int n)
 				e->kready |= ev[i].events;
 				continue;
 			}
-			if (e && e->kind == E_ACC)
+			if (e && e->kind == E_ACC) {
+				e->khint = true; /* liveness: looked at on the next arm */
 				continue;
+			}
 		}
 		ev[k++] = ev[i];
 	}
@@ -504,7 +530,7 @@ static void ep_check_offered(struct mux_ep *ep)
 			continue;
 		s = ivs_sock_get(e->fd);
 		if (s == e->sock) {
-			if (!kernel_events(s)) {
+			if (!may_fall_back(s)) {
 				e->offered = false;
 				ep->noffered--;
 			}
@@ -662,6 +688,7 @@ static struct ep_ent *ent_new(int fd, int kind, const struct epoll_event *ev,
 	e->data = ev->data;
 	e->sock = s;
 	e->fresh = true;
+	e->khint = true;
 	e->sidx = -1;
 	return e;
 }
@@ -686,7 +713,7 @@ static void record(struct mux_ep *ep, int fd, int kind, const struct epoll_event
 	if (old)
 		ent_remove(ep, old); /* stale: the kernel had no registration */
 	e = ent_new(fd, kind, ev, s);
-	if (e && s && kernel_events(s)) {
+	if (e && s && may_fall_back(s)) {
 		e->offered = true;
 		ep->noffered++;
 	}

@@ -19,6 +19,7 @@ enum { K_PLAIN, K_ACC, K_NESTED };
 /* Provided by the socket core; weak until it does (see shim.h). */
 extern unsigned ivs_sock_kernel_events(struct ivs_sock *s) __attribute__((weak));
 extern unsigned ivs_sock_kernel_io(struct ivs_sock *s) __attribute__((weak));
+extern bool ivs_sock_may_fall_back(struct ivs_sock *s) __attribute__((weak));
 
 /* What one call works with; small sets live on the stack. */
 struct pset {
@@ -171,7 +172,10 @@ static int pset_sleep(struct pset *p, uint64_t deadline, const sigset_t *sigmask
 			unsigned ke = ivs_sock_kernel_events ?
 				      ivs_sock_kernel_events(p->socks[i]) : 0;
 
-			if (ke && left > (int64_t)MUX_OFFER_SLICE_NS)
+			/* slices only for a connector that may fall back (its
+			 * attach deadline); liveness is in the sleep set */
+			if (ke && (ivs_sock_may_fall_back ? ivs_sock_may_fall_back(p->socks[i]) : true) &&
+			    left > (int64_t)MUX_OFFER_SLICE_NS)
 				left = MUX_OFFER_SLICE_NS;
 			/* directions a path switch moved to TCP: the kernel's
 			 * readiness is theirs (no doorbell rings for it) */

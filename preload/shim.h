@@ -65,6 +65,13 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events);
  * @return the readiness that appeared meanwhile (non-zero: do not sleep).
  */
 unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events);
+/* The same without looking at the kernel socket's liveness (one poll
+ * syscall): for a caller whose kernel registration of the fd watches it
+ * and who calls ivs_sock_arm() once after that registration fired. */
+unsigned ivs_sock_arm_quiet(struct ivs_sock *s, unsigned events);
+/* Is s a connector still waiting for its acceptor (it may fall back to
+ * TCP: its kernel socket and its attach deadline matter)? */
+bool ivs_sock_may_fall_back(struct ivs_sock *s);
 
 /*
  * Edge-trigger support: a counter that changes whenever the readiness of s

@@ -871,7 +871,24 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	return ev & (events | POLLERR | POLLHUP);
 }
 
+static unsigned arm(struct ivs_sock *s, unsigned events, bool liveness);
+
 unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
+{
+	return arm(s, events, true);
+}
+
+unsigned ivs_sock_arm_quiet(struct ivs_sock *s, unsigned events)
+{
+	return arm(s, events, false);
+}
+
+bool ivs_sock_may_fall_back(struct ivs_sock *s)
+{
+	return atomic_load(&s->state) == IVS_ST_OFFERED;
+}
+
+static unsigned arm(struct ivs_sock *s, unsigned events, bool liveness)
 {
 	unsigned ev = ivs_sock_poll(s, events);
 
@@ -890,7 +907,7 @@ unsigned ivs_sock_arm(struct ivs_sock *s, unsigned events)
 	/* Every waiter, a writer waiting for space included: a peer gone
 	 * while our ring is full must wake it (finding: POLLOUT waiters never
 	 * noticed a vanished peer). */
-	if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	if (liveness && atomic_load(&s->state) == IVS_ST_CONNECTED &&
 	    (events & (POLLIN | POLLRDHUP | POLLOUT)) && s->kfd >= 0 &&
 	    !atomic_load_explicit(&s->kfin, memory_order_relaxed)) {
 		struct pollfd p = { .fd = s->kfd, .events = POLLIN | POLLRDHUP };

@@ -282,12 +282,16 @@ static int class_for(const struct ivsock_region *rg, uint32_t want)
 
 /*
  * Open a channel in the class asked for (or the default) or, when that class
- * is used up (the VM's quota or the uid's share of it), in the nearest one
- * that has room: smaller classes first, largest of them first, then larger
- * ones (docs/classes.md). A connection on a small ring beats one on TCP;
- * path switching moves it to the ring it deserves later.
+ * is used up (the VM's quota or the uid's share of it), in the next larger
+ * class that has room, then in a smaller one of at least
+ * FALLBACK_RING_MIN (docs/classes.md). Never smaller than that unasked: a
+ * program may write more before it reads than two small rings hold where
+ * TCP's buffers would have taken it (an echo client writing 1 MiB before
+ * reading stalls on 1 KiB rings); such a connection is better on TCP.
  * @return 0 (*cls, *idx, *gen set) or the error of the class asked for.
  */
+#define FALLBACK_RING_MIN (128U * 1024)
+
 static int open_in_some_class(struct agent *a, struct agent_client *c,
 			      const struct ivsock_end_id *me, const struct ivsock_tuple *t,
 			      uint8_t vm, uint32_t want, int *cls, uint32_t *idx, uint32_t *gen)
@@ -296,9 +300,9 @@ static int open_in_some_class(struct agent *a, struct agent_client *c,
 	int first = class_for(rg, want), order[IVSOCK_CLASS_MAX], n = 0, rc0 = 0;
 
 	order[n++] = first;
-	for (int k = first - 1; k >= 0; k--)
-		order[n++] = k;
 	for (int k = first + 1; k < (int)rg->nclasses; k++)
+		order[n++] = k;
+	for (int k = first - 1; k >= 0 && rg->class[k].ring_size >= FALLBACK_RING_MIN; k--)
 		order[n++] = k;
 	for (int i = 0; i < n; i++) {
 		int rc;

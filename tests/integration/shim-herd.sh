@@ -21,7 +21,7 @@ if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
 	echo "SKIP: $N connections need $need fds, the hard limit is $(ulimit -Hn)"
 	exit 77
 fi
-ulimit -n "$need"
+ulimit -Sn "$need"
 SHIM_REGION=256M
 SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:70+32K:5+1M:25,ring=1K"
 shim_env_up >/dev/null
