@@ -53,6 +53,7 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_SWITCH_TX_TCP] = "switch_tx_tcp",
 	[IVS_C_SWITCH_RX_TCP] = "switch_rx_tcp",
 	[IVS_C_DEMOTED] = "demoted",
+	[IVS_C_SWITCH_STALL] = "switch_stalled",
 	[IVS_C_RESET_PEER_GONE] = "reset_peer_gone",
 	[IVS_C_TX_BYTES] = "ring_tx_bytes",
 	[IVS_C_RX_BYTES] = "ring_rx_bytes",

@@ -561,6 +561,31 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	return rc;
 }
 
+/*
+ * A blocking writer that finds both rings full and nothing moving for
+ * STALL_SWITCH_NS: it waits for the peer to read while the peer, its own
+ * ring full of bytes for us, waits for us to read (a program that writes
+ * more before it reads than two rings hold, where TCP's larger buffers
+ * would have carried it). Our tx then moves to TCP (docs/switch.md; the
+ * peer follows and the channel is released): the program goes on as on
+ * TCP. @return true when the switch is due.
+ */
+#define STALL_SWITCH_NS (100ULL * 1000000)
+
+static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
+{
+	if (ivsock_ring_snap_readable(&s->v.rx) != (long)s->v.rx.size ||
+	    atomic_load(&s->tx_tcp) || atomic_load(&s->demote) || !ivs_switch_ours(s)) {
+		*since = 0;
+		return false;
+	}
+	if (!*since) {
+		*since = now;
+		return false;
+	}
+	return now - *since >= STALL_SWITCH_NS;
+}
+
 /* EPIPE; SIGPIPE is raised by ivs_send after dropping its lock. */
 static ssize_t epipe(int flags)
 {
@@ -572,7 +597,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 {
 	bool dontwait = (flags & MSG_DONTWAIT) || atomic_load(&s->nonblock);
 	size_t total = iov_total(iov, iovcnt), sent = 0;
-	uint64_t deadline = 0, spin_end = 0, now;
+	uint64_t deadline = 0, spin_end = 0, now, stall_since = 0;
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
@@ -644,6 +669,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			if (spun && !slept)
 				spin_result(&tl_tx_spin, ivs_now_ns() - (spin_end - spin_len), csw);
 			sent += (size_t)n;
+			stall_since = 0;
 			s->tx_pending += (uint64_t)n;
 			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
 			if (ivsock_ring_consumer_needs_wake(&s->v.tx)) {
@@ -702,6 +728,13 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			}
 		}
 		now = ivs_now_ns();
+		if (st == IVS_ST_CONNECTED && write_stalled(s, &stall_since, now)) {
+			atomic_store(&s->demote, 1);
+			ivs_count(IVS_C_SWITCH_STALL, 1);
+			ivs_debug("channel %u: both rings full for 100 ms: tx moves to TCP",
+				  s->v.idx);
+			continue;
+		}
 		if (!spun) {
 			spun = true;
 			spin_len = spin_budget(&tl_tx_spin);

@@ -3,7 +3,8 @@
 # Which ring class a connection gets (docs/classes.md): the default class,
 # then larger classes when it is used up, never a smaller one below 128 KiB
 # (TCP instead); IVSOCK_RING_SIZE asks for the smallest class at least that
-# big. Connections are held by conn-herd (every byte echoed and checked, on
+# big; a writer stalled on full small rings moves to TCP instead of hanging.
+# Connections are held by conn-herd (every byte echoed and checked, on
 # rings and on TCP alike) while ivsockctl tells each channel's class.
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
@@ -69,4 +70,18 @@ stop small 7602
 stop mid 7603
 # shellcheck disable=SC2086
 wait $HJOBS || fail "a herd program failed"
+
+echo "== a program that writes more than two small rings hold before it reads"
+# 1 MiB per connection in 32 KiB writes, then the echo read back: on 1 KiB
+# rings both ends fill both rings; the blocked writer moves its stream to
+# TCP after 100 ms (switch_stalled) and the transfer completes, checked
+shim_run B timeout 60 "$SHIM_TOOL" server 7604 3 >"$D/stall-srv.err" 2>&1 &
+srv=$!
+sleep 0.3
+IVSOCK_STATS=1 IVSOCK_RING_SIZE=1024 shim_run A timeout 60 "$SHIM_TOOL" multi "$SHIM_B_IP" 7604 \
+	$((1 << 20)) 3 2>"$D/stall-cli.err" || fail "write-before-read on 1 KiB rings did not complete"
+wait $srv || fail "stall server"
+echo "accelerated $(stat_of "$D/stall-cli.err" accelerated_connect), stalled switches $(stat_of "$D/stall-cli.err" switch_stalled)"
+[ "$(stat_of "$D/stall-cli.err" accelerated_connect)" = 3 ] || fail "stall: not accelerated"
+[ "$(stat_of "$D/stall-cli.err" switch_stalled)" -ge 1 ] || fail "stall: no stalled switch counted"
 echo PASS
