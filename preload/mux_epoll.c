@@ -494,6 +494,10 @@ static int ep_filter(struct mux_ep *ep, struct epoll_event *ev, int n)
 			}
 			if (e && e->kind == E_ACC) {
 				e->khint = true; /* liveness: looked at on the next arm */
+				/* an arrival on a direction a switch moved to TCP
+				 * is an edge the ring's event counter never saw */
+				if (ev[i].events & e->kio)
+					e->fresh = true;
 				continue;
 			}
 		}
@@ -803,6 +807,10 @@ static int ctl_mod(struct mux_ep *ep, int fd, struct epoll_event *ev)
 	e->disabled = false;
 	e->fresh = true;
 	e->kready = 0;
+	/* the registration is liveness only again: the next arm adds back
+	 * the directions a switch moved to TCP, and looks at the socket */
+	e->kio = 0;
+	e->khint = true;
 	return 0;
 }
 

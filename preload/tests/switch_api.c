@@ -11,7 +11,9 @@
  *   switch-api server PORT MODE
  *   switch-api client HOST PORT BYTES MODE PACE_US
  *   switch-api rr-client HOST PORT SECONDS MARKFILE   (bench/switch-pause)
- * MODE: poll select epoll-lt epoll-et epoll-oneshot waitall peek fionread
+ * MODE: poll select epoll-lt epoll-et epoll-oneshot epoll-et-once waitall peek
+ *       fionread (epoll-et-once: one edge-triggered registration, never
+ *       modified, as event loops do)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,9 +33,11 @@
 #include <sys/socket.h>
 #include <time.h>
 
-enum mode { M_POLL, M_SELECT, M_EPOLL_LT, M_EPOLL_ET, M_EPOLL_ONESHOT, M_WAITALL, M_PEEK, M_FIONREAD };
+enum mode { M_POLL, M_SELECT, M_EPOLL_LT, M_EPOLL_ET, M_EPOLL_ONESHOT, M_EPOLL_ET_ONCE, M_WAITALL,
+	     M_PEEK, M_FIONREAD };
 static const char *const mode_names[] = { "poll", "select", "epoll-lt", "epoll-et",
-					  "epoll-oneshot", "waitall", "peek", "fionread" };
+					  "epoll-oneshot", "epoll-et-once", "waitall", "peek",
+					  "fionread" };
 static enum mode mode;
 static int epfd = -1;
 /* The client's writer thread waits with poll(): the family under test is
@@ -57,7 +61,7 @@ static uint8_t pat(uint64_t i)
 
 static bool nonblocking(void)
 {
-	return mode <= M_EPOLL_ONESHOT;
+	return mode <= M_EPOLL_ET_ONCE;
 }
 
 /* Wait until fd has ev (non-blocking modes), through the mode's family. */
@@ -78,6 +82,15 @@ static void wait_for(int fd, short ev)
 		while (select(fd + 1, &r, &w, NULL, NULL) < 0)
 			if (errno != EINTR)
 				die("select");
+	} else if (mode == M_EPOLL_ET_ONCE) {
+		/* the event loop's way: one edge-triggered registration for
+		 * both directions, made once (setup); any edge, then retry */
+		struct epoll_event e;
+
+		(void)ev;
+		while (epoll_wait(epfd, &e, 1, -1) < 0)
+			if (errno != EINTR)
+				die("epoll_wait");
 	} else {
 		struct epoll_event e = { .events = (ev & POLLIN ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP,
 					 .data.fd = fd };
@@ -163,12 +176,21 @@ static void put(int fd, const uint8_t *buf, size_t n)
 	}
 }
 
-static void setup(int fd)
+static void setup(int fd, bool out)
 {
 	if (nonblocking() && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
 		die("O_NONBLOCK");
-	if (mode >= M_EPOLL_LT && mode <= M_EPOLL_ONESHOT && (epfd = epoll_create1(0)) < 0)
+	if (mode >= M_EPOLL_LT && mode <= M_EPOLL_ET_ONCE && (epfd = epoll_create1(0)) < 0)
 		die("epoll_create1");
+	if (mode == M_EPOLL_ET_ONCE) {
+		/* the client's writer thread waits with poll: the reader's
+		 * registration is for input only there */
+		struct epoll_event e = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (out ? EPOLLOUT : 0),
+					 .data.fd = fd };
+
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0)
+			die("epoll_ctl");
+	}
 }
 
 static int serve(int port)
@@ -186,7 +208,7 @@ static int serve(int port)
 	c = accept(l, NULL, NULL);
 	if (c < 0)
 		die("accept");
-	setup(c);
+	setup(c, true);
 	while ((n = get(c, buf, sizeof(buf))) > 0)
 		put(c, buf, (size_t)n);
 	if (shutdown(c, SHUT_WR) < 0)
@@ -239,7 +261,7 @@ static int client(const char *host, int port, uint64_t total, int pace_us)
 	w.fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (w.fd < 0 || connect(w.fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		die("connect");
-	setup(w.fd);
+	setup(w.fd, false);
 	if (pthread_create(&t, NULL, writer, &w))
 		die("thread");
 	while ((n = get(w.fd, buf, sizeof(buf))) > 0) {

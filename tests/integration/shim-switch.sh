@@ -66,7 +66,7 @@ run_case "demoted almost at once" 7303 $((16 << 20)) 65536 2000 0
 # 1..20011 bytes straddle the switch point.
 API=$SHIM_OB/preload/tests/switch-api
 port=7320
-for mode in poll select epoll-lt epoll-et epoll-oneshot waitall peek fionread; do
+for mode in poll select epoll-lt epoll-et epoll-oneshot epoll-et-once waitall peek fionread; do
 	port=$((port + 1))
 	echo "== API across the switch: $mode"
 	shim_run B timeout 60 "$API" server $port $mode >"$D/api-srv-$port.out" 2>&1 &
