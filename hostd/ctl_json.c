@@ -283,8 +283,9 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 	uint32_t f = ivsock_load_acquire((ivsock_a32 *)&e->flags);
 	struct ivsock_vm_info info;
 	const char *vname = "?";
-	json_t *flags = json_array();
+	json_t *flags = json_array(), *o;
 	uint64_t sw;
+	uint32_t why;
 
 	if (vm < d->rg.vm_cap && ivsock_dir_read(&d->rg, vm, &info) == 0)
 		vname = info.name;
@@ -295,7 +296,8 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 	if (f & IVSOCK_END_DEAD)
 		json_array_append_new(flags, json_string("dead"));
 	sw = ctl ? ivsock_load_acquire((ivsock_a64 *)&ctl->tx_switch) : 0;
-	return json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:s, s:I, s:I}",
+	why = sw && ctl ? ivsock_load_relaxed((ivsock_a32 *)&ctl->switch_reason) : 0;
+	o = json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:s, s:I, s:I}",
 			 "side", side ? "acceptor" : "connector",
 			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", jstr_safe(vname),
 			 "peer_id", (int)peer, "vector", (int)vector, "client", (int)client,
@@ -306,6 +308,14 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 			 "tx_path", sw & IVSOCK_SWITCH_TCP ? "tcp" : "ring",
 			 "tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->tx_bytes) : 0,
 			 "rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->rx_bytes) : 0);
+	/* why the tx left the ring, as its end wrote it (a monitor's word:
+	 * anything unknown shows as such) */
+	if (o && (sw & IVSOCK_SWITCH_TCP))
+		json_object_set_new(o, "switch_reason", json_string(
+			why == IVSOCK_SWITCH_WHY_OPERATOR ? "operator" :
+			why == IVSOCK_SWITCH_WHY_STALLED ? "stalled" :
+			why == IVSOCK_SWITCH_WHY_PEER ? "peer" : "unknown"));
+	return o;
 }
 
 /*

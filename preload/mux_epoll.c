@@ -1147,9 +1147,13 @@ static void accel_one(struct mux_ep *ep, struct ep_ent *e, void *arg)
 	struct epoll_event kev = { .events = e->events, .data.u64 = tag_of(e->fd) };
 	struct epoll_event uev = { .events = e->events, .data = e->data };
 	struct ivs_sock *s;
+	struct ep_ent *ne;
 	int fd = e->fd;
+	/* promoted (arg): both directions are still on TCP, and the
+	 * registration's EPOLLOUT also wakes a thread asleep in the kernel's
+	 * epoll_wait on this set (the MOD re-evaluates readiness) */
+	uint32_t io = arg ? (EPOLLIN | EPOLLOUT) : 0;
 
-	(void)arg;
 	if (e->kind != E_PLAIN)
 		return;
 	s = ivs_sock_get(fd); /* the entry's own reference */
@@ -1161,8 +1165,11 @@ static void accel_one(struct mux_ep *ep, struct ep_ent *e, void *arg)
 		ent_remove(ep, e);
 		return;
 	}
-	kernel_liveness(ep->epfd, fd, uev.events, s);
+	kernel_watch(ep->epfd, fd, uev.events, s, io);
 	record(ep, fd, E_ACC, &uev, s); /* replaces e */
+	ne = ent_find(ep, fd);
+	if (ne && ne->sock == s)
+		ne->kio = io;
 }
 
 void ivs_mux_fd_accelerated(int fd)
@@ -1177,6 +1184,20 @@ void ivs_mux_fd_accelerated(int fd)
 		return;
 	ivs_sock_put(s);
 	for_each_holder(fd, accel_one, NULL);
+}
+
+void ivs_mux_fd_promoted(int fd)
+{
+	struct slot *sl = slot_at(fd, false);
+	struct ivs_sock *s;
+
+	if (!sl || !atomic_load(&sl->nreg))
+		return;
+	s = ivs_sock_get(fd);
+	if (!s)
+		return;
+	ivs_sock_put(s);
+	for_each_holder(fd, accel_one, (void *)1);
 }
 
 static void plain_one(struct mux_ep *ep, struct ep_ent *e, void *arg)

@@ -20,6 +20,9 @@ enum { K_PLAIN, K_ACC, K_NESTED };
 extern unsigned ivs_sock_kernel_events(struct ivs_sock *s) __attribute__((weak));
 extern unsigned ivs_sock_kernel_io(struct ivs_sock *s) __attribute__((weak));
 extern bool ivs_sock_may_fall_back(struct ivs_sock *s) __attribute__((weak));
+extern struct ivs_sock *ivs_sock_kernel_enter(int fd, bool *again) __attribute__((weak));
+extern void ivs_sock_kernel_leave(struct ivs_sock *tcp) __attribute__((weak));
+extern bool ivs_sock_promotable(int fd) __attribute__((weak));
 
 /* What one call works with; small sets live on the stack. */
 struct pset {
@@ -313,9 +316,24 @@ static bool classify(struct pollfd *fds, nfds_t nfds, struct pset *p)
 	for (nfds_t i = 0; i < nfds; i++) {
 		int fd = fds[i].fd;
 		struct ivs_sock *s = fd >= 0 ? ivs_sock_get(fd) : NULL;
+		bool again = false;
 
-		p->socks[i] = s;
 		p->dropped[i] = 0;
+		if (!s && fd >= 0 && ivs_sock_kernel_enter) {
+			/* a TCP socket that may be promoted: counted while the
+			 * kernel waits on it (a K_PLAIN entry with a socket) */
+			struct ivs_sock *t = ivs_sock_kernel_enter(fd, &again);
+
+			if (again)
+				s = ivs_sock_get(fd);
+			else if (t) {
+				p->socks[i] = t;
+				p->kind[i] = K_PLAIN;
+				p->any_plain = true;
+				continue;
+			}
+		}
+		p->socks[i] = s;
 		if (s) {
 			p->kind[i] = K_ACC;
 			special = true;
@@ -367,16 +385,20 @@ int mux_poll_wait(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns,
 		p.kind = (unsigned char *)(p.socks + nfds);
 		p.dropped = p.kind + nfds;
 	}
-	if (!classify(fds, nfds, &p)) {
-		free(heap);
-		return ivs_real.ppoll(fds, nfds, ns_to_ts(timeout_ns < 0 ? INT64_MAX :
+	if (!classify(fds, nfds, &p))
+		r = ivs_real.ppoll(fds, nfds, ns_to_ts(timeout_ns < 0 ? INT64_MAX :
 					timeout_ns, &ts), sigmask);
-	}
-	r = pset_run(&p, timeout_ns, sigmask);
+	else
+		r = pset_run(&p, timeout_ns, sigmask);
 	err = errno;
-	for (nfds_t i = 0; i < nfds; i++)
-		if (p.socks[i])
+	for (nfds_t i = 0; i < nfds; i++) {
+		if (!p.socks[i])
+			continue;
+		if (p.kind[i] == K_PLAIN)
+			ivs_sock_kernel_leave(p.socks[i]);
+		else
 			ivs_sock_put(p.socks[i]);
+	}
 	free(heap);
 	errno = err;
 	return r;
@@ -452,7 +474,8 @@ static bool sel_special(int nfds, fd_set *r, fd_set *w, fd_set *e)
 			ivs_sock_put(s);
 			return true;
 		}
-		if (mux_ep_has_acc(fd))
+		/* the poll engine counts the kernel's wait on it */
+		if (mux_ep_has_acc(fd) || (ivs_sock_promotable && ivs_sock_promotable(fd)))
 			return true;
 	}
 	return false;

@@ -100,6 +100,19 @@ unsigned ivs_sock_kernel_events(struct ivs_sock *s);
 unsigned ivs_sock_kernel_io(struct ivs_sock *s);
 
 /*
+ * A plain TCP socket that may still move to a ring (both ends run the shim:
+ * docs/switch.md, "TCP -> ring") must not be waited on in the kernel
+ * without the promotion knowing: a multiplexer that puts fd in its kernel
+ * wait calls ivs_sock_kernel_enter() first and ivs_sock_kernel_leave() with
+ * its result after the wait. NULL: nothing to leave; *again: fd is
+ * accelerated now (ivs_sock_get() it). ivs_sock_promotable(): is fd such a
+ * socket (a hint, to choose the slow path).
+ */
+struct ivs_sock *ivs_sock_kernel_enter(int fd, bool *again);
+void ivs_sock_kernel_leave(struct ivs_sock *tcp);
+bool ivs_sock_promotable(int fd);
+
+/*
  * The eventfd every ring wake-up of this process arrives on (our doorbell
  * vector), or -1 if the process has no agent connection. Add it to the set
  * you sleep on; after waking, call ivs_wake_drain() and re-check readiness.
@@ -148,6 +161,11 @@ void ivs_mux_fd_accelerated(int fd);
  * acceptor never attached): epoll sets holding fd return to the kernel's
  * answer for it. Call after ivs_sock_get(fd) starts returning NULL. */
 void ivs_mux_fd_plain(int fd);
+
+/* fd (plain until now) was promoted to a channel: as ivs_mux_fd_accelerated,
+ * and a thread asleep in the kernel's epoll_wait on such a set is woken
+ * (its wait must go on in the multiplexer, with the wake fd). */
+void ivs_mux_fd_promoted(int fd);
 
 /* ---- logging (IVSOCK_LOG=error|warn|info|debug) ---- */
 enum { IVS_LOG_ERROR, IVS_LOG_WARN, IVS_LOG_INFO, IVS_LOG_DEBUG };

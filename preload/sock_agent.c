@@ -307,6 +307,10 @@ static void hold_sock(int fd, struct ivs_sock *s, void *arg)
 
 	(void)fd;
 	w->nsocks++;
+	/* two processes will hold it: a TCP socket is never promoted then
+	 * (sock_promote.c) */
+	if (s->kind == IVS_CONN && atomic_load(&s->state) == IVS_ST_PLAIN)
+		s->promo_ok = false;
 	if (s->kind != IVS_CONN || s->held_gen == w->seq || atomic_load(&s->closed) ||
 	    atomic_load(&s->state) == IVS_ST_PLAIN || !s->ag)
 		return;

@@ -49,8 +49,8 @@ static bool is_loopback(const struct ivsock_addr *a)
 
 /* Map the block an answer describes and build our view of it. The window
  * fd (pci) is kept: our doorbells to the other end go through it. */
-static int attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,
-			int wfd)
+int ivs_conn_attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,
+			  int wfd)
 {
 	int rc = ivsock_agent_map_block(&ag->conn, r, wfd, &s->map);
 
@@ -210,7 +210,8 @@ static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_
  * the socket is connecting (ivsock_agent_port). Map the block. @return a
  * socket in OFFERED state (not installed) or NULL (plain TCP; reason
  * counted; the socket untouched). */
-static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple *t, int vm)
+static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple *t, int vm,
+			      bool *norings)
 {
 	struct ivsock_ag_chan r;
 	struct ivs_sock *s;
@@ -224,13 +225,15 @@ static struct ivs_sock *offer(struct ivs_agent *ag, int fd, struct ivsock_tuple 
 			       IVSOCK_AG_OPEN_MARK, &r, &wfd);
 	if (rc < 0) {
 		ivs_sock_put(s);
+		/* no rings for now: the connection may get them later */
+		*norings = rc == -ENOSPC || rc == -EDQUOT;
 		ivs_fallback(rc == -ECONNREFUSED ? IVS_C_FB_NO_LISTENER :
 			     rc == -EHOSTUNREACH ? IVS_C_FB_NOT_VM :
 			     rc == -ETIMEDOUT ? IVS_C_AGENT_TIMEOUT : IVS_C_FB_NO_RINGS,
 			     fd, "the agent gave no channel", rc);
 		return NULL;
 	}
-	rc = attach_block(ag, s, &r, wfd);
+	rc = ivs_conn_attach_block(ag, s, &r, wfd);
 	if (rc < 0) {
 		/* the offer is posted: take it back (the acceptor, if it
 		 * already holds it, finds it abandoned and stays on TCP) */
@@ -284,7 +287,7 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	struct ivs_agent *ag;
 	struct ivs_sock *s;
 	int rc, err, fl, vm = -1;
-	bool nonblock;
+	bool nonblock, norings = false;
 
 	ivs_init();
 	if (ivs_cfg.disabled || !addr || len < sizeof(sa_family_t) ||
@@ -292,9 +295,15 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		return ivs_rc.connect(fd, addr, len);
 	ag = may_offer(fd, addr, len, &t, &vm);
 	fl = ag ? ivs_rc.fcntl(fd, F_GETFL) : -1;
-	s = fl >= 0 ? offer(ag, fd, &t, vm) : NULL;
-	if (!s)
-		return ivs_rc.connect(fd, addr, len);
+	s = fl >= 0 ? offer(ag, fd, &t, vm, &norings) : NULL;
+	if (!s) {
+		rc = ivs_rc.connect(fd, addr, len);
+		err = errno;
+		if (norings && (rc == 0 || err == EINPROGRESS || err == EINTR))
+			ivs_promo_connector(ag, fd, &t, vm); /* TCP now, a ring later */
+		errno = err;
+		return rc;
+	}
 	nonblock = fl & O_NONBLOCK;
 	if (!nonblock && ivs_rc.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
 		offer_withdraw(s, fd);
@@ -368,6 +377,9 @@ static void try_attach(int lfd, int nfd, int flags)
 	if (rc < 0) {
 		ivs_fallback(rc == -ENOENT ? IVS_C_FB_NO_OFFER : IVS_C_FB_ACCEPT, nfd,
 			     rc == -ENOENT ? "no offer for this connection" : "attach", rc);
+		/* a connector that found no rings may offer later */
+		if (rc == -ENOENT)
+			ivs_promo_acceptor(ag, nfd);
 		return;
 	}
 	/* IVSOCK_TEST_PAUSE_ACCEPTING=1 (tests only): stop here, attached by
@@ -376,7 +388,7 @@ static void try_attach(int lfd, int nfd, int flags)
 	if (__builtin_expect(getenv("IVSOCK_TEST_PAUSE_ACCEPTING") != NULL, 0))
 		raise(SIGSTOP);
 	s = ivs_sock_new(IVS_CONN, ag);
-	if (!s || attach_block(ag, s, &r, wfd) < 0) {
+	if (!s || ivs_conn_attach_block(ag, s, &r, wfd) < 0) {
 		if (!s && wfd >= 0)
 			ivs_real.close(wfd);
 		ivsock_agent_close_end(&ag->conn, -1, r.channel, r.channel_gen,
@@ -630,7 +642,12 @@ void ivs_conn_release(struct ivs_sock *s, int fd)
 		return;
 	}
 	st = atomic_load(&s->state);
-	if (st == IVS_ST_PLAIN || atomic_exchange(&s->closed, 1))
+	if (st == IVS_ST_PLAIN) {
+		if (s->promo_ok || s->promo_offer || s->promo_taken)
+			ivs_promo_release(s, fd);
+		return;
+	}
+	if (atomic_exchange(&s->closed, 1))
 		return;
 	ivs_sock_refresh(s);
 	if (st == IVS_ST_OFFERED && ivs_conn_check_attached(s) != 0) {

@@ -177,7 +177,8 @@ IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
 		long n = ivsock_ring_snap_readable(&s->v.rx);
 
 		/* the rest of the stream is on the kernel socket (switched) */
-		if (atomic_load(&s->state) == IVS_ST_CONNECTED && n == 0 && ivs_rx_on_tcp(s)) {
+		if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
+		    (atomic_load(&s->prx) || (n == 0 && ivs_rx_on_tcp(s)))) {
 			rc = ivs_rc.ioctl(fd, req, arg);
 			break;
 		}
@@ -187,7 +188,8 @@ IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
 	case SIOCOUTQ: { /* our tail from the private view */
 		long n = ivsock_ring_snap_unconsumed(&s->v.tx);
 
-		if (atomic_load(&s->state) == IVS_ST_CONNECTED && atomic_load(&s->tx_tcp) && n == 0) {
+		if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
+		    (atomic_load(&s->tx_tcp) || atomic_load(&s->ptx)) && n == 0) {
 			rc = ivs_rc.ioctl(fd, req, arg);
 			break;
 		}

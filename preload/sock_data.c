@@ -246,7 +246,7 @@ bool ivs_chan_revoked(struct ivs_sock *s)
 		return false;
 	if (st == IVSOCK_CHAN_DEMOTED) {
 		/* ivsockd asked for TCP: sock_switch.c */
-		if (!atomic_exchange(&s->demote, 1))
+		if (!atomic_exchange(&s->demote, IVSOCK_SWITCH_WHY_OPERATOR))
 			atomic_fetch_add(&s->event_seq, 1);
 		return false;
 	}
@@ -343,6 +343,72 @@ static int offer_trigger(struct ivs_sock *s, int fd)
 	return attach_overdue(s) ? IVS_C_FB_TIMEOUT : 0;
 }
 
+/* prx_read: the ring from now on (prx cleared) */
+#define PRX_RING (-100001)
+
+/* One non-blocking read of the TCP part of a promoted connection's rx,
+ * never past the peer's tx_start (rx_lock held). @return bytes, 0 at end
+ * of stream, PRX_RING, -EAGAIN, -errno. */
+static ssize_t prx_read(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt,
+			size_t skip, int flags, bool peek)
+{
+	struct iovec rest[IOV_MAX_SHIM];
+	struct msghdr m = { .msg_iov = rest };
+	size_t left, k = 0;
+	int pr = ivs_promo_rx_left(s, fd, &left);
+	ssize_t n;
+
+	if (pr == 1)
+		return PRX_RING;
+	if (pr < 0)
+		return pr;
+	m.msg_iovlen = (size_t)iov_rest(iov, iovcnt < IOV_MAX_SHIM ? iovcnt : IOV_MAX_SHIM,
+					skip, rest);
+	for (size_t i = 0; i < m.msg_iovlen; i++) {
+		if (rest[i].iov_len > left - k)
+			rest[i].iov_len = left - k;
+		k += rest[i].iov_len;
+		if (k == left) {
+			m.msg_iovlen = i + 1;
+			break;
+		}
+	}
+	n = ivs_rc.recvmsg(fd, &m, MSG_DONTWAIT | (peek ? MSG_PEEK : 0) |
+				       (flags & MSG_TRUNC));
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (n == 0 && left != SIZE_MAX)
+		return -ECONNRESET; /* end of TCP before the bytes the peer promised */
+	return n;
+}
+
+/* Wait for the kernel socket or a doorbell (the peer's tx_start), as a
+ * blocked recv() would. @return 0 (look again), -EAGAIN (SO_RCVTIMEO), -EINTR. */
+static int prx_wait(int fd, uint64_t deadline, struct ivs_sigmark *sm, size_t got)
+{
+	uint64_t now = ivs_now_ns();
+	short rev = 0;
+	int n;
+
+	if (deadline && now >= deadline)
+		return -EAGAIN;
+	if (ivs_sig_ran(sm)) {
+		if (got || deadline || !ivs_sig_restartable(sm))
+			return -EINTR;
+		ivs_sig_mark(sm);
+	}
+	/* 100 ms at most: a backstop, the doorbell is what wakes us */
+	n = ivs_sleep(fd, POLLIN | POLLRDHUP, deadline ? deadline_ms(deadline, now) : 100, &rev);
+	if (n == -EINTR) {
+		if (!got && !deadline && ivs_sig_restartable(sm)) {
+			ivs_sig_mark(sm);
+			return 0;
+		}
+		return -EINTR;
+	}
+	return 0;
+}
+
 ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	bool peek = flags & MSG_PEEK, waitall = (flags & MSG_WAITALL) && !peek;
@@ -385,6 +451,36 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		if (st == IVS_ST_CONNECTED && ivs_chan_revoked(s)) {
 			rc = got ? (ssize_t)got : revoked_rc(s, false);
 			break;
+		}
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->prx)) {
+			/* promoted: our rx is on TCP up to the peer's tx_start */
+			n = prx_read(s, fd, iov, iovcnt, got, flags, peek);
+			if (n == PRX_RING)
+				continue;
+			if (n > 0) {
+				got += (size_t)n;
+				if (!peek)
+					atomic_fetch_add_explicit(&s->event_seq, 1, memory_order_relaxed);
+				if (!waitall || got == total) {
+					rc = (ssize_t)got;
+					break;
+				}
+				continue;
+			}
+			if (n != -EAGAIN) {
+				rc = got ? (ssize_t)got : n;
+				break;
+			}
+			if (dontwait) {
+				rc = got ? (ssize_t)got : -EAGAIN;
+				break;
+			}
+			n = prx_wait(fd, deadline, &sm, got);
+			if (n < 0) {
+				rc = got ? (ssize_t)got : n;
+				break;
+			}
+			continue;
 		}
 		n = ring_iov(&s->v.rx, iov, iovcnt, got, peek ? 1 : 0);
 		if (n > 0) {
@@ -586,6 +682,46 @@ static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
 	return now - *since >= STALL_SWITCH_NS;
 }
 
+/* The stall is due: move our tx to TCP (the peer follows). */
+static void stall_switch(struct ivs_sock *s)
+{
+	atomic_store(&s->demote, IVSOCK_SWITCH_WHY_STALLED);
+	atomic_store_explicit(&s->nb_stall_ns, 0, memory_order_relaxed);
+	atomic_fetch_add(&s->event_seq, 1);
+	ivs_count(IVS_C_SWITCH_STALL, 1);
+	ivs_debug("channel %u: both rings full for 100 ms: tx moves to TCP", s->v.idx);
+}
+
+/*
+ * A non-blocking writer (an event loop) gets EAGAIN on a full ring and
+ * waits for POLLOUT in a multiplexer, where ivs_send never sees how long:
+ * its first EAGAIN with both rings full is remembered (nb_stall_ns), and
+ * the multiplexer's arm for POLLOUT looks again in 10 ms slices; 100 ms
+ * later, both rings still full and nothing moved, the switch is made there.
+ * @return true when it was made now.
+ */
+static bool nb_write_stalled(struct ivs_sock *s)
+{
+	uint64_t since = atomic_load_explicit(&s->nb_stall_ns, memory_order_relaxed);
+
+	if (!since)
+		return false;
+	if (ivsock_ring_snap_unconsumed(&s->v.tx) < (long)s->v.tx.size) {
+		/* room: the writer's POLLOUT is due, nothing is stuck */
+		atomic_store_explicit(&s->nb_stall_ns, 0, memory_order_relaxed);
+		return false;
+	}
+	if (!write_stalled(s, &since, ivs_now_ns())) {
+		if (!since) /* the peer reads now, or a switch is under way */
+			atomic_store_explicit(&s->nb_stall_ns, 0, memory_order_relaxed);
+		else
+			mux_arm_slice = true; /* look again before the 100 ms are up */
+		return false;
+	}
+	stall_switch(s);
+	return true;
+}
+
 /* EPIPE; SIGPIPE is raised by ivs_send after dropping its lock. */
 static ssize_t epipe(int flags)
 {
@@ -649,6 +785,18 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			pthread_mutex_lock(&s->tx_lock);
 			continue;
 		}
+		if (st == IVS_ST_CONNECTED && atomic_load(&s->ptx)) {
+			/* promoted: our tx moves to the ring once the peer
+			 * reads it; until then the kernel socket, under our
+			 * lock (the kernel's count must be exact when we move) */
+			ivs_promo_tx(s, fd);
+			if (atomic_load(&s->ptx)) {
+				rc = kernel_rest(fd, iov, iovcnt, sent,
+						 flags | (dontwait ? MSG_DONTWAIT : 0), true, !dontwait);
+				break; /* (SIGPIPE for EPIPE below) */
+			}
+			continue;
+		}
 		if (st == IVS_ST_CONNECTED && atomic_load(&s->tx_tcp)) {
 			if (ivs_switch_ours(s) && ivs_rx_on_tcp(s)) {
 				/* both directions are on TCP: let go of the rings */
@@ -670,6 +818,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 				spin_result(&tl_tx_spin, ivs_now_ns() - (spin_end - spin_len), csw);
 			sent += (size_t)n;
 			stall_since = 0;
+			if (atomic_load_explicit(&s->nb_stall_ns, memory_order_relaxed))
+				atomic_store_explicit(&s->nb_stall_ns, 0, memory_order_relaxed);
 			s->tx_pending += (uint64_t)n;
 			ivs_count(IVS_C_TX_BYTES, (uint64_t)n);
 			if (ivsock_ring_consumer_needs_wake(&s->v.tx)) {
@@ -714,6 +864,17 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 				pthread_mutex_lock(&s->tx_lock);
 				continue;
 			}
+			if (st == IVS_ST_CONNECTED && !sent) {
+				/* remembered for the multiplexer (nb_write_stalled) */
+				uint64_t since = atomic_load_explicit(&s->nb_stall_ns,
+								      memory_order_relaxed);
+
+				if (write_stalled(s, &since, ivs_now_ns())) {
+					stall_switch(s);
+					continue;
+				}
+				atomic_store_explicit(&s->nb_stall_ns, since, memory_order_relaxed);
+			}
 			rc = sent ? (ssize_t)sent : -EAGAIN;
 			break;
 		}
@@ -729,10 +890,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		now = ivs_now_ns();
 		if (st == IVS_ST_CONNECTED && write_stalled(s, &stall_since, now)) {
-			atomic_store(&s->demote, 1);
-			ivs_count(IVS_C_SWITCH_STALL, 1);
-			ivs_debug("channel %u: both rings full for 100 ms: tx moves to TCP",
-				  s->v.idx);
+			stall_switch(s);
 			continue;
 		}
 		if (!spun) {
@@ -815,6 +973,8 @@ static bool switching(struct ivs_sock *s)
 {
 	return atomic_load_explicit(&s->demote, memory_order_relaxed) ||
 	       atomic_load_explicit(&s->tx_tcp, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->ptx, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->prx, memory_order_relaxed) ||
 	       (ivsock_load_acquire(&s->v.peer_ctl->tx_switch) & IVSOCK_SWITCH_TCP);
 }
 
@@ -856,8 +1016,8 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 			return kernel_now(s->kfd, (short)events);
 		}
 		ivs_in_mux = 0;
-		rxt = ivs_rx_on_tcp(s);
-		txt = atomic_load(&s->tx_tcp);
+		rxt = atomic_load(&s->prx) || ivs_rx_on_tcp(s);
+		txt = atomic_load(&s->tx_tcp) || atomic_load(&s->ptx);
 		if (rxt || txt)
 			kev = (unsigned)kernel_now(s->kfd, (short)(events | POLLRDHUP));
 	}
@@ -927,6 +1087,9 @@ static unsigned arm(struct ivs_sock *s, unsigned events, bool liveness)
 
 	if (ev || atomic_load(&s->state) == IVS_ST_PLAIN)
 		return ev;
+	if ((events & POLLOUT) && atomic_load(&s->state) == IVS_ST_CONNECTED &&
+	    nb_write_stalled(s))
+		return ivs_sock_poll(s, events); /* tx on TCP now */
 	/* Mid-switch, a direction's readiness comes from the kernel socket,
 	 * whose arrivals ring no doorbell: sleep in short slices (the switch
 	 * completes on the next call; it only lingers for an end shared with
@@ -996,9 +1159,9 @@ unsigned ivs_sock_kernel_io(struct ivs_sock *s)
 		return 0;
 	/* rx: once on TCP, or about to be (the peer's switch is wanted: its
 	 * bytes may arrive on TCP once it has switched) */
-	if (ivs_rx_on_tcp(s) || atomic_load(&s->demote))
+	if (ivs_rx_on_tcp(s) || atomic_load(&s->demote) || atomic_load(&s->prx))
 		io |= POLLIN;
-	if (atomic_load(&s->tx_tcp))
+	if (atomic_load(&s->tx_tcp) || atomic_load(&s->ptx))
 		io |= POLLOUT;
 	return io;
 }

@@ -86,6 +86,9 @@ enum ivs_counter {
 	IVS_C_FB_ABANDONED, IVS_C_FB_PEER_CLOSED, IVS_C_FB_CLOSED, IVS_C_FB_VANISHED,
 	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
 	IVS_C_SWITCH_TX_TCP, IVS_C_SWITCH_RX_TCP, IVS_C_DEMOTED, IVS_C_SWITCH_STALL,
+	IVS_C_SWITCH_OPERATOR, IVS_C_SWITCH_PEER,
+	IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_SWITCH_TX_RING,
+	IVS_C_SWITCH_RX_RING,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
 	IVS_C_SLEEPS,
 	IVS_C_AGENT_UNTRUSTED, IVS_C_AGENT_TIMEOUT, IVS_C_AGENT_BAD_FD,
@@ -156,9 +159,33 @@ struct ivs_sock {
 	_Atomic uint64_t lcheck_ns; /* last check that the listener is registered */
 	_Atomic int lalive;         /* ... and its answer */
 	_Atomic int revoked;        /* channel revoked/stale: reported as a reset */
-	_Atomic int demote;         /* moving to TCP: ivsockd asked (DEMOTED) or
-				     * the peer's tx went first (sock_switch.c) */
+	_Atomic int demote;         /* moving to TCP, and why: IVSOCK_SWITCH_WHY_*
+				     * (ivsockd asked: DEMOTED; a stalled writer;
+				     * the peer's tx went first: sock_switch.c) */
 	_Atomic int tx_tcp;         /* our tx left the ring (tx_switch published) */
+	_Atomic uint64_t nb_stall_ns; /* a non-blocking send found both rings full
+				       * then (0: not stalled; sock_data.c) */
+
+	/* TCP -> ring (sock_promote.c, docs/switch.md). A PLAIN socket with
+	 * promo_ok may still get a channel: both ends run the shim. */
+	bool promo_ok;
+	bool promo_auto;            /* connector: asks for a channel on its own
+				     * (it fell back for lack of rings) */
+	bool promo_offer;           /* PLAIN connector: channel offered, block mapped */
+	bool promo_taken;           /* PLAIN acceptor: took the offer, not CONNECTED yet */
+	bool promo_acceptor;        /* which end of the TCP connection we are */
+	_Atomic int kbusy;          /* PLAIN + promo_ok: our calls inside the kernel
+				     * on it (a promotion waits for 0) */
+	_Atomic int promo_busy;     /* a promotion is changing the state: calls wait */
+	_Atomic int promo_lock;     /* one thread promotes at a time (trylock) */
+	uint64_t promo_next_ns;     /* connector: next request; acceptor: next look */
+	uint32_t promo_backoff_ms;
+	uint32_t promo_fails;       /* offers never taken in a row */
+	struct ivsock_tuple ptuple; /* the connection as the connector names it */
+	/* CONNECTED after a promotion: ptx, our tx is still on TCP (until our
+	 * tx_start); prx, our rx is on TCP until the kernel read count reaches
+	 * the peer's tx_start. */
+	_Atomic int ptx, prx;
 	struct ivsock_chan_view v;
 	pthread_mutex_t rx_lock, tx_lock;
 	_Atomic int nonblock;       /* O_NONBLOCK as set through F_SETFL/FIONBIO */
@@ -229,6 +256,31 @@ static inline bool ivs_switch_ours(struct ivs_sock *s)
 {
 	return !s->shared && atomic_load(&s->v.my_ctl->holders) <= 1;
 }
+
+/* TCP -> ring (sock_promote.c). */
+/* A connector that fell back for lack of rings (the listener runs the shim):
+ * keep a PLAIN entry that may be promoted later. */
+void ivs_promo_connector(struct ivs_agent *ag, int fd, const struct ivsock_tuple *t, int vm);
+/* An accepted connection without an offer, from a VM of the domain. */
+void ivs_promo_acceptor(struct ivs_agent *ag, int fd);
+/* The socket for a data-path call on fd: accelerated (returned, ref
+ * taken), or NULL: the real call; *tcp then may hold a PLAIN promotable
+ * socket whose kbusy was raised: ivs_promo_leave() after the real call. */
+struct ivs_sock *ivs_io_get(int fd, struct ivs_sock **tcp);
+void ivs_promo_leave(struct ivs_sock *tcp);
+/* CONNECTED after a promotion: move our tx to the ring if we may (tx_lock
+ * held). */
+void ivs_promo_tx(struct ivs_sock *s, int fd);
+/* prx: how much of our rx is left on TCP (rx_lock held). @return 1 done
+ * (prx cleared: the ring from now on), 0 with *left (SIZE_MAX while the
+ * peer's tx is still on TCP), -ECONNRESET (the peer's word is wrong). */
+int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left);
+/* ptx/prx progress from a multiplexer (trylocks). */
+void ivs_promo_progress(struct ivs_sock *s, int fd);
+/* The program closed a PLAIN socket: withdraw a pending offer. */
+void ivs_promo_release(struct ivs_sock *s, int fd);
+int ivs_conn_attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,
+			  int wfd);
 
 /* data path: sock_data.c; return count, -errno, or IVS_PASS (use the real call) */
 #define IVS_PASS (-100000)

@@ -13,39 +13,78 @@
 
 #include "sock_int.h"
 
-#define LOOKUP(fd) (__builtin_expect(ivs_fd_lookup(fd) != NULL, 0) ? ivs_sock_get(fd) : NULL)
-
-static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags)
+/* The accelerated socket of fd, or NULL: the real call, and *tcp may then
+ * be a plain socket that could still be promoted, counted while the real
+ * call is in the kernel (KERNEL below; sock_promote.c). */
+static inline struct ivs_sock *lookup(int fd, struct ivs_sock **tcp)
 {
-	ssize_t rc = ivs_recv(s, fd, iov, n, flags);
+	*tcp = NULL;
+	return __builtin_expect(ivs_fd_lookup(fd) != NULL, 0) ? ivs_io_get(fd, tcp) : NULL;
+}
 
+/* The real call, with errno kept across the count. */
+#define KERNEL(tcp, call) ({					\
+	__typeof__(call) r_ = (call);				\
+	if (__builtin_expect((tcp) != NULL, 0)) {		\
+		int e_ = errno;					\
+		ivs_promo_leave(tcp);				\
+		errno = e_;					\
+	}							\
+	r_; })
+
+/* IVS_PASS from the core: the socket is on TCP now (fell back, or both
+ * directions switched); if it may be promoted again the real call is
+ * counted like any other (*tcp), or goes back to the core if it already
+ * was. */
+static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
+		       struct ivs_sock **tcp)
+{
+	ssize_t rc;
+
+	for (;;) {
+		rc = ivs_recv(s, fd, iov, n, flags);
+		if (rc != IVS_PASS || !s->promo_ok)
+			break;
+		ivs_sock_put(s);
+		if (!(s = ivs_io_get(fd, tcp)))
+			return IVS_PASS;
+	}
 	ivs_sock_put(s);
 	return rc;
 }
 
-static ssize_t do_send(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags)
+static ssize_t do_send(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
+		       struct ivs_sock **tcp)
 {
-	ssize_t rc = ivs_send(s, fd, iov, n, flags);
+	ssize_t rc;
 
+	for (;;) {
+		rc = ivs_send(s, fd, iov, n, flags);
+		if (rc != IVS_PASS || !s->promo_ok)
+			break;
+		ivs_sock_put(s);
+		if (!(s = ivs_io_get(fd, tcp)))
+			return IVS_PASS;
+	}
 	ivs_sock_put(s);
 	return rc;
 }
 
 IVS_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { buf, len };
 
-		rc = do_recv(s, fd, &v, 1, 0);
+		rc = do_recv(s, fd, &v, 1, 0, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.read(fd, buf, len);
+	return KERNEL(tcp, ivs_rc.read(fd, buf, len));
 }
 
 IVS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
@@ -57,70 +96,70 @@ IVS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 IVS_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { (void *)buf, len };
 
-		rc = do_send(s, fd, &v, 1, 0);
+		rc = do_send(s, fd, &v, 1, 0, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.write(fd, buf, len);
+	return KERNEL(tcp, ivs_rc.write(fd, buf, len));
 }
 
 IVS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s && n >= 0 && n <= 1024) {
-		rc = do_recv(s, fd, iov, n, 0);
+		rc = do_recv(s, fd, iov, n, 0, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	} else if (s) {
 		ivs_sock_put(s);
 	}
-	return ivs_rc.readv(fd, iov, n);
+	return KERNEL(tcp, ivs_rc.readv(fd, iov, n));
 }
 
 IVS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s && n >= 0 && n <= 1024) {
-		rc = do_send(s, fd, iov, n, 0);
+		rc = do_send(s, fd, iov, n, 0, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	} else if (s) {
 		ivs_sock_put(s);
 	}
-	return ivs_rc.writev(fd, iov, n);
+	return KERNEL(tcp, ivs_rc.writev(fd, iov, n));
 }
 
 IVS_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { buf, len };
 
-		rc = do_recv(s, fd, &v, 1, flags);
+		rc = do_recv(s, fd, &v, 1, flags, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.recv(fd, buf, len, flags);
+	return KERNEL(tcp, ivs_rc.recv(fd, buf, len, flags));
 }
 
 IVS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
@@ -133,22 +172,22 @@ IVS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int 
 IVS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *a,
 			    socklen_t *al)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { buf, len };
 
-		rc = do_recv(s, fd, &v, 1, flags);
+		rc = do_recv(s, fd, &v, 1, flags, &tcp);
 		if (rc != IVS_PASS) {
 			if (rc >= 0 && a && al)
 				*al = 0; /* TCP reports no address */
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 		}
 	}
-	return ivs_rc.recvfrom(fd, buf, len, flags, a, al);
+	return KERNEL(tcp, ivs_rc.recvfrom(fd, buf, len, flags, a, al));
 }
 
 IVS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
@@ -161,48 +200,48 @@ IVS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, 
 
 IVS_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { (void *)buf, len };
 
-		rc = do_send(s, fd, &v, 1, flags);
+		rc = do_send(s, fd, &v, 1, flags, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.send(fd, buf, len, flags);
+	return KERNEL(tcp, ivs_rc.send(fd, buf, len, flags));
 }
 
 IVS_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 			  const struct sockaddr *a, socklen_t al)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s) {
 		struct iovec v = { (void *)buf, len };
 
-		rc = do_send(s, fd, &v, 1, flags);
+		rc = do_send(s, fd, &v, 1, flags, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.sendto(fd, buf, len, flags, a, al);
+	return KERNEL(tcp, ivs_rc.sendto(fd, buf, len, flags, a, al));
 }
 
 IVS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	if (s && m && m->msg_iovlen <= 1024) {
-		rc = do_recv(s, fd, m->msg_iov, (int)m->msg_iovlen, flags);
+		rc = do_recv(s, fd, m->msg_iov, (int)m->msg_iovlen, flags, &tcp);
 		if (rc != IVS_PASS) {
 			if (rc >= 0) {
 				m->msg_namelen = 0;
@@ -214,25 +253,25 @@ IVS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	} else if (s) {
 		ivs_sock_put(s);
 	}
-	return ivs_rc.recvmsg(fd, m, flags);
+	return KERNEL(tcp, ivs_rc.recvmsg(fd, m, flags));
 }
 
 IVS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(fd);
+	s = lookup(fd, &tcp);
 	/* Ancillary data (SCM_RIGHTS is not TCP anyway) keeps the kernel path. */
 	if (s && m && m->msg_iovlen <= 1024 && !m->msg_controllen) {
-		rc = do_send(s, fd, m->msg_iov, (int)m->msg_iovlen, flags);
+		rc = do_send(s, fd, m->msg_iov, (int)m->msg_iovlen, flags, &tcp);
 		if (rc != IVS_PASS)
 			return ivs_set_errno(rc) < 0 ? -1 : rc;
 	} else if (s) {
 		ivs_sock_put(s);
 	}
-	return ivs_rc.sendmsg(fd, m, flags);
+	return KERNEL(tcp, ivs_rc.sendmsg(fd, m, flags));
 }
 
 /* sendfile to an accelerated socket: copy through a bounce buffer. */
@@ -260,8 +299,9 @@ static ssize_t ring_sendfile(struct ivs_sock *s, int out, int in, off_t *off, si
 		v.iov_len = (size_t)r;
 		w = ivs_send(s, out, &v, 1, total ? MSG_DONTWAIT : 0);
 		if (w == IVS_PASS) {
-			/* fell back under us: the rest goes the kernel way */
-			w = ivs_rc.write(out, buf, (size_t)r);
+			/* fell back under us: the rest goes the kernel way
+			 * (through our write: counted if it may be promoted) */
+			w = write(out, buf, (size_t)r);
 			if (w < 0)
 				w = -errno;
 		}
@@ -289,17 +329,17 @@ static ssize_t ring_sendfile(struct ivs_sock *s, int out, int in, off_t *off, si
 
 IVS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
-	struct ivs_sock *s;
+	struct ivs_sock *s, *tcp;
 	ssize_t rc;
 
 	ivs_init();
-	s = LOOKUP(out);
+	s = lookup(out, &tcp);
 	if (s) {
 		rc = ring_sendfile(s, out, in, off, count);
 		ivs_sock_put(s);
 		return ivs_set_errno(rc) < 0 ? -1 : rc;
 	}
-	return ivs_rc.sendfile(out, in, off, count);
+	return KERNEL(tcp, ivs_rc.sendfile(out, in, off, count));
 }
 
 IVS_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
@@ -316,7 +356,7 @@ IVS_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size
 	static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 	static __thread char *buf;
 	const size_t bsz = 65536;
-	struct ivs_sock *si, *so;
+	struct ivs_sock *si, *so, *ti, *to;
 	struct iovec v;
 	ssize_t r, w;
 	int fl = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
@@ -327,10 +367,26 @@ IVS_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size
 			dlsym(RTLD_NEXT, "splice");
 	if (!real_splice)
 		return ivs_set_errno(-ENOSYS);
-	si = LOOKUP(in);
-	so = LOOKUP(out);
-	if (!si && !so)
-		return real_splice(in, off_in, out, off_out, len, flags);
+	si = lookup(in, &ti);
+	so = lookup(out, &to);
+	if (!si && !so) {
+		r = real_splice(in, off_in, out, off_out, len, flags);
+		if (ti || to) {
+			int e = errno;
+
+			if (ti)
+				ivs_promo_leave(ti);
+			if (to)
+				ivs_promo_leave(to);
+			errno = e;
+		}
+		return r;
+	}
+	/* one side accelerated: the other is a pipe, nothing to count */
+	if (ti)
+		ivs_promo_leave(ti);
+	if (to)
+		ivs_promo_leave(to);
 	if (!buf)
 		buf = malloc(bsz);
 	if (!buf) {

@@ -35,11 +35,21 @@ bool ivs_rx_on_tcp(struct ivs_sock *s)
 static void switch_tx(struct ivs_sock *s)
 {
 	uint32_t at = ivsock_ring_own_index(&s->v.tx);
+	int why = atomic_load(&s->demote);
 
+	ivsock_store_relaxed(&s->v.my_ctl->switch_reason, (uint32_t)why);
+	/* the operator or a stall wants TCP: no promotion of our own after */
+	if (why != IVSOCK_SWITCH_WHY_PEER)
+		s->promo_auto = false;
+	atomic_store(&s->ptx, 0); /* still on TCP: the ring ends at index 0 */
 	ivsock_store_release(&s->v.my_ctl->tx_switch, IVSOCK_SWITCH_TCP | at);
 	atomic_store(&s->tx_tcp, 1);
 	atomic_fetch_add(&s->event_seq, 1);
 	ivs_count(IVS_C_SWITCH_TX_TCP, 1);
+	if (why == IVSOCK_SWITCH_WHY_OPERATOR)
+		ivs_count(IVS_C_SWITCH_OPERATOR, 1);
+	else if (why == IVSOCK_SWITCH_WHY_PEER)
+		ivs_count(IVS_C_SWITCH_PEER, 1);
 	ivs_debug("channel %u: tx continues on TCP after ring index %u", s->v.idx, at);
 	/* a consumer asleep on an empty ring re-checks */
 	ivs_ring_peer(s);
@@ -59,10 +69,12 @@ bool ivs_switch_progress(struct ivs_sock *s, int fd, int locked, bool try)
 
 	if (atomic_load(&s->state) != IVS_ST_CONNECTED)
 		return atomic_load(&s->state) == IVS_ST_PLAIN;
+	if ((atomic_load(&s->ptx) || atomic_load(&s->prx)) && !atomic_load(&s->demote))
+		ivs_promo_progress(s, fd);
 	if (!atomic_load(&s->demote)) {
 		if (!(ivsock_load_acquire(&s->v.peer_ctl->tx_switch) & IVSOCK_SWITCH_TCP))
 			return false;
-		atomic_store(&s->demote, 1);
+		atomic_store(&s->demote, IVSOCK_SWITCH_WHY_PEER);
 	}
 	/* Lock order: rx before tx (as the fallback). */
 	if (!rx_held && tx_held)

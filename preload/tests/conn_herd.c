@@ -17,11 +17,15 @@
  *       bound) and at exit "herd-server: accepted N, max concurrent M,
  *       bytes B" (B: bytes echoed).
  *   conn-herd client HOST PORT N [--bytes B] [--inflight K] [--ready FILE]
- *                                [--hold-secs S]
+ *                                [--hold-secs S] [--write-first]
  *       Opens N connections, at most K (256) connects in progress at once.
  *       A round: every connection sends B (4096) bytes of a pattern of
  *       (connection, round, offset) and reads the B bytes back, all
- *       connections at the same time; round 0 runs as they open. After each
+ *       connections at the same time; round 0 runs as they open (with
+ *       --write-first a connection reads nothing before it has written its
+ *       B bytes: a program that fills both directions' buffers before it
+ *       reads, which TCP's large buffers carry and small rings do not
+ *       without a switch). After each
  *       round: "herd-client: round R: N connections verified, B bytes each
  *       way in T s" on stderr and, with --ready, "R\n" in FILE (written to
  *       FILE.tmp, then renamed). The connections then stay open and idle.
@@ -86,7 +90,7 @@ static void __attribute__((noreturn)) usage(FILE *f, int code)
 {
 	fprintf(f, "usage: conn-herd server [--bind ADDR] PORT\n"
 		   "       conn-herd client HOST PORT N [--bytes B] [--inflight K]\n"
-		   "                        [--ready FILE] [--hold-secs S]\n"
+		   "                        [--ready FILE] [--hold-secs S] [--write-first]\n"
 		   "  server: epoll echo server, runs until SIGTERM/SIGINT\n"
 		   "  client: N connections (K connects at a time, default 256), B bytes\n"
 		   "          (default 4096) echoed on each per round, every byte checked;\n"
@@ -501,6 +505,7 @@ struct client {
 	unsigned int more;	/* SIGUSR1s not run yet */
 	unsigned int stops;	/* SIGTERM/SIGINTs */
 	bool quit;
+	bool write_first;	/* --write-first */
 	enum phase phase;
 	double t0, deadline;	/* deadline < 0: none */
 	uint8_t buf[BUF_SIZE];
@@ -585,7 +590,8 @@ static void conn_begin_round(struct client *h, struct cconn *c)
 		return;
 	}
 	c->state = C_RUNNING;
-	conn_watch(h, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
+	/* --write-first: nothing is read before everything is written */
+	conn_watch(h, c, EPOLL_CTL_MOD, h->write_first ? EPOLLOUT : EPOLLIN | EPOLLOUT);
 }
 
 static void conn_connected(struct client *h, struct cconn *c)
@@ -683,7 +689,8 @@ static void conn_event(struct client *h, struct cconn *c, uint32_t events)
 	}
 	if (c->state == C_RUNNING && (events & EPOLLOUT) && c->sent < h->bytes)
 		conn_send(h, c);
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+	    !(h->write_first && c->state == C_RUNNING && c->sent < h->bytes))
 		conn_recv(h, c);
 }
 
@@ -893,6 +900,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--help"))
 			usage(stdout, 0);
+		if (!server && !strcmp(a, "--write-first")) {
+			h.write_first = true;
+			continue;
+		}
 		if (!v)
 			usage_error("missing value for", a);
 		i++;

@@ -143,15 +143,16 @@ int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tupl
 	return take_for(rg, t, taker_vm, false, chan, chan_gen, owner_vm);
 }
 
-bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tuple *t,
-			 uint8_t taker_vm)
+static bool posted(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+		   uint8_t taker_vm, bool marker)
 {
 	struct ivsock_tuple key = *t;
 	uint32_t mask = rg->offer_cap - 1, h, i;
 	uint32_t probe = rg->offer_cap < IVSOCK_OFFER_PROBE ? rg->offer_cap : IVSOCK_OFFER_PROBE;
 	int poster;
 
-	key.sport = 0;
+	if (marker)
+		key.sport = 0;
 	poster = ivsock_addr_is_loopback(&t->dst) ? taker_vm : ivsock_dir_find_addr(rg, &t->src);
 	if (poster < 0)
 		return false;
@@ -168,6 +169,18 @@ bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tup
 			return true;
 	}
 	return false;
+}
+
+bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm)
+{
+	return posted(rg, t, taker_vm, true);
+}
+
+bool ivsock_offer_posted(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm)
+{
+	return posted(rg, t, taker_vm, false);
 }
 
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen)

@@ -282,10 +282,28 @@ struct ivsock_end_ctl {
 	 * kernel TCP socket: the consumer reads the ring up to that index,
 	 * then the socket. Stored once (release), after the last ring write. */
 	ivsock_a64 tx_switch;
-	uint8_t pad1[IVSOCK_CACHELINE - 40];
+	/* Why it left (IVSOCK_SWITCH_WHY_*), stored before tx_switch by the
+	 * same writer; for monitors only, nobody acts on it. */
+	ivsock_a32 switch_reason;
+	/* TCP -> ring (a channel opened for a connection already on TCP):
+	 * rx_ready: 1 once this end reads the channel's ring (no call of its
+	 * process waits in the kernel any more), the peer moves its tx only
+	 * after that; tx_start: 0 while this end's tx is on TCP,
+	 * IVSOCK_START_RING | n once it continues on the ring after n bytes
+	 * written to the kernel socket (ring index 0 is stream byte n). Each
+	 * stored once (release) by this end. */
+	ivsock_a32 rx_ready;
+	ivsock_a64 tx_start;
+	uint8_t pad1[IVSOCK_CACHELINE - 56];
 	/* rest of the page: zero, reserved (one writer: this end) */
 };
 #define IVSOCK_SWITCH_TCP (1ULL << 63) /* tx_switch: the stream went on TCP */
+#define IVSOCK_START_RING (1ULL << 63) /* tx_start: the stream came to the ring */
+enum {
+	IVSOCK_SWITCH_WHY_OPERATOR = 1, /* the channel was DEMOTED (ivsockctl, ivsockd) */
+	IVSOCK_SWITCH_WHY_STALLED = 2,  /* a writer found both rings full for 100 ms */
+	IVSOCK_SWITCH_WHY_PEER = 3,     /* the peer's tx left first: followed it */
+};
 _Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
 _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit before the data");
 

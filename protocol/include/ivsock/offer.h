@@ -49,6 +49,11 @@ int ivsock_offer_take_refused(struct ivsock_region *rg, const struct ivsock_tupl
  * t->src (for a loopback destination: by taker_vm)? */
 bool ivsock_offer_marked(const struct ivsock_region *rg, const struct ivsock_tuple *t,
 			 uint8_t taker_vm);
+/* Is an offer posted for exactly t, by the VM that owns t->src (loopback:
+ * taker_vm)? Read-only (a mapping of the tables is enough): a hint, the
+ * take decides. */
+bool ivsock_offer_posted(const struct ivsock_region *rg, const struct ivsock_tuple *t,
+			 uint8_t taker_vm);
 /* Withdraw our own offer. @return 0 or -ESTALE (already taken). */
 int ivsock_offer_cancel(struct ivsock_region *rg, uint32_t idx, uint32_t gen);
 /* Free every offer posted by (vm, client). @return how many. */
