@@ -24,6 +24,7 @@
  * one of the two sees the other).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stddef.h>
 #include <string.h>
@@ -189,6 +190,8 @@ void ivs_promo_release(struct ivs_sock *s, int fd)
  */
 static bool go_connected(struct ivs_sock *s, int fd)
 {
+	int fl;
+
 	atomic_store(&s->promo_busy, 1);
 	if (atomic_load(&s->kbusy) != 0) {
 		atomic_store(&s->promo_busy, 0);
@@ -205,6 +208,10 @@ static bool go_connected(struct ivs_sock *s, int fd)
 	s->reset_told = false;
 	s->kfd = fd;
 	s->fork_gen = atomic_load(&ivs_fork_gen);
+	/* O_NONBLOCK as it is now: set through fcntl/ioctl while PLAIN, which
+	 * the shim does not follow */
+	fl = ivs_rc.fcntl(fd, F_GETFL);
+	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
 	s->promo_offer = s->promo_taken = false;
 	atomic_store(&s->closed, 0);
 	atomic_store(&s->state, IVS_ST_CONNECTED);

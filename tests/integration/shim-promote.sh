@@ -1,0 +1,163 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# TCP -> ring (docs/switch.md, "TCP -> ring"): connections that fell back
+# for lack of rings move to rings when rings are free again, mid-stream and
+# byte-exact, and a pool of 500 connections opened while the quota was
+# used up ends up accelerated, every round of bytes checked.
+#
+# The rings are taken by a "holder" (conn-herd connections to another port)
+# while the connections under test open; the holder then closes.
+#
+#   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
+set -eu
+cd "$(dirname "$0")/../.."
+. preload/tests/shim-env.sh
+# per VM: 1K rings x 614 (the default), 128K rings x 2
+SHIM_REGION=64M
+SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:15+128K:2,ring=1K"
+shim_env_up >/dev/null
+export IVSOCK_STATS=1
+D=$SHIM_ENV_DIR
+HERD=$SHIM_OB/preload/tests/conn-herd
+API=$SHIM_OB/preload/tests/switch-api
+stat_of() { grep -o "$2=[0-9]*" "$1" | tail -n 1 | cut -d= -f2; }
+fail() {
+	echo "FAIL: $*"
+	for f in "$D"/*.err "$D"/*.out "$D"/ivsockd.log; do [ -s "$f" ] || continue; echo "== $f"; tail -n 4 "$f"; done
+	exit 1
+}
+connected() { # PORT: connected channels to PORT
+	shim_ctl channels --json | jq --argjson p "$1" \
+		'[.channels[] | select(.tuple.dport == $p and .state == "connected")] | length'
+}
+# hold N [RING]: N held connections to port 7700 (their channels take the
+# rings of that class); holder_end closes them
+hold() {
+	IVSOCK_RING_SIZE=${2:-1024} shim_run B "$HERD" server --bind 0.0.0.0 7700 2>"$D/hold-srv.err" &
+	for _ in $(seq 50); do grep -q listening "$D/hold-srv.err" 2>/dev/null && break; sleep 0.1; done
+	rm -f "$D/hold.ready"
+	IVSOCK_RING_SIZE=${2:-1024} shim_run A "$HERD" client "$SHIM_B_IP" 7700 "$1" \
+		--ready "$D/hold.ready" 2>"$D/hold-cli.err" &
+	for _ in $(seq 300); do [ -s "$D/hold.ready" ] && break; sleep 0.1; done
+	[ -s "$D/hold.ready" ] || fail "holder: round 0 did not complete"
+}
+holder_end() {
+	local c s
+	c=$(pgrep -f "conn-herd client $SHIM_B_IP 7700 " | head -n 1)
+	s=$(pgrep -f "conn-herd server --bind 0.0.0.0 7700\$" | head -n 1)
+	kill -TERM "$c"; while kill -0 "$c" 2>/dev/null; do sleep 0.05; done
+	kill -TERM "$s"; while kill -0 "$s" 2>/dev/null; do sleep 0.05; done
+	for _ in $(seq 100); do [ "$(connected 7700)" = 0 ] && return 0; sleep 0.05; done
+	fail "holder's channels still held"
+}
+check_promoted() { # NAME CLIENT-FILE SERVER-FILE
+	local f
+	for f in "$2" "$3"; do
+		[ "$(stat_of "$f" promoted)" = 1 ] || fail "$1: $(basename "$f") not promoted once"
+		[ "$(stat_of "$f" switch_tx_ring)" = 1 ] || fail "$1: $(basename "$f") tx not moved to the ring"
+		[ "$(stat_of "$f" switch_rx_ring)" = 1 ] || fail "$1: $(basename "$f") rx not moved to the ring"
+		[ "$(stat_of "$f" ring_rx_bytes)" -gt 0 ] || fail "$1: $(basename "$f") nothing on the ring"
+	done
+	[ "$(stat_of "$2" fallback_no_rings)" = 1 ] || fail "$1: the client did not start on TCP"
+	[ "$(stat_of "$3" fallback_accept_no_offer)" = 1 ] || fail "$1: the server did not start on TCP"
+}
+
+echo "== an echo stream that started on TCP moves to the ring mid-stream"
+hold 10 131072 # both 128K rings (and the 1K ones are never used for 128K asks)
+shim_run B timeout 60 "$SHIM_TOOL" server 7701 1 >"$D/s-srv.out" 2>&1 &
+srv=$!
+sleep 0.3
+IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 300 client \
+	"$SHIM_B_IP" 7701 $((48 << 20)) 1 >"$D/s-cli.out" 2>&1 &
+cli=$!
+sleep 0.5
+holder_end
+wait $cli || fail "stream: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "stream: server"
+check_promoted stream "$D/s-cli.out" "$D/s-srv.out"
+echo "on the ring: $(stat_of "$D/s-cli.out" ring_tx_bytes) of $((48 << 20)) bytes"
+[ "$(stat_of "$D/s-cli.out" ring_tx_bytes)" -lt $((48 << 20)) ] || fail "stream: never on TCP"
+
+# Each API family across the promotion (switch-api: the server echoes, the
+# client checks every byte; writes of 1..20011 bytes straddle the switch).
+port=7710
+for mode in poll select epoll-lt epoll-et epoll-oneshot epoll-et-once waitall peek fionread; do
+	port=$((port + 1))
+	echo "== API across the promotion: $mode"
+	hold 10 131072
+	IVSOCK_RING_SIZE=131072 shim_run B timeout 60 "$API" server $port $mode >"$D/a-srv-$port.out" 2>&1 &
+	srv=$!
+	sleep 0.3
+	IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$API" client "$SHIM_B_IP" $port $((12 << 20)) $mode 1000 \
+		>"$D/a-cli-$port.out" 2>&1 &
+	cli=$!
+	sleep 0.3
+	holder_end
+	wait $cli || fail "$mode: client (bytes lost, duplicated or reordered?)"
+	wait $srv || fail "$mode: server"
+	grep -q "^OK $mode bytes=$((12 << 20))" "$D/a-cli-$port.out" || fail "$mode: no OK line"
+	check_promoted "$mode" "$D/a-cli-$port.out" "$D/a-srv-$port.out"
+done
+
+echo "== a pool of 500 connections opened while the rings were used up"
+hold 700 # every 1K ring of the client's VM (614), 86 more on TCP
+IVSOCK_STATS=1 shim_run B "$HERD" server --bind 0.0.0.0 7720 2>"$D/pool-srv.err" &
+for _ in $(seq 50); do grep -q listening "$D/pool-srv.err" 2>/dev/null && break; sleep 0.1; done
+IVSOCK_STATS=1 shim_run A "$HERD" client "$SHIM_B_IP" 7720 500 --ready "$D/pool.ready" \
+	2>"$D/pool-cli.err" &
+for _ in $(seq 300); do [ -s "$D/pool.ready" ] && break; sleep 0.1; done
+[ "$(cat "$D/pool.ready" 2>/dev/null)" = 0 ] || fail "pool: round 0 did not complete"
+[ "$(connected 7720)" = 0 ] || fail "pool: accelerated while the rings were used up"
+holder_end
+pc=$(pgrep -f "conn-herd client $SHIM_B_IP 7720 " | head -n 1)
+# rounds of traffic (each connection's calls are where promotion happens),
+# until every connection has a channel
+round=0 n=0
+for _ in $(seq 60); do
+	round=$((round + 1))
+	kill -USR1 "$pc"
+	for _ in $(seq 100); do [ "$(cat "$D/pool.ready")" = "$round" ] && break; sleep 0.05; done
+	[ "$(cat "$D/pool.ready")" = "$round" ] || fail "pool: round $round did not complete"
+	n=$(connected 7720)
+	[ "$n" = 500 ] && break
+	sleep 0.2
+done
+echo "pool: $n of 500 connections on rings after $round rounds"
+[ "$n" = 500 ] || fail "pool: only $n of 500 promoted"
+round=$((round + 1))
+kill -USR1 "$pc" # one more round, all on rings, checked
+for _ in $(seq 100); do [ "$(cat "$D/pool.ready")" = "$round" ] && break; sleep 0.05; done
+[ "$(cat "$D/pool.ready")" = "$round" ] || fail "pool: last round did not complete"
+kill -TERM "$pc"; while kill -0 "$pc" 2>/dev/null; do sleep 0.05; done
+ps_=$(pgrep -f "conn-herd server --bind 0.0.0.0 7720\$" | head -n 1)
+kill -TERM "$ps_"; while kill -0 "$ps_" 2>/dev/null; do sleep 0.05; done
+grep -q "closed 500 connections" "$D/pool-cli.err" || fail "pool: client did not close cleanly"
+[ "$(stat_of "$D/pool-cli.err" promoted)" = 500 ] || fail "pool: client promoted $(stat_of "$D/pool-cli.err" promoted), not 500"
+[ "$(stat_of "$D/pool-srv.err" promoted)" = 500 ] || fail "pool: server promoted $(stat_of "$D/pool-srv.err" promoted), not 500"
+echo "offers asked for $(stat_of "$D/pool-cli.err" promote_asked), not taken in time $(stat_of "$D/pool-cli.err" promote_untaken)"
+
+echo "== a promoted connection demoted by the operator stays on TCP"
+hold 10 131072
+shim_run B timeout 60 "$SHIM_TOOL" server 7730 1 >"$D/d-srv.out" 2>&1 &
+srv=$!
+sleep 0.3
+IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 300 client \
+	"$SHIM_B_IP" 7730 $((48 << 20)) 1 >"$D/d-cli.out" 2>&1 &
+cli=$!
+sleep 0.3
+holder_end
+c=
+for _ in $(seq 100); do
+	c=$(shim_ctl channels --json | jq -r '[.channels[] | select(.tuple.dport == 7730 and .state == "connected")][0].index // empty')
+	[ -n "$c" ] && break
+	sleep 0.05
+done
+[ -n "$c" ] || fail "demote: never promoted"
+sleep 0.3
+shim_ctl channel demote "$c" >/dev/null || fail "demote: refused"
+wait $cli || fail "demote: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "demote: server"
+[ "$(stat_of "$D/d-cli.out" promoted)" = 1 ] || fail "demote: promoted again after the operator's demote"
+[ "$(stat_of "$D/d-cli.out" switch_tx_tcp)" = 1 ] || fail "demote: client tx not switched back once"
+[ "$(stat_of "$D/d-srv.out" switch_tx_tcp)" = 1 ] || fail "demote: server tx not switched back once"
+echo PASS
