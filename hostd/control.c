@@ -75,6 +75,16 @@ static void ctl_answer(struct ctl_client *cc, const struct ivsock_msg_hdr *req,
 		}
 		j = ctl_chan_demote(arg, &status);
 		break;
+	case IVSOCK_CTL_CHAN_PROMOTE:
+		if (cc->uid != 0) {
+			status = -EPERM;
+			j = json_pack("{s:s}", "error", "only root may move a channel");
+			log_warn("control: uid %u asked to move channel %s: refused",
+				 (unsigned)cc->uid, arg);
+			break;
+		}
+		j = ctl_chan_promote(arg, &status);
+		break;
 	case IVSOCK_CTL_VM_SHOW:
 		j = ctl_json_vm_show(arg, &status);
 		if (!j)

@@ -151,6 +151,9 @@ json_t *ctl_json_domains(void)
 		json_object_set_new(o, "accepted", json_integer((json_int_t)d->accepted));
 		json_object_set_new(o, "refused", json_integer((json_int_t)d->refused));
 		json_object_set_new(o, "dropped", json_integer((json_int_t)d->dropped));
+		/* operator requests: ring -> TCP, ring -> another ring */
+		json_object_set_new(o, "demotes", json_integer((json_int_t)d->demotes));
+		json_object_set_new(o, "resizes", json_integer((json_int_t)d->resizes));
 		json_object_set_new(o, "format_id", json_string(fid));
 		json_object_set_new(o, "layout_version", json_integer(IVSOCK_LAYOUT_VERSION));
 		json_object_set_new(o, "default_class", json_integer(d->rg.default_class));
@@ -314,7 +317,8 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 		json_object_set_new(o, "switch_reason", json_string(
 			why == IVSOCK_SWITCH_WHY_OPERATOR ? "operator" :
 			why == IVSOCK_SWITCH_WHY_STALLED ? "stalled" :
-			why == IVSOCK_SWITCH_WHY_PEER ? "peer" : "unknown"));
+			why == IVSOCK_SWITCH_WHY_PEER ? "peer" :
+			why == IVSOCK_SWITCH_WHY_RESIZE ? "resize" : "unknown"));
 	return o;
 }
 
@@ -380,19 +384,59 @@ json_t *ctl_json_channels(const char *arg, int *status)
 	return r;
 }
 
-json_t *ctl_chan_demote(const char *arg, int *status)
+/*
+ * The ring size a promotion of channel idx asks for: `want` rounded up to
+ * a class of the domain, or with want 0 the next class larger than the
+ * channel's own. @return the size, or 0 (none: *why says why).
+ */
+static uint32_t resize_target(const struct domain *d, uint32_t idx, uint64_t want,
+			      const char **why)
+{
+	int cls = ivsock_region_block_class(&d->rg, ivsock_ld32(&d->rg.channels[idx].block));
+	uint32_t cur = cls < 0 ? 0 : d->rg.class[cls].ring_size, best = 0;
+
+	for (uint32_t i = 0; i < d->rg.nclasses; i++) {
+		uint32_t rs = d->rg.class[i].ring_size;
+
+		if ((want ? rs >= want : rs > cur) && (!best || rs < best))
+			best = rs;
+	}
+	if (!best)
+		*why = want ? "no ring class that large in this domain" :
+			      "the channel's ring is of the largest class already";
+	return best;
+}
+
+/* "[DOMAIN/]INDEX" (demote) or "[DOMAIN/]INDEX SIZE" (promote: SIZE bytes,
+ * 0 for the next larger class) */
+static json_t *chan_switch(const char *arg, int *status, bool promote)
 {
 	const char *slash = strchr(arg, '/'), *num = slash ? slash + 1 : arg;
 	size_t dlen = slash ? (size_t)(slash - arg) : 0;
 	struct domain *d, *found = NULL;
 	unsigned long idx;
+	unsigned long long want = 0;
 	struct ivsock_slot_val v;
+	const char *why = NULL;
+	uint32_t to = 0;
 	char *end;
 	int rc;
 
 	errno = 0;
 	idx = strtoul(num, &end, 10);
-	if (!*num || *end || errno || num[0] == '-') {
+	if (promote && *end == ' ' && end[1] && end[1] != '-') {
+		const char *sz = end + 1;
+
+		want = strtoull(sz, &end, 10);
+		if (end == sz)
+			end = (char *)"x";
+	}
+	if (!*num || *end || errno || num[0] == '-' || want > UINT32_MAX) {
+		*status = -EINVAL;
+		return json_pack("{s:s}", "error", promote ? "channel: [DOMAIN/]INDEX [SIZE] expected" :
+								 "channel: [DOMAIN/]INDEX expected");
+	}
+	if (slash && memchr(arg, ' ', dlen)) {
 		*status = -EINVAL;
 		return json_pack("{s:s}", "error", "channel: [DOMAIN/]INDEX expected");
 	}
@@ -410,15 +454,36 @@ json_t *ctl_chan_demote(const char *arg, int *status)
 		return json_pack("{s:s}", "error", "no such channel");
 	}
 	v = ivsock_slot_get(&found->rg.channels[idx].slot);
-	rc = ivsock_chan_demote(&found->rg, (uint32_t)idx, v.gen, domain_ring_cb, found);
+	if (promote && v.state >= IVSOCK_CHAN_OFFERED && !(to = resize_target(found, (uint32_t)idx, want, &why))) {
+		*status = -ERANGE;
+		return json_pack("{s:s}", "error", why);
+	}
+	rc = ivsock_chan_resize(&found->rg, (uint32_t)idx, v.gen, to, domain_ring_cb, found);
 	*status = rc;
 	if (rc < 0)
 		return json_pack("{s:s}", "error",
-				 rc == -EALREADY ? "channel is being demoted already" :
+				 rc == -EALREADY ? "channel is being switched already" :
 				 rc == -EBUSY ? "channel is not connected (offered, accepting or revoked)" :
 				 rc == -ESTALE ? "no such channel" : "channel moved meanwhile: ask again");
+	if (promote) {
+		found->resizes++;
+		log_info("domain %s: channel %lu moves to a %u-byte ring (operator request)",
+			 found->conf.name, idx, to);
+		return json_pack("{s:{s:s, s:i, s:i, s:I}}", "promoted", "domain", found->conf.name,
+				 "index", (int)idx, "gen", (int)v.gen, "ring_size", (json_int_t)to);
+	}
 	found->demotes++;
 	log_info("domain %s: channel %lu demoted to TCP (operator request)", found->conf.name, idx);
 	return json_pack("{s:{s:s, s:i, s:i}}", "demoted", "domain", found->conf.name,
 			 "index", (int)idx, "gen", (int)v.gen);
+}
+
+json_t *ctl_chan_demote(const char *arg, int *status)
+{
+	return chan_switch(arg, status, false);
+}
+
+json_t *ctl_chan_promote(const char *arg, int *status)
+{
+	return chan_switch(arg, status, true);
 }

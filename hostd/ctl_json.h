@@ -13,6 +13,9 @@ json_t *ctl_json_vms(void);
 json_t *ctl_json_vm_show(const char *name, int *status);
 /* Ask both ends of channel "[DOMAIN/]INDEX" to move to TCP. */
 json_t *ctl_chan_demote(const char *arg, int *status);
+/* "[DOMAIN/]INDEX SIZE": ring -> ring (a demote asking for a SIZE-byte ring
+ * after; 0: the next larger class). */
+json_t *ctl_chan_promote(const char *arg, int *status);
 /* One page of the channel list: arg "" or "FROM" (a cursor the previous
  * page gave as "next"); at most CTL_CHANNELS_PAGE entries. */
 #define CTL_CHANNELS_PAGE 2000

@@ -20,6 +20,9 @@ enum {
 	IVSOCK_CTL_CHANNELS    = 0x104, /* -> {"channels": [...]} */
 	IVSOCK_CTL_CHAN_DEMOTE = 0x105, /* payload: "[DOMAIN/]INDEX" -> {"demoted": {...}};
 					 * root only (-EPERM) */
+	IVSOCK_CTL_CHAN_PROMOTE = 0x106, /* payload: "[DOMAIN/]INDEX SIZE" (SIZE 0: the
+					  * next larger class) -> {"promoted": {...}};
+					  * root only */
 };
 
 #define IVSOCK_CTL_REQ_MAX   4096U          /* request payload bytes */

@@ -21,6 +21,7 @@
 
 static const char *sock_path = "/run/ivsock/control.sock";
 static int opt_json;
+static const char *opt_size; /* channel promote --size */
 
 /* ---------------- transport ---------------- */
 
@@ -449,6 +450,65 @@ static int cmd_channel_demote(int argc, char **argv)
 	return rc;
 }
 
+/* A size: bytes, or with K, M (1024-based). @return 0 or -1. */
+static int parse_bytes(const char *s, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno || s[0] == '-')
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		v <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		v <<= 20, end++;
+	if (*end || v == 0 || v > (1ULL << 31))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int cmd_channel_promote(int argc, char **argv)
+{
+	unsigned long long size = 0;
+	char arg[256];
+	json_t *j;
+	int rc;
+
+	if (argc != 1)
+		return -EXIT_USAGE;
+	if (opt_size && parse_bytes(opt_size, &size) < 0) {
+		fprintf(stderr, "ivsockctl: --size: a size in bytes (K, M allowed) expected\n");
+		return -EXIT_USAGE;
+	}
+	if (!argv[0][0] || strchr(argv[0], ' ') ||
+	    snprintf(arg, sizeof(arg), "%s %llu", argv[0], size) >= (int)sizeof(arg))
+		return -EXIT_USAGE;
+	rc = request(IVSOCK_CTL_CHAN_PROMOTE, arg, &j);
+	if (rc == -ENOENT) {
+		fprintf(stderr, "ivsockctl: no channel '%s'\n", argv[0]);
+		json_decref(j);
+		return EXIT_NOTFOUND;
+	}
+	if (finish(rc, j, "channel promote"))
+		return EXIT_NOTFOUND;
+	if (opt_json) {
+		rc = print_json(j);
+	} else {
+		json_t *d = json_object_get(j, "promoted");
+
+		printf("channel %s/%lld (gen %lld): both ends move to TCP, then to a %lld-byte ring\n",
+		       jstr(d, "domain"), (long long)json_integer_value(json_object_get(d, "index")),
+		       (long long)json_integer_value(json_object_get(d, "gen")),
+		       (long long)json_integer_value(json_object_get(d, "ring_size")));
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
 static const struct {
 	const char *group, *verb;
 	int (*fn)(int argc, char **argv);
@@ -459,6 +519,7 @@ static const struct {
 	{ "vm", "show", cmd_vm_show, "vm show NAME           one VM in detail" },
 	{ "channels", NULL, cmd_channels, "channels               ring channels with their byte counters" },
 	{ "channel", "demote", cmd_channel_demote, "channel demote [DOMAIN/]INDEX  move a live connection to TCP (root)" },
+	{ "channel", "promote", cmd_channel_promote, "channel promote [DOMAIN/]INDEX [--size N]  move it to another ring (root)" },
 };
 
 static void usage(FILE *f)
@@ -475,6 +536,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "size", required_argument, NULL, 'z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -487,6 +549,7 @@ int main(int argc, char **argv)
 		switch (o) {
 		case 's': sock_path = optarg; break;
 		case 'j': opt_json = 1; break;
+		case 'z': opt_size = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}

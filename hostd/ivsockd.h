@@ -95,6 +95,7 @@ struct domain {
 	struct vmslot *slots;     /* rg.vm_cap entries */
 	uint64_t accepted, refused, dropped, restored, forged;
 	uint64_t demotes;         /* channels demoted to TCP by operator requests */
+	uint64_t resizes;         /* channels moved to another ring by operator requests */
 	struct domain *next;
 };
 

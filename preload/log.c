@@ -56,6 +56,7 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_SWITCH_STALL] = "switch_stalled",
 	[IVS_C_SWITCH_OPERATOR] = "switch_operator",
 	[IVS_C_SWITCH_PEER] = "switch_peer",
+	[IVS_C_SWITCH_RESIZE] = "switch_resize",
 	[IVS_C_PROMOTED] = "promoted",
 	[IVS_C_PROMO_ASKED] = "promote_asked",
 	[IVS_C_PROMO_UNTAKEN] = "promote_untaken",

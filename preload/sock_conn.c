@@ -699,4 +699,5 @@ void ivs_conn_release_switched(struct ivs_sock *s, int fd)
 	atomic_store(&s->closed, 1);
 	atomic_store(&s->state, IVS_ST_PLAIN);
 	atomic_fetch_add(&s->event_seq, 1);
+	ivs_promo_after_switch(s, fd);
 }

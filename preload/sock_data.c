@@ -245,9 +245,17 @@ bool ivs_chan_revoked(struct ivs_sock *s)
 	if (__builtin_expect(st == IVSOCK_CHAN_CONNECTED, 1))
 		return false;
 	if (st == IVSOCK_CHAN_DEMOTED) {
-		/* ivsockd asked for TCP: sock_switch.c */
-		if (!atomic_exchange(&s->demote, IVSOCK_SWITCH_WHY_OPERATOR))
+		/* ivsockd asked for TCP (sock_switch.c), and maybe for a new
+		 * ring after (resize_to, read after the slot's acquire) */
+		uint32_t to = ivsock_load_relaxed(&s->ag->rg->channels[s->v.idx].resize_to);
+		int expect = 0;
+
+		if (atomic_compare_exchange_strong(&s->demote, &expect,
+						   to ? IVSOCK_SWITCH_WHY_RESIZE :
+							IVSOCK_SWITCH_WHY_OPERATOR)) {
+			s->promo_size = to;
 			atomic_fetch_add(&s->event_seq, 1);
+		}
 		return false;
 	}
 	if (!atomic_exchange(&s->revoked, 1)) {
@@ -362,6 +370,8 @@ static ssize_t prx_read(struct ivs_sock *s, int fd, const struct iovec *iov, int
 		return PRX_RING;
 	if (pr < 0)
 		return pr;
+	if (left == 0)
+		return -EAGAIN; /* the counts moved under us: look again */
 	m.msg_iovlen = (size_t)iov_rest(iov, iovcnt < IOV_MAX_SHIM ? iovcnt : IOV_MAX_SHIM,
 					skip, rest);
 	for (size_t i = 0; i < m.msg_iovlen; i++) {

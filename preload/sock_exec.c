@@ -346,6 +346,15 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 	s->kfd = fd;
 	s->shared = true; /* re-read indices, take the doorbell on first use */
 	s->inherited = true;
+	/* a channel opened for a connection already on TCP (sock_promote.c):
+	 * which of its directions are still on TCP, from the shared words
+	 * (prx clears itself once the kernel's count is at the peer's
+	 * tx_start) */
+	if (ivsock_load_acquire(&s->v.my_ctl->rx_ready)) {
+		atomic_store(&s->ptx, !(ivsock_load_acquire(&s->v.my_ctl->tx_start) & IVSOCK_START_RING) &&
+				      !(ivsock_load_acquire(&s->v.my_ctl->tx_switch) & IVSOCK_SWITCH_TCP));
+		atomic_store(&s->prx, 1);
+	}
 	atomic_store(&s->state, IVS_ST_CONNECTED);
 	fl = ivs_rc.fcntl(fd, F_GETFL);
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));

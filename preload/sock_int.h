@@ -86,7 +86,7 @@ enum ivs_counter {
 	IVS_C_FB_ABANDONED, IVS_C_FB_PEER_CLOSED, IVS_C_FB_CLOSED, IVS_C_FB_VANISHED,
 	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
 	IVS_C_SWITCH_TX_TCP, IVS_C_SWITCH_RX_TCP, IVS_C_DEMOTED, IVS_C_SWITCH_STALL,
-	IVS_C_SWITCH_OPERATOR, IVS_C_SWITCH_PEER,
+	IVS_C_SWITCH_OPERATOR, IVS_C_SWITCH_PEER, IVS_C_SWITCH_RESIZE,
 	IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_SWITCH_TX_RING,
 	IVS_C_SWITCH_RX_RING,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
@@ -181,6 +181,7 @@ struct ivs_sock {
 	uint64_t promo_next_ns;     /* connector: next request; acceptor: next look */
 	uint32_t promo_backoff_ms;
 	uint32_t promo_fails;       /* offers never taken in a row */
+	uint32_t promo_size;        /* ring size to ask for (ring -> ring), 0: default */
 	struct ivsock_tuple ptuple; /* the connection as the connector names it */
 	/* CONNECTED after a promotion: ptx, our tx is still on TCP (until our
 	 * tx_start); prx, our rx is on TCP until the kernel read count reaches
@@ -268,15 +269,22 @@ void ivs_promo_acceptor(struct ivs_agent *ag, int fd);
  * socket whose kbusy was raised: ivs_promo_leave() after the real call. */
 struct ivs_sock *ivs_io_get(int fd, struct ivs_sock **tcp);
 void ivs_promo_leave(struct ivs_sock *tcp);
+/* Count a real call on s (kbusy) unless a promotion is changing it (then
+ * wait for that and return false: look the socket up again). */
+bool ivs_promo_enter(struct ivs_sock *s);
 /* CONNECTED after a promotion: move our tx to the ring if we may (tx_lock
  * held). */
 void ivs_promo_tx(struct ivs_sock *s, int fd);
 /* prx: how much of our rx is left on TCP (rx_lock held). @return 1 done
  * (prx cleared: the ring from now on), 0 with *left (SIZE_MAX while the
- * peer's tx is still on TCP), -ECONNRESET (the peer's word is wrong). */
+ * peer's tx is still on TCP; 0: unknown for now, look again), -ECONNRESET
+ * (the peer's word is wrong). */
 int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left);
 /* ptx/prx progress from a multiplexer (trylocks). */
 void ivs_promo_progress(struct ivs_sock *s, int fd);
+/* Both directions went back to TCP and the channel is released (PLAIN):
+ * may the connection get a ring again? (a resize asks for one at once) */
+void ivs_promo_after_switch(struct ivs_sock *s, int fd);
 /* The program closed a PLAIN socket: withdraw a pending offer. */
 void ivs_promo_release(struct ivs_sock *s, int fd);
 int ivs_conn_attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,

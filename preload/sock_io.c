@@ -32,10 +32,10 @@ static inline struct ivs_sock *lookup(int fd, struct ivs_sock **tcp)
 	}							\
 	r_; })
 
-/* IVS_PASS from the core: the socket is on TCP now (fell back, or both
- * directions switched); if it may be promoted again the real call is
- * counted like any other (*tcp), or goes back to the core if it already
- * was. */
+/* IVS_PASS from the core: that direction is on TCP now (fell back, or
+ * switched); if the socket may be promoted again the real call is counted
+ * like a promotable socket's (*tcp), or, a promotion under way, goes back
+ * to the core once it is done. */
 static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
 		       struct ivs_sock **tcp)
 {
@@ -45,6 +45,11 @@ static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int 
 		rc = ivs_recv(s, fd, iov, n, flags);
 		if (rc != IVS_PASS || !s->promo_ok)
 			break;
+		/* the real call is counted, like a promotable socket's */
+		if (ivs_promo_enter(s)) {
+			*tcp = s;
+			return IVS_PASS;
+		}
 		ivs_sock_put(s);
 		if (!(s = ivs_io_get(fd, tcp)))
 			return IVS_PASS;
@@ -62,6 +67,11 @@ static ssize_t do_send(struct ivs_sock *s, int fd, const struct iovec *iov, int 
 		rc = ivs_send(s, fd, iov, n, flags);
 		if (rc != IVS_PASS || !s->promo_ok)
 			break;
+		/* the real call is counted, like a promotable socket's */
+		if (ivs_promo_enter(s)) {
+			*tcp = s;
+			return IVS_PASS;
+		}
 		ivs_sock_put(s);
 		if (!(s = ivs_io_get(fd, tcp)))
 			return IVS_PASS;

@@ -64,36 +64,57 @@ static bool fin_received(unsigned state)
 	       state == KS_TIME_WAIT || state == KS_CLOSE;
 }
 
+static int tcp_info_of(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	if (ivs_rc.getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) < 0)
+		return -errno;
+	if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti->tcpi_bytes_received))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
 /*
- * Bytes the program wrote to fd (sent) and read from it (got), with nothing
- * of ours in flight. tcpi_bytes_acked counts the connector's SYN;
- * tcpi_bytes_received counts the peer's FIN once it came.
- * @return 0, -EOPNOTSUPP (a kernel without the counters), -errno.
+ * Bytes the program wrote to fd (sent) or read from it (got; one of the two),
+ * with nothing of ours in flight. tcpi_bytes_acked counts the connector's
+ * SYN; tcpi_bytes_received counts the peer's FIN once it came.
+ * @return 0, -EOPNOTSUPP (a kernel without the counters), -EAGAIN (the
+ * counters kept moving), -errno.
  */
 static int kernel_counts(int fd, bool connector, uint64_t *sent, uint64_t *got, bool *established)
 {
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	int q = 0;
+	struct tcp_info a, b;
+	int q = 0, rc;
 
-	memset(&ti, 0, sizeof(ti));
-	if (ivs_rc.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-		return -errno;
-	if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
-		return -EOPNOTSUPP;
-	if (established)
-		*established = ti.tcpi_state == KS_ESTABLISHED;
-	if (sent) {
-		if (ivs_rc.ioctl(fd, SIOCOUTQ, &q) < 0)
+	/* The two counts of a sum come from two syscalls, and an ACK (or an
+	 * arrival) between them moves both: read the kernel's counter before
+	 * and after the queue length and take the sum only when it did not
+	 * move (a few tries; else look again at the next call). */
+	for (int tries = 0; tries < 8; tries++) {
+		if ((rc = tcp_info_of(fd, &a)) < 0)
+			return rc;
+		if (established)
+			*established = a.tcpi_state == KS_ESTABLISHED;
+		if (!sent && !got)
+			return 0;
+		if (ivs_rc.ioctl(fd, sent ? SIOCOUTQ : SIOCINQ, &q) < 0)
 			return -errno;
-		*sent = ti.tcpi_bytes_acked + (uint64_t)q - (connector ? 1 : 0);
+		if ((rc = tcp_info_of(fd, &b)) < 0)
+			return rc;
+		if (sent && a.tcpi_bytes_acked == b.tcpi_bytes_acked) {
+			*sent = a.tcpi_bytes_acked + (uint64_t)q - (connector ? 1 : 0);
+			return 0;
+		}
+		if (!sent && a.tcpi_bytes_received == b.tcpi_bytes_received &&
+		    a.tcpi_state == b.tcpi_state) {
+			*got = a.tcpi_bytes_received - (uint64_t)q -
+			       (fin_received(a.tcpi_state) ? 1 : 0);
+			return 0;
+		}
 	}
-	if (got) {
-		if (ivs_rc.ioctl(fd, SIOCINQ, &q) < 0)
-			return -errno;
-		*got = ti.tcpi_bytes_received - (uint64_t)q - (fin_received(ti.tcpi_state) ? 1 : 0);
-	}
-	return 0;
+	return -EAGAIN;
 }
 
 /* ---- PLAIN entries that may be promoted ---- */
@@ -152,6 +173,50 @@ void ivs_promo_acceptor(struct ivs_agent *ag, int fd)
 	s->ptuple = t;
 	s->promo_acceptor = true;
 	install(s, fd); /* its first look comes after the connector's first request */
+}
+
+static int tuple_of(int fd, struct ivsock_tuple *t)
+{
+	struct sockaddr_storage a, b;
+	socklen_t al = sizeof(a), bl = sizeof(b);
+
+	memset(t, 0, sizeof(*t));
+	if (getpeername(fd, (struct sockaddr *)&a, &al) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&b, &bl) < 0 ||
+	    ivsock_addr_from_sockaddr(&t->src, &t->sport, (struct sockaddr *)&a, al) < 0 ||
+	    ivsock_addr_from_sockaddr(&t->dst, &t->dport, (struct sockaddr *)&b, bl) < 0)
+		return -1;
+	return 0;
+}
+
+void ivs_promo_after_switch(struct ivs_sock *s, int fd)
+{
+	bool resize = atomic_load(&s->demote) == IVSOCK_SWITCH_WHY_RESIZE;
+	uint64_t now = ivs_now_ns();
+
+	atomic_store(&s->ptx, 0);
+	atomic_store(&s->prx, 0);
+	if (s->inherited || s->shared || s->fork_gen != atomic_load(&ivs_fork_gen))
+		return; /* another image or process: leave it on TCP */
+	if (s->v.side == IVSOCK_SIDE_ACCEPTOR) {
+		if (!s->promo_acceptor && tuple_of(fd, &s->ptuple) < 0)
+			return;
+		s->promo_acceptor = true;
+		s->promo_next_ns = 0; /* look at once */
+	} else {
+		if (!s->dport)
+			return;
+		s->promo_acceptor = false;
+		if (resize) {
+			s->promo_auto = true; /* the new ring, at once */
+			s->promo_next_ns = now;
+		} else {
+			s->promo_next_ns = now + PROMO_FIRST_NS;
+		}
+		s->promo_backoff_ms = PROMO_FIRST_MS;
+		s->promo_fails = 0;
+	}
+	s->promo_ok = true;
 }
 
 /* Give up for good (forked, exec'd peer, closed): the socket stays TCP. */
@@ -260,6 +325,7 @@ static void connector_poke(struct ivs_sock *s, int fd, uint64_t now)
 	if (kernel_counts(fd, true, NULL, NULL, &est) < 0 || !est)
 		return;
 	rc = ivsock_agent_open(&s->ag->conn, fd, &s->dst, s->dport,
+			       s->promo_size ? s->promo_size :
 			       ivs_cfg.ring_size ? (uint32_t)ivs_cfg.ring_size : IVSOCK_AG_CLASS_DEFAULT,
 			       0, &r, &wfd);
 	if (rc < 0) {
@@ -361,6 +427,17 @@ struct ivs_sock *ivs_io_get(int fd, struct ivs_sock **tcp)
 	}
 }
 
+bool ivs_promo_enter(struct ivs_sock *s)
+{
+	atomic_fetch_add(&s->kbusy, 1);
+	if (!atomic_load(&s->promo_busy))
+		return true;
+	atomic_fetch_sub(&s->kbusy, 1);
+	while (atomic_load(&s->promo_busy))
+		sched_yield();
+	return false;
+}
+
 void ivs_promo_leave(struct ivs_sock *tcp)
 {
 	atomic_fetch_sub(&tcp->kbusy, 1);
@@ -431,8 +508,10 @@ int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left)
 	if (!(st & IVSOCK_START_RING))
 		return 0; /* every TCP byte there is before the ring */
 	j = st & ~IVSOCK_START_RING;
-	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL) < 0)
-		return 0; /* look again at the next call */
+	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL) < 0) {
+		*left = 0; /* not now: nothing may be read before we know */
+		return 0;
+	}
 	if (got > j)
 		return -ECONNRESET; /* we read past where the peer says TCP ended */
 	if (got < j) {

@@ -39,7 +39,7 @@ static void switch_tx(struct ivs_sock *s)
 
 	ivsock_store_relaxed(&s->v.my_ctl->switch_reason, (uint32_t)why);
 	/* the operator or a stall wants TCP: no promotion of our own after */
-	if (why != IVSOCK_SWITCH_WHY_PEER)
+	if (why == IVSOCK_SWITCH_WHY_OPERATOR || why == IVSOCK_SWITCH_WHY_STALLED)
 		s->promo_auto = false;
 	atomic_store(&s->ptx, 0); /* still on TCP: the ring ends at index 0 */
 	ivsock_store_release(&s->v.my_ctl->tx_switch, IVSOCK_SWITCH_TCP | at);
@@ -50,6 +50,8 @@ static void switch_tx(struct ivs_sock *s)
 		ivs_count(IVS_C_SWITCH_OPERATOR, 1);
 	else if (why == IVSOCK_SWITCH_WHY_PEER)
 		ivs_count(IVS_C_SWITCH_PEER, 1);
+	else if (why == IVSOCK_SWITCH_WHY_RESIZE)
+		ivs_count(IVS_C_SWITCH_RESIZE, 1);
 	ivs_debug("channel %u: tx continues on TCP after ring index %u", s->v.idx, at);
 	/* a consumer asleep on an empty ring re-checks */
 	ivs_ring_peer(s);
@@ -72,9 +74,14 @@ bool ivs_switch_progress(struct ivs_sock *s, int fd, int locked, bool try)
 	if ((atomic_load(&s->ptx) || atomic_load(&s->prx)) && !atomic_load(&s->demote))
 		ivs_promo_progress(s, fd);
 	if (!atomic_load(&s->demote)) {
+		int expect = 0;
+
 		if (!(ivsock_load_acquire(&s->v.peer_ctl->tx_switch) & IVSOCK_SWITCH_TCP))
 			return false;
-		atomic_store(&s->demote, IVSOCK_SWITCH_WHY_PEER);
+		/* the peer went first: because of DEMOTED too (then ours says
+		 * why, resize_to included)? */
+		ivs_chan_revoked(s);
+		atomic_compare_exchange_strong(&s->demote, &expect, IVSOCK_SWITCH_WHY_PEER);
 	}
 	/* Lock order: rx before tx (as the fallback). */
 	if (!rx_held && tx_held)

@@ -267,6 +267,7 @@ int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 		ivsock_st32(&c->block_gen, bg);
 		ivsock_st32(&c->next_block, 0);
 		ivsock_st32(&c->next_block_gen, 0);
+		ivsock_store_relaxed(&c->resize_to, 0);
 		ivsock_copy_to_shared(&c->tuple, t, sizeof(*t));
 		ivsock_st32(&c->dst_vm, dst_vm);
 		end_clear(&c->end[1]);
@@ -929,6 +930,12 @@ int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 int ivsock_chan_demote(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       ivsock_ring_fn ring, void *arg)
 {
+	return ivsock_chan_resize(rg, idx, gen, 0, ring, arg);
+}
+
+int ivsock_chan_resize(struct ivsock_region *rg, uint32_t idx, uint32_t gen, uint32_t ring_size,
+		       ivsock_ring_fn ring, void *arg)
+{
 	struct ivsock_channel *c;
 	struct ivsock_slot_val v, nv;
 	uint64_t old;
@@ -946,6 +953,8 @@ int ivsock_chan_demote(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 	old = ivsock_slot_pack(v);
 	nv = v;
 	nv.state = IVSOCK_CHAN_DEMOTED;
+	/* before the CAS (release): who sees DEMOTED sees the size */
+	ivsock_store_relaxed(&c->resize_to, ring_size);
 	if (!ivsock_cas(&c->slot, &old, ivsock_slot_pack(nv)))
 		return -EAGAIN;
 	/* Sleepers re-check the slot when woken: ring both ends. */

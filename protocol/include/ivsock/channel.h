@@ -229,6 +229,11 @@ int ivsock_chan_release_owner(struct ivsock_region *rg, uint8_t vm, uint16_t cli
  */
 int ivsock_chan_demote(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       ivsock_ring_fn ring, void *arg);
+/* The same, asking for a new ring of ring_size once both directions are on
+ * TCP (ring -> ring: resize_to; the connector then asks its agent for that
+ * size at once, docs/switch.md). */
+int ivsock_chan_resize(struct ivsock_region *rg, uint32_t idx, uint32_t gen, uint32_t ring_size,
+		       ivsock_ring_fn ring, void *arg);
 /* A VM died: same for every end in VM vm (used by ivsockd). */
 int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);

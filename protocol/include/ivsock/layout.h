@@ -246,6 +246,12 @@ struct ivsock_channel {
 	uint32_t offer;            /* the offer posted for it (connector's agent,
 				    * after posting; read only by that agent) */
 	uint32_t offer_gen;
+	/* ring -> ring: the ring size ivsockd wants the connection moved to,
+	 * stored by ivsockd just before it moves the slot to DEMOTED (0 at
+	 * INIT, by the opener: a plain demote). The ends read it once they
+	 * see DEMOTED (docs/switch.md, "Ring -> ring"); a hint, never trusted
+	 * for sizes (the agent picks the class). */
+	ivsock_a32 resize_to;
 	/* each end on its own cache line */
 	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
 };
@@ -303,6 +309,7 @@ enum {
 	IVSOCK_SWITCH_WHY_OPERATOR = 1, /* the channel was DEMOTED (ivsockctl, ivsockd) */
 	IVSOCK_SWITCH_WHY_STALLED = 2,  /* a writer found both rings full for 100 ms */
 	IVSOCK_SWITCH_WHY_PEER = 3,     /* the peer's tx left first: followed it */
+	IVSOCK_SWITCH_WHY_RESIZE = 4,   /* DEMOTED with resize_to: a new ring follows */
 };
 _Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
 _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit before the data");
