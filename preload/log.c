@@ -57,6 +57,7 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_SWITCH_OPERATOR] = "switch_operator",
 	[IVS_C_SWITCH_PEER] = "switch_peer",
 	[IVS_C_SWITCH_RESIZE] = "switch_resize",
+	[IVS_C_RING_GROW] = "ring_grow",
 	[IVS_C_PROMOTED] = "promoted",
 	[IVS_C_PROMO_ASKED] = "promote_asked",
 	[IVS_C_PROMO_UNTAKEN] = "promote_untaken",
@@ -218,6 +219,8 @@ void ivs_config_load(void)
 	ivs_cfg.ring_size = env_u64("IVSOCK_RING_SIZE", 0);
 	if (ivs_cfg.ring_size > (1U << 30))
 		ivs_cfg.ring_size = 1U << 30;
+	/* heavy flows move to the next larger ring class (sock_promote.c) */
+	ivs_cfg.ring_grow = env_true("IVSOCK_RING_GROW");
 }
 
 void ivs_log(int level, const char *fmt, ...)

@@ -680,13 +680,20 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 
 static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
 {
+	/* where the peer is: its head in our tx ring, its tail in our rx
+	 * ring; a slow peer that still moves is not a stall (a guest under
+	 * emulation keeps both rings full while it works through them) */
+	uint64_t mark = (uint64_t)ivsock_load_acquire(&s->v.tx.c->head) << 32 |
+			ivsock_load_acquire(&s->v.rx.p->tail);
+
 	if (ivsock_ring_snap_readable(&s->v.rx) != (long)s->v.rx.size ||
 	    atomic_load(&s->tx_tcp) || atomic_load(&s->demote) || !ivs_switch_ours(s)) {
 		*since = 0;
 		return false;
 	}
-	if (!*since) {
+	if (!*since || mark != atomic_load_explicit(&s->stall_mark, memory_order_relaxed)) {
 		*since = now;
+		atomic_store_explicit(&s->stall_mark, mark, memory_order_relaxed);
 		return false;
 	}
 	return now - *since >= STALL_SWITCH_NS;
@@ -747,10 +754,10 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	ssize_t rc = 0, n;
 	struct ivs_sigmark sm;
 	uint64_t spin_len = 0;
-	bool spun = false, slept = false;
+	bool spun = false, slept = false, full = false;
 	long csw = -1; /* involuntary switches at the first yield */
 	short rev;
-	int st;
+	int st = 0;
 
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
@@ -859,6 +866,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 		/* ring full */
+		full = true;
 		if (st == IVS_ST_CONNECTED && (peer_dead(s) || peer_kernel_gone(s))) {
 			if (!peer_dead(s))
 				ivs_count(IVS_C_RESET_PEER_GONE, 1);
@@ -970,6 +978,8 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			break;
 		}
 	}
+	if (ivs_cfg.ring_grow && st == IVS_ST_CONNECTED && rc != IVS_PASS)
+		ivs_policy_tx(s, sent, full);
 	pthread_mutex_unlock(&s->tx_lock);
 	if (rc == -EPIPE && !(flags & MSG_NOSIGNAL))
 		raise(SIGPIPE);

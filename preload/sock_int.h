@@ -73,6 +73,7 @@ struct ivs_config {
 				 * listener is still registered (a busy server) */
 	const char *agent;    /* IVSOCK_AGENT */
 	uint64_t ring_size;   /* IVSOCK_RING_SIZE: ring size connects ask for, 0 = default */
+	bool ring_grow;       /* IVSOCK_RING_GROW=1: heavy flows get larger rings */
 };
 extern struct ivs_config ivs_cfg;
 void ivs_config_load(void);
@@ -87,7 +88,7 @@ enum ivs_counter {
 	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
 	IVS_C_SWITCH_TX_TCP, IVS_C_SWITCH_RX_TCP, IVS_C_DEMOTED, IVS_C_SWITCH_STALL,
 	IVS_C_SWITCH_OPERATOR, IVS_C_SWITCH_PEER, IVS_C_SWITCH_RESIZE,
-	IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_SWITCH_TX_RING,
+	IVS_C_RING_GROW, IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_SWITCH_TX_RING,
 	IVS_C_SWITCH_RX_RING,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
 	IVS_C_SLEEPS,
@@ -165,6 +166,7 @@ struct ivs_sock {
 	_Atomic int tx_tcp;         /* our tx left the ring (tx_switch published) */
 	_Atomic uint64_t nb_stall_ns; /* a non-blocking send found both rings full
 				       * then (0: not stalled; sock_data.c) */
+	_Atomic uint64_t stall_mark;  /* the peer's ring indices when that began */
 
 	/* TCP -> ring (sock_promote.c, docs/switch.md). A PLAIN socket with
 	 * promo_ok may still get a channel: both ends run the shim. */
@@ -187,6 +189,10 @@ struct ivs_sock {
 	 * tx_start); prx, our rx is on TCP until the kernel read count reaches
 	 * the peer's tx_start. */
 	_Atomic int ptx, prx;
+	/* IVSOCK_RING_GROW (ivs_policy_tx, tx_lock): this window's sends, those
+	 * that found the ring full, bytes; when it began; no move before cool */
+	uint32_t hv_calls, hv_full;
+	uint64_t hv_bytes, hv_start, hv_cool;
 	struct ivsock_chan_view v;
 	pthread_mutex_t rx_lock, tx_lock;
 	_Atomic int nonblock;       /* O_NONBLOCK as set through F_SETFL/FIONBIO */
@@ -285,6 +291,9 @@ void ivs_promo_progress(struct ivs_sock *s, int fd);
 /* Both directions went back to TCP and the channel is released (PLAIN):
  * may the connection get a ring again? (a resize asks for one at once) */
 void ivs_promo_after_switch(struct ivs_sock *s, int fd);
+/* IVSOCK_RING_GROW: account one send on a CONNECTED ring (tx_lock held);
+ * a flow that keeps its ring full asks for the next larger class. */
+void ivs_policy_tx(struct ivs_sock *s, size_t sent, bool full);
 /* The program closed a PLAIN socket: withdraw a pending offer. */
 void ivs_promo_release(struct ivs_sock *s, int fd);
 int ivs_conn_attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct ivsock_ag_chan *r,

@@ -52,6 +52,11 @@ enum { KS_ESTABLISHED = 1, KS_TIME_WAIT = 6, KS_CLOSE = 7, KS_CLOSE_WAIT = 8,
 #define PROMO_TAKE_NS (1000ULL * 1000000) /* an offer not taken by then is withdrawn */
 #define PROMO_LOOK_NS (1000ULL * 1000)    /* acceptor: one look a millisecond at most */
 #define PROMO_MAX_UNTAKEN 8     /* offers never taken in a row: the peer cannot */
+/* IVSOCK_RING_GROW (ivs_policy_tx) */
+#define HEAVY_WIN_NS (100ULL * 1000000)  /* one window of accounting */
+#define HEAVY_COOL_NS (300ULL * 1000000) /* after a move: no other before */
+#define HEAVY_MIN_CYCLES 32              /* ring sizes written in a window */
+
 
 void ivs_mux_fd_promoted(int fd);
 __attribute__((weak)) void ivs_mux_fd_promoted(int fd) { (void)fd; }
@@ -279,6 +284,9 @@ static bool go_connected(struct ivs_sock *s, int fd)
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
 	s->promo_offer = s->promo_taken = false;
 	atomic_store(&s->closed, 0);
+	s->hv_calls = s->hv_full = 0;
+	s->hv_bytes = s->hv_start = 0;
+	s->hv_cool = ivs_now_ns() + HEAVY_COOL_NS;
 	atomic_store(&s->state, IVS_ST_CONNECTED);
 	atomic_fetch_add(&s->event_seq, 1);
 	/* from here every call goes through the shim, which never waits in
@@ -474,6 +482,68 @@ bool ivs_sock_promotable(int fd)
 
 	return s && s->kind == IVS_CONN && s->promo_ok &&
 	       atomic_load(&s->state) == IVS_ST_PLAIN;
+}
+
+/* ---- IVSOCK_RING_GROW: heavy flows to larger rings ---- */
+
+
+/* The smallest class of the region larger than size, or 0. */
+static uint32_t next_class(const struct ivsock_region *rg, uint32_t size)
+{
+	uint32_t best = 0;
+
+	for (uint32_t i = 0; i < rg->nclasses && i < IVSOCK_CLASS_MAX; i++) {
+		uint32_t rs = rg->class[i].ring_size;
+
+		if (rs > size && (!best || rs < best))
+			best = rs;
+	}
+	return best;
+}
+
+void ivs_policy_tx(struct ivs_sock *s, size_t sent, bool full)
+{
+	uint64_t now;
+	uint32_t to;
+	bool heavy;
+	int expect = 0;
+
+	s->hv_calls++;
+	s->hv_full += full;
+	s->hv_bytes += sent;
+	if (s->hv_calls < 64)
+		return; /* the clock once in 64 sends */
+	now = ivs_now_ns();
+	if (!s->hv_start)
+		s->hv_start = now;
+	if (now - s->hv_start < HEAVY_WIN_NS) {
+		if (s->hv_calls > (1U << 30))
+			s->hv_calls = s->hv_full = 0;
+		return;
+	}
+	/* Heavy: at least half of the sends found the ring full, and the ring
+	 * was written through many times over: the ring, not the reader, is
+	 * what holds the flow back (docs/classes.md, "Heavy flows"). */
+	heavy = s->hv_full * 2 >= s->hv_calls &&
+		s->hv_bytes >= (uint64_t)HEAVY_MIN_CYCLES * s->v.tx.size && now >= s->hv_cool;
+	s->hv_calls = s->hv_full = 0;
+	s->hv_bytes = 0;
+	s->hv_start = now;
+	if (!heavy || atomic_load(&s->demote) || atomic_load(&s->tx_tcp) || atomic_load(&s->ptx) ||
+	    atomic_load(&s->prx) || s->shut_wr || s->inherited || !ivs_switch_ours(s) ||
+	    (s->v.side == IVSOCK_SIDE_CONNECTOR && !s->dport))
+		return;
+	to = next_class(s->ag->rg, (uint32_t)s->v.tx.size);
+	if (!to)
+		return;
+	s->promo_size = to;
+	if (!atomic_compare_exchange_strong(&s->demote, &expect, IVSOCK_SWITCH_WHY_RESIZE))
+		return;
+	s->hv_cool = now + HEAVY_COOL_NS;
+	atomic_fetch_add(&s->event_seq, 1);
+	ivs_count(IVS_C_RING_GROW, 1);
+	ivs_debug("channel %u: heavy flow on a %zu-byte ring: moves to %u bytes", s->v.idx,
+		  (size_t)s->v.tx.size, to);
 }
 
 /* ---- CONNECTED after a promotion ---- */

@@ -37,6 +37,8 @@ static void switch_tx(struct ivs_sock *s)
 	uint32_t at = ivsock_ring_own_index(&s->v.tx);
 	int why = atomic_load(&s->demote);
 
+	ivsock_store_relaxed(&s->v.my_ctl->resize_want,
+			     why == IVSOCK_SWITCH_WHY_RESIZE ? s->promo_size : 0);
 	ivsock_store_relaxed(&s->v.my_ctl->switch_reason, (uint32_t)why);
 	/* the operator or a stall wants TCP: no promotion of our own after */
 	if (why == IVSOCK_SWITCH_WHY_OPERATOR || why == IVSOCK_SWITCH_WHY_STALLED)
@@ -81,6 +83,11 @@ bool ivs_switch_progress(struct ivs_sock *s, int fd, int locked, bool try)
 		/* the peer went first: because of DEMOTED too (then ours says
 		 * why, resize_to included)? */
 		ivs_chan_revoked(s);
+		/* a move to another ring the peer asked for itself: ours too */
+		if (ivsock_load_relaxed(&s->v.peer_ctl->switch_reason) == IVSOCK_SWITCH_WHY_RESIZE &&
+		    atomic_compare_exchange_strong(&s->demote, &expect, IVSOCK_SWITCH_WHY_RESIZE))
+			s->promo_size = ivsock_load_relaxed(&s->v.peer_ctl->resize_want);
+		expect = 0;
 		atomic_compare_exchange_strong(&s->demote, &expect, IVSOCK_SWITCH_WHY_PEER);
 	}
 	/* Lock order: rx before tx (as the fallback). */

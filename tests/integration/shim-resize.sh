@@ -5,8 +5,8 @@
 # TCP at a byte offset, the channel released, a new one of that size at
 # once). Unmodified programs whose connection is moved every 100 ms between
 # 32 KiB and 1 MiB rings: a checksummed echo stream, netperf TCP_STREAM and
-# TCP_RR, iperf3 -P 4; they complete, every byte checked where the program
-# checks, and report sane figures. Also: the next larger class by default,
+# TCP_RR, iperf3 -P 4, and every API family of switch-api; they complete,
+# every byte checked where the program checks, and report sane figures. Also: the next larger class by default,
 # refusals (too large, not root, not a channel).
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
@@ -61,6 +61,30 @@ echo "moves: $moves; client: $(stat_of "$D/s-cli.out" switch_resize) resizes, $(
 [ "$(stat_of "$D/s-cli.out" promoted)" -ge 3 ] || fail "stream: fewer than 3 promotions"
 [ "$(stat_of "$D/s-srv.out" promoted)" -ge 3 ] || fail "stream: server promoted fewer than 3 times"
 
+# Every API family of switch-api (the server echoes, the client checks
+# every byte; writes of 1..20011 bytes) while its connection is moved
+# between ring sizes every 100 ms: ring -> TCP -> ring, over and over, at
+# whatever byte each move finds.
+API=$SHIM_OB/preload/tests/switch-api
+port=7840
+for mode in poll select epoll-lt epoll-et epoll-oneshot epoll-et-once waitall peek fionread; do
+	port=$((port + 1))
+	shim_run B timeout 60 "$API" server $port $mode >"$D/a-srv-$port.out" 2>&1 &
+	srv=$!
+	sleep 0.3
+	shim_run A timeout 60 "$API" client "$SHIM_B_IP" $port $((24 << 20)) $mode 300 \
+		>"$D/a-cli-$port.out" 2>&1 &
+	cli=$!
+	for _ in $(seq 100); do [ -n "$(chan_of $port)" ] && break; sleep 0.05; done
+	apid=$(pgrep -f "switch-api client $SHIM_B_IP $port " | head -n 1)
+	moves=$(bounce $port "$apid")
+	wait $cli || fail "$mode: client (bytes lost, duplicated or reordered?)"
+	wait $srv || fail "$mode: server"
+	grep -q "^OK $mode bytes=$((24 << 20))" "$D/a-cli-$port.out" || fail "$mode: no OK line"
+	echo "== API $mode: $moves moves, $(stat_of "$D/a-cli-$port.out" promoted) promotions, every byte checked"
+	[ "$moves" -ge 3 ] || fail "$mode: only $moves moves"
+done
+
 if command -v netperf >/dev/null && command -v netserver >/dev/null; then
 	shim_run B netserver -D -p 12865 >"$D/netserver.out" 2>&1 &
 	sleep 0.5
@@ -103,6 +127,30 @@ if command -v iperf3 >/dev/null; then
 else
 	echo "SKIP iperf3 (not installed: make deps)"
 fi
+
+echo "== IVSOCK_RING_GROW=1: a heavy stream moves up the classes, a light one stays"
+# either end may be the one that finds its ring full (the echo writes as
+# much as the client): the moves of both are counted
+for k in heavy light; do
+	IVSOCK_RING_GROW=1 shim_run B timeout 60 "$SHIM_TOOL" server $([ $k = heavy ] && echo 7851 || echo 7852) 1 \
+		>"$D/g-$k-srv.out" 2>&1 &
+	eval "srv_$k=\$!"
+done
+sleep 0.3
+IVSOCK_RING_GROW=1 IVSOCK_RING_SIZE=32768 shim_run A timeout 60 "$SHIM_TOOL" --chunk 65536 client \
+	"$SHIM_B_IP" 7851 $((256 << 20)) 1 >"$D/g-heavy-cli.out" 2>&1 || fail "grow: heavy client (bytes lost?)"
+IVSOCK_RING_GROW=1 IVSOCK_RING_SIZE=32768 shim_run A timeout 60 "$SHIM_TOOL" --chunk 4096 --pace-us 2000 \
+	client "$SHIM_B_IP" 7852 $((2 << 20)) 1 >"$D/g-light-cli.out" 2>&1 || fail "grow: light client"
+# shellcheck disable=SC2154
+wait "$srv_heavy" || fail "grow: heavy server"
+# shellcheck disable=SC2154
+wait "$srv_light" || fail "grow: light server"
+grows() { echo $(( $(stat_of "$D/g-$1-cli.out" ring_grow) + $(stat_of "$D/g-$1-srv.out" ring_grow) )); }
+echo "heavy: $(grows heavy) moves up, $(stat_of "$D/g-heavy-cli.out" promoted) promotions; light: $(grows light) moves"
+[ "$(grows heavy)" -ge 1 ] || fail "grow: the heavy stream stayed on its ring"
+[ "$(stat_of "$D/g-heavy-cli.out" promoted)" -ge 1 ] || fail "grow: no promotion after the move"
+[ "$(stat_of "$D/g-heavy-cli.out" promoted)" -le 2 ] || fail "grow: more moves than classes above 32K"
+[ "$(grows light)" = 0 ] || fail "grow: a light stream was moved"
 
 echo "== the next larger class by default; refusals"
 shim_run B timeout 60 "$SHIM_TOOL" server 7831 1 >"$D/r-srv.out" 2>&1 &

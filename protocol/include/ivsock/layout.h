@@ -300,7 +300,10 @@ struct ivsock_end_ctl {
 	 * stored once (release) by this end. */
 	ivsock_a32 rx_ready;
 	ivsock_a64 tx_start;
-	uint8_t pad1[IVSOCK_CACHELINE - 56];
+	/* with switch_reason IVSOCK_SWITCH_WHY_RESIZE: the ring size this end
+	 * wants next (stored with it, before tx_switch) */
+	ivsock_a32 resize_want;
+	uint8_t pad1[IVSOCK_CACHELINE - 60];
 	/* rest of the page: zero, reserved (one writer: this end) */
 };
 #define IVSOCK_SWITCH_TCP (1ULL << 63) /* tx_switch: the stream went on TCP */
