@@ -3,7 +3,9 @@
 # TCP -> ring (docs/switch.md, "TCP -> ring"): connections that fell back
 # for lack of rings move to rings when rings are free again, mid-stream and
 # byte-exact, and a pool of 500 connections opened while the quota was
-# used up ends up accelerated, every round of bytes checked.
+# used up ends up accelerated, every round of bytes checked. Races: kill -9
+# and the end of the stream around a promotion, a forked server; no channel
+# is left behind.
 #
 # The rings are taken by a "holder" (conn-herd connections to another port)
 # while the connections under test open; the holder then closes.
@@ -136,6 +138,70 @@ grep -q "closed 500 connections" "$D/pool-cli.err" || fail "pool: client did not
 [ "$(stat_of "$D/pool-srv.err" promoted)" = 500 ] || fail "pool: server promoted $(stat_of "$D/pool-srv.err" promoted), not 500"
 echo "offers asked for $(stat_of "$D/pool-cli.err" promote_asked), not taken in time $(stat_of "$D/pool-cli.err" promote_untaken)"
 
+# gone PORT: wait until no channel to PORT is left (leak census)
+gone() {
+	for _ in $(seq 100); do
+		[ "$(shim_ctl channels --json | jq --argjson p "$1" '[.channels[] | select(.tuple.dport == $p)] | length')" = 0 ] &&
+			return 0
+		sleep 0.05
+	done
+	fail "$2: channel to $1 leaked"
+}
+
+echo "== races: kill -9 of the client around its promotion (8 times)"
+for i in $(seq 8); do
+	port=$((7740 + i))
+	hold 10 131072
+	shim_run B timeout 60 "$SHIM_TOOL" server $port 1 >"$D/k-srv-$i.out" 2>&1 &
+	srv=$!
+	sleep 0.2
+	IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 4096 --pace-us 200 client \
+		"$SHIM_B_IP" $port $((64 << 20)) 1 >"$D/k-cli-$i.out" 2>&1 &
+	cli=$!
+	holder_end
+	# 0.55 .. 0.9 s after the rings came free: before, during and after
+	# the connector's first request (600 ms after its fallback)
+	sleep "0.$((55 + 5 * i))"
+	pkill -9 -f "shim-stream --chunk 4096 --pace-us 200 client $SHIM_B_IP $port " || true
+	wait $cli 2>/dev/null || true
+	rc=0
+	wait $srv || rc=$?
+	[ $rc != 124 ] || fail "kill $i: the server hung" # EOF or reset are fine
+	gone $port "kill $i"
+done
+
+echo "== races: the stream ends (shutdown, EOF, close) around its promotion (8 times)"
+for i in $(seq 8); do
+	port=$((7750 + i))
+	hold 10 131072
+	shim_run B timeout 60 "$SHIM_TOOL" server $port 1 >"$D/e-srv-$i.out" 2>&1 &
+	srv=$!
+	sleep 0.2
+	# 4-18 MiB at ~20 MB/s: ends before, near or after the first request
+	IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 4096 --pace-us 200 client \
+		"$SHIM_B_IP" $port $(( (2 + 2 * i) << 20)) 1 >"$D/e-cli-$i.out" 2>&1 &
+	cli=$!
+	holder_end
+	wait $cli || fail "end race $i: client (bytes lost, duplicated or reordered?)"
+	wait $srv || fail "end race $i: server"
+	gone $port "end race $i"
+done
+
+echo "== a server that forks per connection: the shared socket is never promoted, nothing lost"
+hold 10 131072
+shim_run B timeout 60 "$SHIM_TOOL" --fork server 7760 1 >"$D/f-srv.out" 2>&1 &
+srv=$!
+sleep 0.3
+IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 300 client "$SHIM_B_IP" 7760 \
+	$((32 << 20)) 1 >"$D/f-cli.out" 2>&1 &
+cli=$!
+sleep 0.3
+holder_end
+wait $cli || fail "fork: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "fork: server"
+[ "$(stat_of "$D/f-cli.out" promoted)" = 0 ] || fail "fork: a socket held by two processes was promoted"
+gone 7760 fork
+
 echo "== a promoted connection demoted by the operator stays on TCP"
 hold 10 131072
 shim_run B timeout 60 "$SHIM_TOOL" server 7730 1 >"$D/d-srv.out" 2>&1 &
@@ -160,4 +226,5 @@ wait $srv || fail "demote: server"
 [ "$(stat_of "$D/d-cli.out" promoted)" = 1 ] || fail "demote: promoted again after the operator's demote"
 [ "$(stat_of "$D/d-cli.out" switch_tx_tcp)" = 1 ] || fail "demote: client tx not switched back once"
 [ "$(stat_of "$D/d-srv.out" switch_tx_tcp)" = 1 ] || fail "demote: server tx not switched back once"
+for f in "$D"/e-cli-*.out; do printf "%s " "$(stat_of "$f" promoted)"; done; echo "(end races: promotions per run)"
 echo PASS
