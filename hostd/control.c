@@ -65,26 +65,21 @@ static void ctl_answer(struct ctl_client *cc, const struct ivsock_msg_hdr *req,
 	case IVSOCK_CTL_VM_LIST:     j = ctl_json_vms(); break;
 	case IVSOCK_CTL_CHANNELS:    j = ctl_json_channels(arg, &status); break;
 	case IVSOCK_CTL_CHAN_DEMOTE:
+	case IVSOCK_CTL_CHAN_PROMOTE: {
+		bool demote = req->type == IVSOCK_CTL_CHAN_DEMOTE;
+
 		/* changes a live connection's path: root only */
 		if (cc->uid != 0) {
 			status = -EPERM;
-			j = json_pack("{s:s}", "error", "only root may demote a channel");
-			log_warn("control: uid %u asked to demote channel %s: refused",
-				 (unsigned)cc->uid, arg);
+			j = json_pack("{s:s}", "error", demote ? "only root may demote a channel" :
+								 "only root may move a channel");
+			log_warn("control: uid %u asked to %s channel %s: refused",
+				 (unsigned)cc->uid, demote ? "demote" : "move", arg);
 			break;
 		}
-		j = ctl_chan_demote(arg, &status);
+		j = demote ? ctl_chan_demote(arg, &status) : ctl_chan_promote(arg, &status);
 		break;
-	case IVSOCK_CTL_CHAN_PROMOTE:
-		if (cc->uid != 0) {
-			status = -EPERM;
-			j = json_pack("{s:s}", "error", "only root may move a channel");
-			log_warn("control: uid %u asked to move channel %s: refused",
-				 (unsigned)cc->uid, arg);
-			break;
-		}
-		j = ctl_chan_promote(arg, &status);
-		break;
+	}
 	case IVSOCK_CTL_VM_SHOW:
 		j = ctl_json_vm_show(arg, &status);
 		if (!j)

@@ -421,33 +421,44 @@ static int cmd_channels(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_channel_demote(int argc, char **argv)
+/* A switch request for channel `name` (payload arg): errors as `verb`,
+ * then the reply's `key` object in words, or the JSON. */
+static int channel_switch(uint16_t type, const char *name, const char *arg, const char *verb,
+			  const char *key)
 {
-	json_t *j;
-	int rc;
+	json_t *j, *d;
+	int rc = request(type, arg, &j);
 
-	if (argc != 1 || !argv[0][0])
-		return -EXIT_USAGE;
-	rc = request(IVSOCK_CTL_CHAN_DEMOTE, argv[0], &j);
 	if (rc == -ENOENT) {
-		fprintf(stderr, "ivsockctl: no channel '%s'\n", argv[0]);
+		fprintf(stderr, "ivsockctl: no channel '%s'\n", name);
 		json_decref(j);
 		return EXIT_NOTFOUND;
 	}
-	if (finish(rc, j, "channel demote"))
+	if (finish(rc, j, verb))
 		return EXIT_NOTFOUND;
 	if (opt_json) {
 		rc = print_json(j);
-	} else {
-		json_t *d = json_object_get(j, "demoted");
-
-		printf("channel %s/%lld (gen %lld): both ends asked to move to TCP\n",
-		       jstr(d, "domain"), (long long)json_integer_value(json_object_get(d, "index")),
-		       (long long)json_integer_value(json_object_get(d, "gen")));
-		rc = 0;
+		json_decref(j);
+		return rc;
 	}
+	d = json_object_get(j, key);
+	printf("channel %s/%lld (gen %lld): ", jstr(d, "domain"),
+	       (long long)json_integer_value(json_object_get(d, "index")),
+	       (long long)json_integer_value(json_object_get(d, "gen")));
+	if (type == IVSOCK_CTL_CHAN_DEMOTE)
+		printf("both ends asked to move to TCP\n");
+	else
+		printf("both ends move to TCP, then to a %lld-byte ring\n",
+		       (long long)json_integer_value(json_object_get(d, "ring_size")));
 	json_decref(j);
-	return rc;
+	return 0;
+}
+
+static int cmd_channel_demote(int argc, char **argv)
+{
+	if (argc != 1 || !argv[0][0])
+		return -EXIT_USAGE;
+	return channel_switch(IVSOCK_CTL_CHAN_DEMOTE, argv[0], argv[0], "channel demote", "demoted");
 }
 
 /* A size: bytes, or with K, M (1024-based). @return 0 or -1. */
@@ -474,8 +485,6 @@ static int cmd_channel_promote(int argc, char **argv)
 {
 	unsigned long long size = 0;
 	char arg[256];
-	json_t *j;
-	int rc;
 
 	if (argc != 1)
 		return -EXIT_USAGE;
@@ -486,27 +495,7 @@ static int cmd_channel_promote(int argc, char **argv)
 	if (!argv[0][0] || strchr(argv[0], ' ') ||
 	    snprintf(arg, sizeof(arg), "%s %llu", argv[0], size) >= (int)sizeof(arg))
 		return -EXIT_USAGE;
-	rc = request(IVSOCK_CTL_CHAN_PROMOTE, arg, &j);
-	if (rc == -ENOENT) {
-		fprintf(stderr, "ivsockctl: no channel '%s'\n", argv[0]);
-		json_decref(j);
-		return EXIT_NOTFOUND;
-	}
-	if (finish(rc, j, "channel promote"))
-		return EXIT_NOTFOUND;
-	if (opt_json) {
-		rc = print_json(j);
-	} else {
-		json_t *d = json_object_get(j, "promoted");
-
-		printf("channel %s/%lld (gen %lld): both ends move to TCP, then to a %lld-byte ring\n",
-		       jstr(d, "domain"), (long long)json_integer_value(json_object_get(d, "index")),
-		       (long long)json_integer_value(json_object_get(d, "gen")),
-		       (long long)json_integer_value(json_object_get(d, "ring_size")));
-		rc = 0;
-	}
-	json_decref(j);
-	return rc;
+	return channel_switch(IVSOCK_CTL_CHAN_PROMOTE, argv[0], arg, "channel promote", "promoted");
 }
 
 static const struct {

@@ -1172,7 +1172,8 @@ static void accel_one(struct mux_ep *ep, struct ep_ent *e, void *arg)
 		ne->kio = io;
 }
 
-void ivs_mux_fd_accelerated(int fd)
+/* promoted: accel_one's arg (the sleeper's wake-up) */
+static void accel_fd(int fd, bool promoted)
 {
 	struct slot *sl = slot_at(fd, false);
 	struct ivs_sock *s;
@@ -1183,21 +1184,17 @@ void ivs_mux_fd_accelerated(int fd)
 	if (!s)
 		return;
 	ivs_sock_put(s);
-	for_each_holder(fd, accel_one, NULL);
+	for_each_holder(fd, accel_one, promoted ? (void *)1 : NULL);
+}
+
+void ivs_mux_fd_accelerated(int fd)
+{
+	accel_fd(fd, false);
 }
 
 void ivs_mux_fd_promoted(int fd)
 {
-	struct slot *sl = slot_at(fd, false);
-	struct ivs_sock *s;
-
-	if (!sl || !atomic_load(&sl->nreg))
-		return;
-	s = ivs_sock_get(fd);
-	if (!s)
-		return;
-	ivs_sock_put(s);
-	for_each_holder(fd, accel_one, (void *)1);
+	accel_fd(fd, true);
 }
 
 static void plain_one(struct mux_ep *ep, struct ep_ent *e, void *arg)

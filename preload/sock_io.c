@@ -36,13 +36,13 @@ static inline struct ivs_sock *lookup(int fd, struct ivs_sock **tcp)
  * switched); if the socket may be promoted again the real call is counted
  * like a promotable socket's (*tcp), or, a promotion under way, goes back
  * to the core once it is done. */
-static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
-		       struct ivs_sock **tcp)
+static ssize_t do_io(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
+		     struct ivs_sock **tcp, bool send)
 {
 	ssize_t rc;
 
 	for (;;) {
-		rc = ivs_recv(s, fd, iov, n, flags);
+		rc = send ? ivs_send(s, fd, iov, n, flags) : ivs_recv(s, fd, iov, n, flags);
 		if (rc != IVS_PASS || !s->promo_ok)
 			break;
 		/* the real call is counted, like a promotable socket's */
@@ -57,28 +57,8 @@ static ssize_t do_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int 
 	ivs_sock_put(s);
 	return rc;
 }
-
-static ssize_t do_send(struct ivs_sock *s, int fd, const struct iovec *iov, int n, int flags,
-		       struct ivs_sock **tcp)
-{
-	ssize_t rc;
-
-	for (;;) {
-		rc = ivs_send(s, fd, iov, n, flags);
-		if (rc != IVS_PASS || !s->promo_ok)
-			break;
-		/* the real call is counted, like a promotable socket's */
-		if (ivs_promo_enter(s)) {
-			*tcp = s;
-			return IVS_PASS;
-		}
-		ivs_sock_put(s);
-		if (!(s = ivs_io_get(fd, tcp)))
-			return IVS_PASS;
-	}
-	ivs_sock_put(s);
-	return rc;
-}
+#define do_recv(s, fd, iov, n, flags, tcp) do_io(s, fd, iov, n, flags, tcp, false)
+#define do_send(s, fd, iov, n, flags, tcp) do_io(s, fd, iov, n, flags, tcp, true)
 
 IVS_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {

@@ -157,29 +157,6 @@ void ivs_promo_connector(struct ivs_agent *ag, int fd, const struct ivsock_tuple
 	install(s, fd);
 }
 
-void ivs_promo_acceptor(struct ivs_agent *ag, int fd)
-{
-	struct sockaddr_storage a, b;
-	socklen_t al = sizeof(a), bl = sizeof(b);
-	struct ivsock_tuple t;
-	struct ivs_sock *s;
-	int vm;
-
-	memset(&t, 0, sizeof(t));
-	if (ivs_fd_lookup(fd) || getpeername(fd, (struct sockaddr *)&a, &al) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&b, &bl) < 0 ||
-	    ivsock_addr_from_sockaddr(&t.src, &t.sport, (struct sockaddr *)&a, al) < 0 ||
-	    ivsock_addr_from_sockaddr(&t.dst, &t.dport, (struct sockaddr *)&b, bl) < 0)
-		return;
-	/* only a peer that may run the shim: a VM of the domain (or us) */
-	vm = ivsock_addr_is_loopback(&t.src) ? (int)ag->me.vm : ivsock_dir_find_addr(ag->rg, &t.src);
-	if (vm < 0 || !(s = ivs_sock_new(IVS_CONN, ag)))
-		return;
-	s->ptuple = t;
-	s->promo_acceptor = true;
-	install(s, fd); /* its first look comes after the connector's first request */
-}
-
 static int tuple_of(int fd, struct ivsock_tuple *t)
 {
 	struct sockaddr_storage a, b;
@@ -192,6 +169,23 @@ static int tuple_of(int fd, struct ivsock_tuple *t)
 	    ivsock_addr_from_sockaddr(&t->dst, &t->dport, (struct sockaddr *)&b, bl) < 0)
 		return -1;
 	return 0;
+}
+
+void ivs_promo_acceptor(struct ivs_agent *ag, int fd)
+{
+	struct ivsock_tuple t;
+	struct ivs_sock *s;
+	int vm;
+
+	if (ivs_fd_lookup(fd) || tuple_of(fd, &t) < 0)
+		return;
+	/* only a peer that may run the shim: a VM of the domain (or us) */
+	vm = ivsock_addr_is_loopback(&t.src) ? (int)ag->me.vm : ivsock_dir_find_addr(ag->rg, &t.src);
+	if (vm < 0 || !(s = ivs_sock_new(IVS_CONN, ag)))
+		return;
+	s->ptuple = t;
+	s->promo_acceptor = true;
+	install(s, fd); /* its first look comes after the connector's first request */
 }
 
 void ivs_promo_after_switch(struct ivs_sock *s, int fd)
@@ -400,6 +394,17 @@ static void poke(struct ivs_sock *s, int fd)
 
 /* ---- the data path's entry ---- */
 
+bool ivs_promo_enter(struct ivs_sock *s)
+{
+	atomic_fetch_add(&s->kbusy, 1);
+	if (!atomic_load(&s->promo_busy))
+		return true;
+	atomic_fetch_sub(&s->kbusy, 1);
+	while (atomic_load(&s->promo_busy))
+		sched_yield();
+	return false;
+}
+
 struct ivs_sock *ivs_io_get(int fd, struct ivs_sock **tcp)
 {
 	struct ivs_sock *s;
@@ -422,28 +427,16 @@ struct ivs_sock *ivs_io_get(int fd, struct ivs_sock **tcp)
 		poke(s, fd);
 		if (atomic_load(&s->state) != IVS_ST_PLAIN)
 			return s;
-		atomic_fetch_add(&s->kbusy, 1);
-		if (!atomic_load(&s->promo_busy) && atomic_load(&s->state) == IVS_ST_PLAIN) {
-			*tcp = s;
-			return NULL;
+		if (ivs_promo_enter(s)) {
+			if (atomic_load(&s->state) == IVS_ST_PLAIN) {
+				*tcp = s;
+				return NULL;
+			}
+			atomic_fetch_sub(&s->kbusy, 1); /* promoted meanwhile */
 		}
-		/* a promotion is changing the state: wait for it, look again */
-		atomic_fetch_sub(&s->kbusy, 1);
-		while (atomic_load(&s->promo_busy))
-			sched_yield();
+		/* a promotion changed (or is changing) the state: look again */
 		ivs_sock_put(s);
 	}
-}
-
-bool ivs_promo_enter(struct ivs_sock *s)
-{
-	atomic_fetch_add(&s->kbusy, 1);
-	if (!atomic_load(&s->promo_busy))
-		return true;
-	atomic_fetch_sub(&s->kbusy, 1);
-	while (atomic_load(&s->promo_busy))
-		sched_yield();
-	return false;
 }
 
 void ivs_promo_leave(struct ivs_sock *tcp)
