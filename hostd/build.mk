@@ -4,7 +4,8 @@
 
 HOSTD_DAEMON_SRCS := hostd/main.c hostd/log.c hostd/config.c hostd/region.c \
 	hostd/peers.c hostd/identify.c hostd/domain.c hostd/mailbox.c \
-	hostd/lifecycle.c hostd/fdstore.c hostd/control.c hostd/ctl_json.c hostd/evloop.c
+	hostd/lifecycle.c hostd/fdstore.c hostd/control.c hostd/ctl_json.c hostd/evloop.c \
+	hostd/policy.c
 HOSTD_DAEMON_OBJS := $(HOSTD_DAEMON_SRCS:%.c=$(O)/%.o)
 HOSTD_LIBS        := $(shell pkg-config --libs inih jansson libsystemd 2>/dev/null || echo -linih -ljansson -lsystemd)
 

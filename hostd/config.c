@@ -117,6 +117,9 @@ void dom_conf_defaults(struct dom_conf *d, const char *name)
 	d->grace_ms = 10000;
 	d->socket_mode = 0660;
 	d->register_ms = 30000;
+	d->shrink_idle_ms = 10000;
+	d->reclaim_idle_ms = 5000;
+	d->reclaim_free_pct = 2;
 	/* Default admission: root and the users QEMU runs as under libvirt
 	 * (Debian: libvirt-qemu) or as a distribution service (qemu). */
 	parse_ids("root libvirt-qemu qemu", true, d);
@@ -368,6 +371,12 @@ static int dom_set(struct dom_conf *d, const char *key, const char *val)
 		return parse_ids(val, false, d);
 	if (!strcmp(key, "register_timeout"))
 		return conf_parse_duration(val, &d->register_ms);
+	if (!strcmp(key, "shrink_idle"))
+		return conf_parse_duration(val, &d->shrink_idle_ms);
+	if (!strcmp(key, "reclaim_idle"))
+		return conf_parse_duration(val, &d->reclaim_idle_ms);
+	if (!strcmp(key, "reclaim_free"))
+		return parse_u32(val, 0, 50, &d->reclaim_free_pct);
 	if (!strcmp(key, "shared_addresses"))
 		return parse_bool(val, &d->shared_addrs);
 	if (!strcmp(key, "socket_mode")) {

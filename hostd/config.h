@@ -50,6 +50,10 @@ struct dom_conf {
 	uid_t users[CONF_IDS_MAX];
 	gid_t groups[CONF_IDS_MAX];
 	uint32_t register_ms;     /* non-QEMU client must REGISTER in this; 0 = no limit */
+	/* ring policy (policy.c); 0 ms = that rule off */
+	uint32_t shrink_idle_ms;  /* a ring above the default class idle this long is taken back */
+	uint32_t reclaim_idle_ms; /* under pressure: connections idle this long are moved to TCP */
+	uint32_t reclaim_free_pct;/* pressure: fewer free blocks of a class than this % of the quota */
 };
 
 struct daemon_conf {

@@ -154,6 +154,12 @@ json_t *ctl_json_domains(void)
 		/* operator requests: ring -> TCP, ring -> another ring */
 		json_object_set_new(o, "demotes", json_integer((json_int_t)d->demotes));
 		json_object_set_new(o, "resizes", json_integer((json_int_t)d->resizes));
+		/* the ring policy (policy.c): its rules and what they did */
+		json_object_set_new(o, "shrink_idle_ms", json_integer(d->conf.shrink_idle_ms));
+		json_object_set_new(o, "reclaim_idle_ms", json_integer(d->conf.reclaim_idle_ms));
+		json_object_set_new(o, "reclaim_free_pct", json_integer(d->conf.reclaim_free_pct));
+		json_object_set_new(o, "reclaimed", json_integer((json_int_t)d->reclaimed));
+		json_object_set_new(o, "shrunk", json_integer((json_int_t)d->shrunk));
 		json_object_set_new(o, "format_id", json_string(fid));
 		json_object_set_new(o, "layout_version", json_integer(IVSOCK_LAYOUT_VERSION));
 		json_object_set_new(o, "default_class", json_integer(d->rg.default_class));
@@ -318,7 +324,8 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 			why == IVSOCK_SWITCH_WHY_OPERATOR ? "operator" :
 			why == IVSOCK_SWITCH_WHY_STALLED ? "stalled" :
 			why == IVSOCK_SWITCH_WHY_PEER ? "peer" :
-			why == IVSOCK_SWITCH_WHY_RESIZE ? "resize" : "unknown"));
+			why == IVSOCK_SWITCH_WHY_RESIZE ? "resize" :
+			why == IVSOCK_SWITCH_WHY_RECLAIM ? "reclaim" : "unknown"));
 	return o;
 }
 

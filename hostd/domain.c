@@ -766,7 +766,7 @@ int domain_start(struct domain *d, char *err, size_t errlen)
 	}
 	d->stored = store;
 	d->slots = calloc(d->rg.vm_cap, sizeof(*d->slots));
-	if (!d->slots) {
+	if (!d->slots || policy_init(d) < 0) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto err_region;
@@ -811,6 +811,7 @@ err_sock:
 	unlink(d->conf.socket);
 	d->listen_ev.fd = -1;
 err_slots:
+	policy_fini(d);
 	free(d->slots);
 	d->slots = NULL;
 err_region:
@@ -833,6 +834,7 @@ void domain_stop(struct domain *d)
 		if (!(d->stored && g_daemon->exiting))
 			unlink(d->conf.socket);
 	}
+	policy_fini(d);
 	free(d->slots);
 	d->slots = NULL;
 	region_close(d, g_daemon->exiting);

@@ -96,6 +96,10 @@ struct domain {
 	uint64_t accepted, refused, dropped, restored, forged;
 	uint64_t demotes;         /* channels demoted to TCP by operator requests */
 	uint64_t resizes;         /* channels moved to another ring by operator requests */
+	uint64_t reclaimed;       /* idle connections moved to TCP under pressure (policy.c) */
+	uint64_t shrunk;          /* idle connections that gave back a large ring (policy.c) */
+	struct chan_seen *seen;   /* policy.c: per channel, when its rings last moved */
+	uint64_t policy_ms;       /* policy.c: its last look */
 	struct domain *next;
 };
 
@@ -126,6 +130,11 @@ int region_open(struct domain *d, int stored_fd, char *err, size_t errlen);
 /* Is fd a memfd of size bytes with shrink/grow/seal seals? @return 0/-errno. */
 int region_check_fd(int fd, uint64_t size, char *err, size_t errlen);
 void region_close(struct domain *d, bool stopping);
+
+/* policy.c: the ring policy (rings taken back from idle connections). */
+int policy_init(struct domain *d);
+void policy_fini(struct domain *d);
+void policy_tick(struct domain *d, uint64_t now);
 
 /* domain.c: the ivshmem server. */
 int domain_start(struct domain *d, char *err, size_t errlen);

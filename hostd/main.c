@@ -69,6 +69,7 @@ static void tick_event(struct evsrc *src, uint32_t events)
 				     ivsock_load_relaxed(&d->rg.sb->daemon_heartbeat) + 1);
 		domain_tick(d, now);
 		lifecycle_tick(d, now);
+		policy_tick(d, now);
 	}
 	control_tick(g_daemon, now);
 }

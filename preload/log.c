@@ -57,6 +57,7 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_SWITCH_OPERATOR] = "switch_operator",
 	[IVS_C_SWITCH_PEER] = "switch_peer",
 	[IVS_C_SWITCH_RESIZE] = "switch_resize",
+	[IVS_C_SWITCH_RECLAIM] = "switch_reclaim",
 	[IVS_C_RING_GROW] = "ring_grow",
 	[IVS_C_PROMOTED] = "promoted",
 	[IVS_C_PROMO_ASKED] = "promote_asked",

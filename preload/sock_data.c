@@ -250,10 +250,11 @@ bool ivs_chan_revoked(struct ivs_sock *s)
 		uint32_t to = ivsock_load_relaxed(&s->ag->rg->channels[s->v.idx].resize_to);
 		int expect = 0;
 
-		if (atomic_compare_exchange_strong(&s->demote, &expect,
-						   to ? IVSOCK_SWITCH_WHY_RESIZE :
-							IVSOCK_SWITCH_WHY_OPERATOR)) {
-			s->promo_size = to;
+		int why = to == IVSOCK_RESIZE_RECLAIM ? IVSOCK_SWITCH_WHY_RECLAIM :
+			  to ? IVSOCK_SWITCH_WHY_RESIZE : IVSOCK_SWITCH_WHY_OPERATOR;
+
+		if (atomic_compare_exchange_strong(&s->demote, &expect, why)) {
+			s->promo_size = why == IVSOCK_SWITCH_WHY_RESIZE ? to : 0;
 			atomic_fetch_add(&s->event_seq, 1);
 		}
 		return false;

@@ -209,6 +209,11 @@ void ivs_promo_after_switch(struct ivs_sock *s, int fd)
 		if (resize) {
 			s->promo_auto = true; /* the new ring, at once */
 			s->promo_next_ns = now;
+		} else if (atomic_load(&s->demote) == IVSOCK_SWITCH_WHY_RECLAIM) {
+			/* ivsockd took the ring back from an idle connection:
+			 * a ring again when it is next used, if there is room */
+			s->promo_auto = true;
+			s->promo_next_ns = now + PROMO_FIRST_NS;
 		} else {
 			s->promo_next_ns = now + PROMO_FIRST_NS;
 		}

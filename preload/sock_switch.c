@@ -54,6 +54,8 @@ static void switch_tx(struct ivs_sock *s)
 		ivs_count(IVS_C_SWITCH_PEER, 1);
 	else if (why == IVSOCK_SWITCH_WHY_RESIZE)
 		ivs_count(IVS_C_SWITCH_RESIZE, 1);
+	else if (why == IVSOCK_SWITCH_WHY_RECLAIM)
+		ivs_count(IVS_C_SWITCH_RECLAIM, 1);
 	ivs_debug("channel %u: tx continues on TCP after ring index %u", s->v.idx, at);
 	/* a consumer asleep on an empty ring re-checks */
 	ivs_ring_peer(s);

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 . preload/tests/shim-env.sh
 # per VM: 1K x 409, 32K x 45, 128K x 12 (default), 1M x 3
 SHIM_REGION=64M
-SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:10+32K:10+128K:10+1M:20,ring=128K"
+SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:10+32K:10+128K:10+1M:20,ring=128K,reclaim_idle=0,shrink_idle=0"
 shim_env_up >/dev/null
 HERD=$SHIM_OB/preload/tests/conn-herd
 D=$SHIM_ENV_DIR

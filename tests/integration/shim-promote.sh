@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 . preload/tests/shim-env.sh
 # per VM: 1K rings x 614 (the default), 128K rings x 2
 SHIM_REGION=64M
-SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:15+128K:2,ring=1K"
+SHIM_DOMAIN_OPTS="max_vms=2,classes=1K:15+128K:2,ring=1K,reclaim_idle=0,shrink_idle=0"
 shim_env_up >/dev/null
 export IVSOCK_STATS=1
 D=$SHIM_ENV_DIR

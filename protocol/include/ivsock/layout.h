@@ -252,6 +252,8 @@ struct ivsock_channel {
 	 * see DEMOTED (docs/switch.md, "Ring -> ring"); a hint, never trusted
 	 * for sizes (the agent picks the class). */
 	ivsock_a32 resize_to;
+#define IVSOCK_RESIZE_RECLAIM 1u   /* resize_to: no ring now (ivsockd's policy took
+				    * it back); the connector asks again on use */
 	/* each end on its own cache line */
 	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
 };
@@ -313,6 +315,8 @@ enum {
 	IVSOCK_SWITCH_WHY_STALLED = 2,  /* a writer found both rings full for 100 ms */
 	IVSOCK_SWITCH_WHY_PEER = 3,     /* the peer's tx left first: followed it */
 	IVSOCK_SWITCH_WHY_RESIZE = 4,   /* DEMOTED with resize_to: a new ring follows */
+	IVSOCK_SWITCH_WHY_RECLAIM = 5,  /* DEMOTED with IVSOCK_RESIZE_RECLAIM: the ring was
+					 * taken back; a ring again when it is next used */
 };
 _Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
 _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit before the data");
