@@ -164,6 +164,9 @@ static void reload(struct daemon *dm)
 		d->conf.register_ms = dc->register_ms;
 		d->conf.grace_ms = dc->grace_ms;
 		d->conf.shared_addrs = dc->shared_addrs;
+		d->conf.shrink_idle_ms = dc->shrink_idle_ms;
+		d->conf.reclaim_idle_ms = dc->reclaim_idle_ms;
+		d->conf.reclaim_free_pct = dc->reclaim_free_pct;
 	}
 	for (d = dm->domains; d; d = d->next)
 		if (!conf_find_domain(nc, d->conf.name))

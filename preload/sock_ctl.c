@@ -175,10 +175,23 @@ IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
 	switch (req) {
 	case FIONREAD: { /* == SIOCINQ; our head from the private view */
 		long n = ivsock_ring_snap_readable(&s->v.rx);
+		bool conn = atomic_load(&s->state) == IVS_ST_CONNECTED;
+		int k, pr;
 
+		/* promoted: the TCP bytes before the peer's tx_start, then
+		 * the ring's (a count of the kernel's queue alone said 0 with
+		 * the ring full once the TCP part was read) */
+		if (conn && atomic_load(&s->prx) && (pr = ivs_promo_inq(s, fd, &k)) != 1) {
+			if (pr < 0) {
+				errno = -pr;
+				rc = -1;
+			} else {
+				*(int *)arg = k;
+			}
+			break;
+		}
 		/* the rest of the stream is on the kernel socket (switched) */
-		if (atomic_load(&s->state) == IVS_ST_CONNECTED &&
-		    (atomic_load(&s->prx) || (n == 0 && ivs_rx_on_tcp(s)))) {
+		if (conn && n == 0 && ivs_rx_on_tcp(s)) {
 			rc = ivs_rc.ioctl(fd, req, arg);
 			break;
 		}

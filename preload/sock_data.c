@@ -393,6 +393,18 @@ static ssize_t prx_read(struct ivs_sock *s, int fd, const struct iovec *iov, int
 	return n;
 }
 
+/* While promoting, has ivs_switch_progress() something to do? Our tx to
+ * move to TCP (DEMOTED seen, or the peer's tx left its ring first), or,
+ * both directions on TCP again, the channel to release. */
+static bool prx_switch_wanted(struct ivs_sock *s)
+{
+	if (atomic_load(&s->tx_tcp))
+		return ivs_rx_on_tcp(s);
+	if (atomic_load(&s->demote))
+		return true;
+	return ivsock_load_acquire(&s->v.peer_ctl->tx_switch) & IVSOCK_SWITCH_TCP;
+}
+
 /* Wait for the kernel socket or a doorbell (the peer's tx_start), as a
  * blocked recv() would. @return 0 (look again), -EAGAIN (SO_RCVTIMEO), -EINTR. */
 static int prx_wait(int fd, uint64_t deadline, struct ivs_sigmark *sm, size_t got)
@@ -481,6 +493,17 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			if (n != -EAGAIN) {
 				rc = got ? (ssize_t)got : n;
 				break;
+			}
+			if (prx_switch_wanted(s) && ivs_switch_ours(s)) {
+				/* demoted (or the peer left) before this promotion
+				 * finished: as on the ring, the reader moves its tx
+				 * and lets go of the channel itself; a writer
+				 * waiting for our rx lock to do it would wait as
+				 * long as we sleep here */
+				pthread_mutex_unlock(&s->rx_lock);
+				ivs_switch_progress(s, fd, 0, false);
+				pthread_mutex_lock(&s->rx_lock);
+				continue;
 			}
 			if (dontwait) {
 				rc = got ? (ssize_t)got : -EAGAIN;

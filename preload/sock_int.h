@@ -286,6 +286,10 @@ void ivs_promo_tx(struct ivs_sock *s, int fd);
  * peer's tx is still on TCP; 0: unknown for now, look again), -ECONNRESET
  * (the peer's word is wrong). */
 int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left);
+/* FIONREAD of a promoted rx (prx): the kernel's queue up to the peer's
+ * tx_start. @return 0 with *n, 1 if the TCP part is read (the ring's count
+ * applies), -errno. */
+int ivs_promo_inq(struct ivs_sock *s, int fd, int *n);
 /* ptx/prx progress from a multiplexer (trylocks). */
 void ivs_promo_progress(struct ivs_sock *s, int fd);
 /* Both directions went back to TCP and the channel is released (PLAIN):

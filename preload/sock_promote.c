@@ -594,6 +594,26 @@ int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left)
 	return 1;
 }
 
+int ivs_promo_inq(struct ivs_sock *s, int fd, int *n)
+{
+	uint64_t st = ivsock_load_acquire(&s->v.peer_ctl->tx_start), got, j;
+	int q = 0;
+
+	if (ivs_rc.ioctl(fd, SIOCINQ, &q) < 0)
+		return -errno;
+	*n = q;
+	if (!(st & IVSOCK_START_RING))
+		return 0; /* every TCP byte there is before the ring */
+	j = st & ~IVSOCK_START_RING;
+	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL) < 0)
+		return 0;
+	if (got >= j)
+		return 1;
+	if ((uint64_t)q > j - got)
+		*n = (int)(j - got);
+	return 0;
+}
+
 void ivs_promo_progress(struct ivs_sock *s, int fd)
 {
 	size_t left;

@@ -500,6 +500,10 @@ static int child_main(int argc, char **argv)
 		return c_writer((int)a, (int)b);
 	if (!strcmp(r, "victim"))
 		return c_victim((int)a, (size_t)b);
+	if (!strcmp(r, "resize-srv"))
+		return c_echo_srv((size_t)a);
+	if (!strcmp(r, "resize-cli"))
+		return c_echo_cli((int)a, (size_t)b);
 	if (!strcmp(r, "late-srv"))
 		return c_late_srv(argv[3], (size_t)b);
 	if (!strcmp(r, "revoke-srv")) {
@@ -886,6 +890,55 @@ static void scribbled_own_index(void **state)
 	ivsock_agent_close(&ac);
 }
 
+/* A domain member rewrites a channel's resize_to (the ring size ivsockd
+ * wants it moved to) with sizes no class has and DEMOTEs it, over and over,
+ * while a 256 MiB echo runs: each time both ends go to TCP at their byte
+ * offsets and the connector asks for a ring of that "size" (the agent picks
+ * a class: docs/layout.md); every byte arrives, in order, once. */
+static void hostile_resize_to(void **state)
+{
+	static const uint32_t junk[] = { 3, 0xffffffffu, 0x80000000u, 1000, 2, IVSOCK_RESIZE_RECLAIM,
+					 0x12345 };
+	struct ivsock_agent_conn ac;
+	struct ivsock_region rg;
+	char fs[160], fc[160];
+	size_t n = 256u << 20;
+	unsigned moves = 0;
+	uint32_t gen;
+	pid_t s, c, done;
+	int port, ci, st = 0;
+
+	(void)state;
+	NEED_AGENT();
+	memset(&ac, 0, sizeof(ac));
+	if (ivsock_agent_connect(agent_name, &ac) < 0)
+		skip();
+	s = child("resize-srv", env_with(NULL, NULL), num((long)n), NULL, NULL, NULL, NULL);
+	port = port_of("resize-srv");
+	c = child("resize-cli", env_with(NULL, NULL), num(port), num((long)n), NULL, NULL, NULL);
+	map_whole(&ac, &rg);
+	while ((done = waitpid(c, &st, WNOHANG)) == 0) {
+		ci = find_chan(&rg, port, &gen);
+		if (ci < 0)
+			break;
+		if (ivsock_chan_resize(&rg, (uint32_t)ci, gen, junk[moves % 7], NULL, NULL) == 0)
+			moves++;
+		usleep(20000);
+	}
+	if (done == c)
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	else
+		assert_int_equal(reap(c, 60), 0);
+	assert_int_equal(reap(s, 10), 0);
+	out_of(fs, sizeof(fs), "resize-srv");
+	out_of(fc, sizeof(fc), "resize-cli");
+	print_message("%u moves with junk sizes; client: %ld promotions\n", moves,
+		      stat_of(fc, "promoted"));
+	assert_true(moves >= 1);
+	assert_true(stat_of(fc, "switch_tx_tcp") >= 1);
+	ivsock_agent_close(&ac);
+}
+
 /* Finding 3 (shim part): a channel moved to REVOKED under both ends reads as
  * a kernel reset: POLLERR|POLLHUP, ECONNRESET, then EPIPE. */
 static void revoked_channel(void **state)
@@ -1084,6 +1137,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(writer_epoll),
 		cmocka_unit_test(scribbled_own_index),
 		cmocka_unit_test(revoked_channel),
+		cmocka_unit_test(hostile_resize_to),
 		cmocka_unit_test(sendfile_nonblocking),
 		cmocka_unit_test(prefork_no_agent),
 		cmocka_unit_test(slow_accept),

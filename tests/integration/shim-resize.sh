@@ -61,6 +61,36 @@ echo "moves: $moves; client: $(stat_of "$D/s-cli.out" switch_resize) resizes, $(
 [ "$(stat_of "$D/s-cli.out" promoted)" -ge 3 ] || fail "stream: fewer than 3 promotions"
 [ "$(stat_of "$D/s-srv.out" promoted)" -ge 3 ] || fail "stream: server promoted fewer than 3 times"
 
+echo "== hundreds of moves of one echo stream: 32K -> 128K -> 1M -> 32K ... as fast as they go"
+# as bounce, without the pause and through all three classes: each move is
+# both directions ring -> TCP, then TCP -> the new ring, at whatever bytes
+# it finds them
+cycle() {
+	local n=0 c i=0 sizes=(131072 1048576 32768)
+	while kill -0 "$2" 2>/dev/null; do
+		c=$(chan_of "$1")
+		if [ -n "$c" ] && shim_ctl channel promote "$c" --size "${sizes[i]}" >/dev/null 2>&1; then
+			n=$((n + 1))
+			i=$(((i + 1) % 3))
+		fi
+	done
+	echo "$n"
+}
+shim_run B timeout 120 "$SHIM_TOOL" server 7802 1 >"$D/h-srv.out" 2>&1 &
+srv=$!
+sleep 0.3
+IVSOCK_RING_SIZE=32768 shim_run A timeout 120 "$SHIM_TOOL" --chunk 4096 --pace-us 200 client "$SHIM_B_IP" 7802 \
+	$((128 << 20)) 1 >"$D/h-cli.out" 2>&1 &
+cli=$!
+for _ in $(seq 100); do [ -n "$(chan_of 7802)" ] && break; sleep 0.05; done
+cpid=$(pgrep -f "shim-stream --chunk 4096 --pace-us 200 client $SHIM_B_IP 7802" | head -n 1)
+moves=$(cycle 7802 "$cpid")
+wait $cli || fail "hundreds: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "hundreds: server"
+echo "moves: $moves; client: $(stat_of "$D/h-cli.out" switch_tx_tcp) tx and $(stat_of "$D/h-cli.out" switch_rx_tcp) rx switches to TCP, $(stat_of "$D/h-cli.out" promoted) promotions; every byte checked"
+[ "$moves" -ge 200 ] || fail "hundreds: only $moves moves"
+[ "$(stat_of "$D/h-cli.out" promoted)" -ge 200 ] || fail "hundreds: fewer than 200 promotions"
+
 # Every API family of switch-api (the server echoes, the client checks
 # every byte; writes of 1..20011 bytes) while its connection is moved
 # between ring sizes every 100 ms: ring -> TCP -> ring, over and over, at
