@@ -12,7 +12,8 @@
 #      late_offers.
 #   2. 2 ms, default hold: B holds each ACCEPT until the offer comes, and
 #      every connection is accelerated (held_accepts).
-#   3. 2 ms, --accept-hold-us 0: never held, every connection the late way.
+#   3. 2 ms, --accept-hold-us 0: never held, every connection the late way
+#      (or, its offer first on a busy machine, accelerated).
 #   4. no delay, a plain (unshimmed) client: no marker, never held.
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b      ivsockd + 2 agents
@@ -61,14 +62,22 @@ run 7302 2
 [ "$(stat_of "$D/srv2.out" accelerated_accept)" = $N ] || fail "2: held ones not accelerated"
 [ "$(stat_of "$D/srv2.out" ring_rx_bytes)" = $((N << 20)) ] || fail "2: held ones not on rings"
 [ "$(broker_b late_offers)" = "$late1" ] || fail "2: late offers $(broker_b late_offers)"
-[ "$(broker_b held_accepts)" = $N ] || fail "2: held accepts $(broker_b held_accepts), want $N"
+# an ACCEPT that comes after the offer (2 ms is short on a busy machine)
+# finds it without being held
+held=$(broker_b held_accepts)
+[ "$held" -ge 1 ] && [ "$held" -le $N ] || fail "2: held accepts $held, want 1..$N"
 
 echo "== 3. post 2 ms late, --accept-hold-us 0: never held"
 shim_restart_agent B --accept-hold-us 0 || fail "restart B"
 run 7303 3
-[ "$(stat_of "$D/cli3.out" fallback_acceptor_abandoned)" = "$acc" ] || fail "3: connector not told"
+# each connection either went the late way (its ACCEPT came first: the
+# server on TCP, the connector told) or its offer came first (accelerated);
+# on a busy machine a few can be the second kind
+ab=$(stat_of "$D/cli3.out" fallback_acceptor_abandoned)
+[ $((ab + $(stat_of "$D/srv3.out" accelerated_accept))) = "$acc" ] || fail "3: connector not told"
+[ "$ab" -ge 1 ] || fail "3: no connection went the late way"
 [ "$(broker_b held_accepts)" = 0 ] || fail "3: held"
-[ "$(broker_b late_offers)" = "$acc" ] || fail "3: late offers $(broker_b late_offers), want $acc"
+[ "$(broker_b late_offers)" = "$ab" ] || fail "3: late offers $(broker_b late_offers), want $ab"
 
 echo "== 4. a plain client: never held"
 shim_restart_agent B || fail "restart B"
