@@ -171,6 +171,39 @@ static int c_echo_cli(int port, size_t n)
 	return 0;
 }
 
+/* echo client that tells apart how it ended: 0 every byte right, 30 an
+ * error (a reset), 31 a wrong byte */
+static int c_echo_cli_strict(int port, size_t n)
+{
+	int fd = dial(port), r = 0;
+	uint64_t off = 1000;
+	uint8_t b[16384];
+
+	if (send_pat(fd, n, 0) < 0)
+		return 30;
+	/* a slow reader: 16 KiB, then 300 us, so that the move of the
+	 * server's stream to each new ring finds it still reading TCP */
+	while (n && r == 0) {
+		ssize_t k = recv(fd, b, n < sizeof(b) ? n : sizeof(b), 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			r = -1;
+		else if (!check(b, (size_t)k, off))
+			r = -2;
+		else {
+			n -= (size_t)k;
+			off += (uint64_t)k;
+			usleep(300);
+		}
+	}
+	printf("strict: recv %s (%s)\n", r == 0 ? "complete" : r == -1 ? "error" : "mismatch",
+	       r == -1 ? strerror(errno) : "-");
+	close(fd);
+	return r == 0 ? 0 : r == -1 ? 30 : 31;
+}
+
 /* server: accept one, read n, then end of stream */
 static int c_sink_srv(size_t n)
 {
@@ -500,10 +533,12 @@ static int child_main(int argc, char **argv)
 		return c_writer((int)a, (int)b);
 	if (!strcmp(r, "victim"))
 		return c_victim((int)a, (size_t)b);
-	if (!strcmp(r, "resize-srv"))
+	if (!strcmp(r, "resize-srv") || !strcmp(r, "tstart-srv"))
 		return c_echo_srv((size_t)a);
 	if (!strcmp(r, "resize-cli"))
 		return c_echo_cli((int)a, (size_t)b);
+	if (!strcmp(r, "tstart-cli"))
+		return c_echo_cli_strict((int)a, (size_t)b);
 	if (!strcmp(r, "late-srv"))
 		return c_late_srv(argv[3], (size_t)b);
 	if (!strcmp(r, "revoke-srv")) {
@@ -939,6 +974,72 @@ static void hostile_resize_to(void **state)
 	ivsock_agent_close(&ac);
 }
 
+/* The acceptor lies in tx_start (docs/switch.md, "TCP -> ring"): each time
+ * its stream moves from TCP to a new ring it says the move came after 0
+ * TCP bytes when it sent more on TCP. The connector, still reading TCP,
+ * finds it has read past that count: a reset, never a byte out of place
+ * (the ring's bytes read as if they came after TCP's). The channel is
+ * moved between rings every 50 ms while the server answers 256 MiB. */
+static void hostile_tx_start(void **state)
+{
+	struct ivsock_agent_conn ac;
+	struct ivsock_region rg;
+	char fc[160];
+	size_t n = 32u << 20;
+	unsigned moves = 0, lies = 0;
+	uint64_t last = 0;
+	uint32_t gen;
+	pid_t s, c, done;
+	int port, ci, st = 0;
+
+	(void)state;
+	NEED_AGENT();
+	memset(&ac, 0, sizeof(ac));
+	if (ivsock_agent_connect(agent_name, &ac) < 0)
+		skip();
+	s = child("tstart-srv", env_with(NULL, NULL), num((long)n), NULL, NULL, NULL, NULL);
+	port = port_of("tstart-srv");
+	c = child("tstart-cli", env_with(NULL, NULL), num(port), num((long)n), NULL, NULL, NULL);
+	map_whole(&ac, &rg);
+	while ((done = waitpid(c, &st, WNOHANG)) == 0) {
+		struct ivsock_end_ctl *a;
+		struct timespec t;
+		uint32_t rs = 0;
+		uint64_t ts, now;
+
+		ci = find_chan(&rg, port, &gen);
+		if (ci < 0)
+			break;
+		a = ivsock_chan_end_ctl(&rg, (uint32_t)ci, 1, &rs, NULL);
+		ts = a ? ivsock_load_acquire(&a->tx_start) : 0;
+		if ((ts & IVSOCK_START_RING) && (ts & ~IVSOCK_START_RING)) {
+			ivsock_store_release(&a->tx_start, IVSOCK_START_RING);
+			lies++;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		now = (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+		if (now - last >= 50) {
+			if (ivsock_chan_resize(&rg, (uint32_t)ci, gen, rs == 32768 ? 131072 : 32768,
+					       NULL, NULL) == 0)
+				moves++;
+			last = now;
+		}
+		usleep(200);
+	}
+	if (done == c)
+		assert_true(WIFEXITED(st));
+	else
+		st = (reap(c, 60) & 0xff) << 8;
+	reap(s, 10);
+	out_of(fc, sizeof(fc), "tstart-cli");
+	print_message("%u moves, %u lies in tx_start; client exit %d\n", moves, lies,
+		      WEXITSTATUS(st));
+	/* complete (no lie landed while it read TCP) or reset; never a wrong byte */
+	assert_true(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 30);
+	assert_false(file_has(fc, "mismatch"));
+	ivsock_agent_close(&ac);
+}
+
 /* Finding 3 (shim part): a channel moved to REVOKED under both ends reads as
  * a kernel reset: POLLERR|POLLHUP, ECONNRESET, then EPIPE. */
 static void revoked_channel(void **state)
@@ -1138,6 +1239,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(scribbled_own_index),
 		cmocka_unit_test(revoked_channel),
 		cmocka_unit_test(hostile_resize_to),
+		cmocka_unit_test(hostile_tx_start),
 		cmocka_unit_test(sendfile_nonblocking),
 		cmocka_unit_test(prefork_no_agent),
 		cmocka_unit_test(slow_accept),
