@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (k = 0; k < rg.nclasses; k++) {
 		const struct ivsock_class_desc *c = &rg.class[k];
 
-		FUZZ_ASSERT(c->ring_size >= IVSOCK_PAGE && !(c->ring_size & (c->ring_size - 1)));
+		FUZZ_ASSERT(c->ring_size >= IVSOCK_BLOCK_RING_MIN && !(c->ring_size & (c->ring_size - 1)));
 		FUZZ_ASSERT(c->pool_off % IVSOCK_PAGE == 0);
 		for (i = 0; c->blocks_per_vm && i < (size_t)rg.vm_cap * c->blocks_per_vm;
 		     i += c->blocks_per_vm) {
