@@ -692,6 +692,7 @@ void ivs_conn_release_switched(struct ivs_sock *s, int fd)
 	 * tx_switch, then TCP); the agent releases our end (the last of the
 	 * two frees the block). Called with rx_lock and tx_lock held. */
 	ivs_conn_flush_counts(s, true);
+	atomic_store(&s->let_go, 1);
 	atomic_fetch_sub(&s->v.my_ctl->holders, 1);
 	ivs_conn_detach(s);
 	ivsock_agent_close_end(&s->ag->conn, proof_fd(s, fd), s->v.idx, s->v.gen, s->v.side,

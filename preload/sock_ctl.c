@@ -190,8 +190,11 @@ IVS_EXPORT int ioctl(int fd, unsigned long req, ...)
 			}
 			break;
 		}
-		/* the rest of the stream is on the kernel socket (switched) */
-		if (conn && n == 0 && ivs_rx_on_tcp(s)) {
+		/* the rest of the stream is on the kernel socket (switched,
+		 * or released by another thread since we looked up the
+		 * socket: PLAIN now) */
+		if ((conn && n == 0 && ivs_rx_on_tcp(s)) || atomic_load(&s->state) == IVS_ST_PLAIN ||
+		    atomic_load(&s->let_go)) {
 			rc = ivs_rc.ioctl(fd, req, arg);
 			break;
 		}

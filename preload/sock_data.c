@@ -544,8 +544,25 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 			ivs_switch_progress(s, fd, 0, false);
 			if (!got && iovcnt <= IOV_MAX_SHIM)
 				return IVS_PASS;
-			return kernel_rest(fd, iov, iovcnt, got, flags | (dontwait ? MSG_DONTWAIT : 0),
-					   false, waitall && !dontwait);
+			/* The rest from the kernel, maybe blocking (MSG_WAITALL):
+			 * counted in kbusy, as a promotable socket's call, so
+			 * that the channel released above is not promoted
+			 * while we wait there (we would read the bytes after
+			 * the next ring as if they came before it). A
+			 * promotion that came first: look again. */
+			if (!ivs_promo_enter(s)) {
+				pthread_mutex_lock(&s->rx_lock);
+				continue;
+			}
+			if (atomic_load(&s->state) == IVS_ST_CONNECTED && atomic_load(&s->prx)) {
+				atomic_fetch_sub(&s->kbusy, 1);
+				pthread_mutex_lock(&s->rx_lock);
+				continue;
+			}
+			rc = kernel_rest(fd, iov, iovcnt, got, flags | (dontwait ? MSG_DONTWAIT : 0),
+					 false, waitall && !dontwait);
+			atomic_fetch_sub(&s->kbusy, 1);
+			return rc;
 		}
 		if (n == 0) { /* EOF */
 			rc = (ssize_t)got;
@@ -1042,7 +1059,9 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 		}
 		st = atomic_load(&s->state);
 	}
-	if (st == IVS_ST_PLAIN) {
+	/* released by another thread right now (both directions on TCP):
+	 * the kernel socket's readiness, not the freed slot's */
+	if (st == IVS_ST_PLAIN || atomic_load(&s->let_go)) {
 		struct pollfd p = { .fd = s->kfd, .events = (short)events };
 
 		if (s->kfd >= 0 && ivs_real.poll(&p, 1, 0) > 0)
@@ -1072,6 +1091,15 @@ unsigned ivs_sock_poll(struct ivs_sock *s, unsigned events)
 	 * reports the reset). */
 	rxn = ivsock_ring_snap_readable(&s->v.rx);
 	pf = ivsock_ring_peer_flags(&s->v.rx);
+	if (!rxt && st == IVS_ST_CONNECTED && (pf & IVSOCK_RING_EOF) && ivs_rx_on_tcp(s)) {
+		/* The peer switched and let go of the channel since we looked
+		 * above: the end of stream its agent then set on the ring is
+		 * not the stream's (it reads as readable with nothing there);
+		 * the rest of the stream is the kernel socket's. */
+		rxt = true;
+		if (!txt)
+			kev = (unsigned)kernel_now(s->kfd, (short)(events | POLLRDHUP));
+	}
 	if (rxn != 0 || (pf & IVSOCK_RING_EOF) || s->shut_rd)
 		ev |= POLLIN;
 	if (pf & IVSOCK_RING_EOF)

@@ -160,6 +160,9 @@ struct ivs_sock {
 	_Atomic uint64_t lcheck_ns; /* last check that the listener is registered */
 	_Atomic int lalive;         /* ... and its answer */
 	_Atomic int revoked;        /* channel revoked/stale: reported as a reset */
+	_Atomic int let_go;         /* both directions switched to TCP: the channel is
+				     * being released (its slot may be freed before the
+				     * state is PLAIN: not a revocation) */
 	_Atomic int demote;         /* moving to TCP, and why: IVSOCK_SWITCH_WHY_*
 				     * (ivsockd asked: DEMOTED; a stalled writer;
 				     * the peer's tx went first: sock_switch.c) */

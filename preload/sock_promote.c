@@ -271,6 +271,7 @@ static bool go_connected(struct ivs_sock *s, int fd)
 	atomic_store(&s->demote, 0);
 	atomic_store(&s->tx_tcp, 0);
 	atomic_store(&s->revoked, 0);
+	atomic_store(&s->let_go, 0);
 	atomic_store(&s->kfin, 0);
 	atomic_store(&s->kshut_done, 0);
 	s->shut_wr = s->shut_rd = false;

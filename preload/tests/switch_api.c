@@ -142,7 +142,8 @@ static ssize_t get(int fd, uint8_t *buf, size_t n)
 			k = recv(fd, buf, avail > 0 && (size_t)avail < n ? (size_t)avail : n, 0);
 			/* readable with nothing queued is the end of stream */
 			if ((avail > 0 && k <= 0) || (avail == 0 && k > 0)) {
-				fprintf(stderr, "switch-api: FIONREAD %d but read %zd\n", avail, k);
+				fprintf(stderr, "switch-api: FIONREAD %d but read %zd (poll said 0x%x)\n", avail, k,
+					(unsigned)p.revents);
 				exit(1);
 			}
 		} else {
