@@ -925,6 +925,36 @@ static void scribbled_own_index(void **state)
 	ivsock_agent_close(&ac);
 }
 
+/* An echo of n bytes each way between children of roles srv and cli, and
+ * the whole region mapped read-write to attack it (the caller skips the
+ * test when the agent is not there). */
+struct attack {
+	struct ivsock_agent_conn ac;
+	struct ivsock_region rg;
+	pid_t s, c;
+	int port;
+};
+
+static bool attack_start(struct attack *a, const char *srv, const char *cli, size_t n)
+{
+	memset(a, 0, sizeof(*a));
+	if (ivsock_agent_connect(agent_name, &a->ac) < 0)
+		return false;
+	a->s = child(srv, env_with(NULL, NULL), num((long)n), NULL, NULL, NULL, NULL);
+	a->port = port_of(srv);
+	a->c = child(cli, env_with(NULL, NULL), num(a->port), num((long)n), NULL, NULL, NULL);
+	map_whole(&a->ac, &a->rg);
+	return true;
+}
+
+/* The client's exit code: done is what waitpid() gave while attacking. */
+static int attack_client_rc(struct attack *a, pid_t done, int st)
+{
+	if (done == a->c)
+		return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return reap(a->c, 60);
+}
+
 /* A domain member rewrites a channel's resize_to (the ring size ivsockd
  * wants it moved to) with sizes no class has and DEMOTEs it, over and over,
  * while a 256 MiB echo runs: each time both ends go to TCP at their byte
@@ -934,44 +964,33 @@ static void hostile_resize_to(void **state)
 {
 	static const uint32_t junk[] = { 3, 0xffffffffu, 0x80000000u, 1000, 2, IVSOCK_RESIZE_RECLAIM,
 					 0x12345 };
-	struct ivsock_agent_conn ac;
-	struct ivsock_region rg;
-	char fs[160], fc[160];
-	size_t n = 256u << 20;
+	struct attack a;
+	char fc[160];
 	unsigned moves = 0;
 	uint32_t gen;
-	pid_t s, c, done;
-	int port, ci, st = 0;
+	pid_t done;
+	int ci, st = 0;
 
 	(void)state;
 	NEED_AGENT();
-	memset(&ac, 0, sizeof(ac));
-	if (ivsock_agent_connect(agent_name, &ac) < 0)
+	if (!attack_start(&a, "resize-srv", "resize-cli", 256u << 20))
 		skip();
-	s = child("resize-srv", env_with(NULL, NULL), num((long)n), NULL, NULL, NULL, NULL);
-	port = port_of("resize-srv");
-	c = child("resize-cli", env_with(NULL, NULL), num(port), num((long)n), NULL, NULL, NULL);
-	map_whole(&ac, &rg);
-	while ((done = waitpid(c, &st, WNOHANG)) == 0) {
-		ci = find_chan(&rg, port, &gen);
+	while ((done = waitpid(a.c, &st, WNOHANG)) == 0) {
+		ci = find_chan(&a.rg, a.port, &gen);
 		if (ci < 0)
 			break;
-		if (ivsock_chan_resize(&rg, (uint32_t)ci, gen, junk[moves % 7], NULL, NULL) == 0)
+		if (ivsock_chan_resize(&a.rg, (uint32_t)ci, gen, junk[moves % 7], NULL, NULL) == 0)
 			moves++;
 		usleep(20000);
 	}
-	if (done == c)
-		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	else
-		assert_int_equal(reap(c, 60), 0);
-	assert_int_equal(reap(s, 10), 0);
-	out_of(fs, sizeof(fs), "resize-srv");
+	assert_int_equal(attack_client_rc(&a, done, st), 0);
+	assert_int_equal(reap(a.s, 10), 0);
 	out_of(fc, sizeof(fc), "resize-cli");
 	print_message("%u moves with junk sizes; client: %ld promotions\n", moves,
 		      stat_of(fc, "promoted"));
 	assert_true(moves >= 1);
 	assert_true(stat_of(fc, "switch_tx_tcp") >= 1);
-	ivsock_agent_close(&ac);
+	ivsock_agent_close(&a.ac);
 }
 
 /* The acceptor lies in tx_start (docs/switch.md, "TCP -> ring"): each time
@@ -979,65 +998,54 @@ static void hostile_resize_to(void **state)
  * TCP bytes when it sent more on TCP. The connector, still reading TCP,
  * finds it has read past that count: a reset, never a byte out of place
  * (the ring's bytes read as if they came after TCP's). The channel is
- * moved between rings every 50 ms while the server answers 256 MiB. */
+ * moved between rings every 50 ms while the server answers 32 MiB. */
 static void hostile_tx_start(void **state)
 {
-	struct ivsock_agent_conn ac;
-	struct ivsock_region rg;
+	struct attack a;
 	char fc[160];
-	size_t n = 32u << 20;
 	unsigned moves = 0, lies = 0;
 	uint64_t last = 0;
 	uint32_t gen;
-	pid_t s, c, done;
-	int port, ci, st = 0;
+	pid_t done;
+	int ci, rc, st = 0;
 
 	(void)state;
 	NEED_AGENT();
-	memset(&ac, 0, sizeof(ac));
-	if (ivsock_agent_connect(agent_name, &ac) < 0)
+	if (!attack_start(&a, "tstart-srv", "tstart-cli", 32u << 20))
 		skip();
-	s = child("tstart-srv", env_with(NULL, NULL), num((long)n), NULL, NULL, NULL, NULL);
-	port = port_of("tstart-srv");
-	c = child("tstart-cli", env_with(NULL, NULL), num(port), num((long)n), NULL, NULL, NULL);
-	map_whole(&ac, &rg);
-	while ((done = waitpid(c, &st, WNOHANG)) == 0) {
-		struct ivsock_end_ctl *a;
+	while ((done = waitpid(a.c, &st, WNOHANG)) == 0) {
+		struct ivsock_end_ctl *e;
 		struct timespec t;
 		uint32_t rs = 0;
 		uint64_t ts, now;
 
-		ci = find_chan(&rg, port, &gen);
+		ci = find_chan(&a.rg, a.port, &gen);
 		if (ci < 0)
 			break;
-		a = ivsock_chan_end_ctl(&rg, (uint32_t)ci, 1, &rs, NULL);
-		ts = a ? ivsock_load_acquire(&a->tx_start) : 0;
+		e = ivsock_chan_end_ctl(&a.rg, (uint32_t)ci, 1, &rs, NULL);
+		ts = e ? ivsock_load_acquire(&e->tx_start) : 0;
 		if ((ts & IVSOCK_START_RING) && (ts & ~IVSOCK_START_RING)) {
-			ivsock_store_release(&a->tx_start, IVSOCK_START_RING);
+			ivsock_store_release(&e->tx_start, IVSOCK_START_RING);
 			lies++;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		now = (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 		if (now - last >= 50) {
-			if (ivsock_chan_resize(&rg, (uint32_t)ci, gen, rs == 32768 ? 131072 : 32768,
+			if (ivsock_chan_resize(&a.rg, (uint32_t)ci, gen, rs == 32768 ? 131072 : 32768,
 					       NULL, NULL) == 0)
 				moves++;
 			last = now;
 		}
 		usleep(200);
 	}
-	if (done == c)
-		assert_true(WIFEXITED(st));
-	else
-		st = (reap(c, 60) & 0xff) << 8;
-	reap(s, 10);
+	rc = attack_client_rc(&a, done, st);
+	reap(a.s, 10);
 	out_of(fc, sizeof(fc), "tstart-cli");
-	print_message("%u moves, %u lies in tx_start; client exit %d\n", moves, lies,
-		      WEXITSTATUS(st));
+	print_message("%u moves, %u lies in tx_start; client exit %d\n", moves, lies, rc);
 	/* complete (no lie landed while it read TCP) or reset; never a wrong byte */
-	assert_true(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 30);
+	assert_true(rc == 0 || rc == 30);
 	assert_false(file_has(fc, "mismatch"));
-	ivsock_agent_close(&ac);
+	ivsock_agent_close(&a.ac);
 }
 
 /* Finding 3 (shim part): a channel moved to REVOKED under both ends reads as
