@@ -432,7 +432,8 @@ static int prx_wait(int fd, uint64_t deadline, struct ivs_sigmark *sm, size_t go
 	return 0;
 }
 
-ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
+static ssize_t recv_channel(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt,
+			    int flags)
 {
 	bool peek = flags & MSG_PEEK, waitall = (flags & MSG_WAITALL) && !peek;
 	bool dontwait = (flags & MSG_DONTWAIT) || atomic_load(&s->nonblock);
@@ -708,6 +709,17 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 	return rc;
 }
 
+/* Counted in readers for the writer's stall check (write_stalled). */
+ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	ssize_t rc;
+
+	atomic_fetch_add_explicit(&s->readers, 1, memory_order_relaxed);
+	rc = recv_channel(s, fd, iov, iovcnt, flags);
+	atomic_fetch_sub_explicit(&s->readers, 1, memory_order_relaxed);
+	return rc;
+}
+
 /*
  * A blocking writer that finds both rings full and nothing moving for
  * STALL_SWITCH_NS: it waits for the peer to read while the peer, its own
@@ -728,6 +740,7 @@ static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
 			ivsock_load_acquire(&s->v.rx.p->tail);
 
 	if (ivsock_ring_snap_readable(&s->v.rx) != (long)s->v.rx.size ||
+	    atomic_load_explicit(&s->readers, memory_order_relaxed) ||
 	    atomic_load(&s->tx_tcp) || atomic_load(&s->demote) || !ivs_switch_ours(s)) {
 		*since = 0;
 		return false;

@@ -170,6 +170,9 @@ struct ivs_sock {
 	_Atomic uint64_t nb_stall_ns; /* a non-blocking send found both rings full
 				       * then (0: not stalled; sock_data.c) */
 	_Atomic uint64_t stall_mark;  /* the peer's ring indices when that began */
+	_Atomic int readers;        /* our threads inside ivs_recv now: a full rx
+				     * ring with one of them there is a reader
+				     * that was not scheduled, not a stall */
 
 	/* TCP -> ring (sock_promote.c, docs/switch.md). A PLAIN socket with
 	 * promo_ok may still get a channel: both ends run the shim. */

@@ -87,8 +87,22 @@ wait $vsrv || fail "the victim's server failed"
 [ $rc = 0 ] || fail "hostile victim checks: $rc failed"
 [ $victim_done = 0 ] || fail "the victim's stream ended before the attacks were over"
 [ "$(stat_of "$D/vcli.out" accelerated_connect)" = 1 ] || fail "victim not accelerated"
-[ "$(stat_of "$D/vcli.out" ring_tx_bytes)" = $GIB ] || fail "victim tx not all on the rings"
-[ "$(stat_of "$D/vcli.out" ring_rx_bytes)" = $GIB ] || fail "victim rx not all on the rings"
+# Nothing the attacker does may move the victim off its rings. The one move
+# allowed is the victim's own: a writer that finds both rings full and its
+# peer not moving for 100 ms goes to TCP (docs/switch.md), which a 2-core
+# machine busy with the attacks can cause; then no one else asked for it.
+stalled=$(( $(stat_of "$D/vcli.out" switch_stalled) + $(stat_of "$D/vsrv.out" switch_stalled) ))
+for side in vcli vsrv; do
+	for c in switch_operator switch_resize switch_reclaim reset_revoked reset_peer_gone; do
+		[ "$(stat_of "$D/$side.out" $c)" = 0 ] || fail "victim $side: $c is not 0"
+	done
+done
+if [ "$stalled" = 0 ]; then
+	[ "$(stat_of "$D/vcli.out" ring_tx_bytes)" = $GIB ] || fail "victim tx not all on the rings"
+	[ "$(stat_of "$D/vcli.out" ring_rx_bytes)" = $GIB ] || fail "victim rx not all on the rings"
+else
+	echo "note: the victim's stream moved itself to TCP $stalled time(s) (both rings full, peer not scheduled for 100 ms)"
+fi
 [ "$(stat_of "$D/vsrv.out" accelerated_accept)" = 1 ] || fail "victim server not accelerated"
 idle_a 0 || fail "agent A: something left claimed after the victim run"
 [ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds, was $fd0"
