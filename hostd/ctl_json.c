@@ -284,9 +284,42 @@ static const char *chan_state_name(uint8_t s)
 	}
 }
 
+/* The TCP bytes of a direction: its end's tx_start count (0 while it has
+ * not left TCP, or on a channel that never was on TCP). */
+static json_int_t tcp_count(const struct ivsock_end_ctl *c)
+{
+	uint64_t ts = c ? ivsock_load_acquire((ivsock_a64 *)&c->tx_start) : 0;
+
+	return ts & IVSOCK_START_RING ? (json_int_t)(ts & ~IVSOCK_START_RING) : 0;
+}
+
+static json_int_t ld64(const ivsock_a64 *w)
+{
+	return (json_int_t)ivsock_load_relaxed((ivsock_a64 *)w);
+}
+
+/*
+ * Per-path bytes of the connection as this end saw them (docs/switch.md,
+ * "Per-path bytes"): on its rings, this channel's counters plus the
+ * earlier channels' as the end wrote them; on TCP, the kernel counts at
+ * which each direction moved to this ring (its own tx_start, the peer's
+ * for rx). Monitor words, written by the ends: shown, never acted on.
+ */
+static json_t *paths_json(const struct ivsock_end_ctl *ctl, const struct ivsock_end_ctl *peer)
+{
+	if (!ctl)
+		return json_pack("{s:{s:i, s:i}, s:{s:i, s:i}}", "ring", "tx_bytes", 0, "rx_bytes", 0,
+				 "tcp", "tx_bytes", 0, "rx_bytes", 0);
+	return json_pack("{s:{s:I, s:I}, s:{s:I, s:I}}",
+			 "ring", "tx_bytes", ld64(&ctl->tx_bytes) + ld64(&ctl->ring_tx_before),
+			 "rx_bytes", ld64(&ctl->rx_bytes) + ld64(&ctl->ring_rx_before),
+			 "tcp", "tx_bytes", tcp_count(ctl), "rx_bytes", tcp_count(peer));
+}
+
 static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan_end *e,
 			int side)
 {
+	const struct ivsock_end_ctl *other = ivsock_chan_end_ctl(&d->rg, idx, !side, NULL, NULL);
 	const struct ivsock_end_ctl *ctl = ivsock_chan_end_ctl(&d->rg, idx, side, NULL, NULL);
 	uint32_t vm = e->vm_index, peer = e->peer_id, vector = e->vector, client = e->client;
 	uint32_t f = ivsock_load_acquire((ivsock_a32 *)&e->flags);
@@ -295,6 +328,7 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 	json_t *flags = json_array(), *o;
 	uint64_t sw;
 	uint32_t why;
+	bool on_tcp;
 
 	if (vm < d->rg.vm_cap && ivsock_dir_read(&d->rg, vm, &info) == 0)
 		vname = info.name;
@@ -306,7 +340,12 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 		json_array_append_new(flags, json_string("dead"));
 	sw = ctl ? ivsock_load_acquire((ivsock_a64 *)&ctl->tx_switch) : 0;
 	why = sw && ctl ? ivsock_load_relaxed((ivsock_a32 *)&ctl->switch_reason) : 0;
-	o = json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:s, s:I, s:I}",
+	/* a channel opened for a connection on TCP: the tx is still there
+	 * until its tx_start (docs/switch.md, "TCP -> ring") */
+	on_tcp = (sw & IVSOCK_SWITCH_TCP) ||
+		 (ctl && ivsock_load_acquire((ivsock_a32 *)&ctl->rx_ready) &&
+		  !(ivsock_load_acquire((ivsock_a64 *)&ctl->tx_start) & IVSOCK_START_RING));
+	o = json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:o, s:s, s:s, s:I, s:I, s:o}",
 			 "side", side ? "acceptor" : "connector",
 			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", jstr_safe(vname),
 			 "peer_id", (int)peer, "vector", (int)vector, "client", (int)client,
@@ -314,9 +353,10 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 			 "state", !(f & IVSOCK_END_ATTACHED) ? "unattached" :
 				  (f & IVSOCK_END_CLOSED) ? "closed" : "open",
 			 /* where this end's tx stream is now (docs/switch.md) */
-			 "tx_path", sw & IVSOCK_SWITCH_TCP ? "tcp" : "ring",
-			 "tx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->tx_bytes) : 0,
-			 "rx_bytes", ctl ? (json_int_t)ivsock_load_relaxed((ivsock_a64 *)&ctl->rx_bytes) : 0);
+			 "tx_path", on_tcp ? "tcp" : "ring",
+			 "tx_bytes", ctl ? ld64(&ctl->tx_bytes) : 0,
+			 "rx_bytes", ctl ? ld64(&ctl->rx_bytes) : 0,
+			 "paths", paths_json(ctl, other));
 	/* why the tx left the ring, as its end wrote it (a monitor's word:
 	 * anything unknown shows as such) */
 	if (o && (sw & IVSOCK_SWITCH_TCP))

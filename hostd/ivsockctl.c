@@ -369,6 +369,17 @@ static int request_channels(json_t **out)
 	return 0;
 }
 
+/* An end's tx bytes on rings and on TCP (its "paths" object). */
+static void path_bytes(char *ring, char *tcp, size_t len, json_t *end)
+{
+	json_t *p = json_object_get(end, "paths");
+
+	snprintf(ring, len, "%lld", (long long)json_integer_value(
+			json_object_get(json_object_get(p, "ring"), "tx_bytes")));
+	snprintf(tcp, len, "%lld", (long long)json_integer_value(
+			json_object_get(json_object_get(p, "tcp"), "tx_bytes")));
+}
+
 static int cmd_channels(int argc, char **argv)
 {
 	struct table t = { .ncols = 10 };
@@ -388,12 +399,13 @@ static int cmd_channels(int argc, char **argv)
 		return rc;
 	}
 	tbl_row(&t, (const char *[]){ "DOMAIN", "CHAN", "STATE", "RING", "CONNECTOR",
-				      "ACCEPTOR", "TUPLE", "C-TX", "C-RX", "A-TX/A-RX" });
+				      "ACCEPTOR", "TUPLE", "PATH", "C-TX", "C-TCP", "A-TX", "A-TCP" });
 	json_array_foreach(json_object_get(j, "channels"), i, c) {
 		json_t *e0 = json_array_get(json_object_get(c, "ends"), 0);
 		json_t *e1 = json_array_get(json_object_get(c, "ends"), 1);
 		json_t *tu = json_object_get(c, "tuple");
-		char idx[16], ring[24], a[128], b[128], tup[200], t0[32], r0[32], t1[64];
+		char idx[16], ring[24], a[128], b[128], tup[200], path[32], t0[32], k0[32], t1[32],
+			k1[32];
 		long long rs = json_integer_value(json_object_get(c, "ring_size"));
 
 		snprintf(idx, sizeof(idx), "%lld",
@@ -408,13 +420,13 @@ static int cmd_channels(int argc, char **argv)
 			 (long long)json_integer_value(json_object_get(tu, "sport")),
 			 jstr(tu, "dst"),
 			 (long long)json_integer_value(json_object_get(tu, "dport")));
-		jnum(t0, sizeof(t0), e0, "tx_bytes");
-		jnum(r0, sizeof(r0), e0, "rx_bytes");
-		snprintf(t1, sizeof(t1), "%lld/%lld",
-			 (long long)json_integer_value(json_object_get(e1, "tx_bytes")),
-			 (long long)json_integer_value(json_object_get(e1, "rx_bytes")));
+		/* where each end's tx is now; its bytes on every ring of the
+		 * connection, and on TCP up to its move to this ring */
+		snprintf(path, sizeof(path), "%s/%s", jstr(e0, "tx_path"), jstr(e1, "tx_path"));
+		path_bytes(t0, k0, sizeof(t0), e0);
+		path_bytes(t1, k1, sizeof(t1), e1);
 		tbl_row(&t, (const char *[]){ jstr(c, "domain"), idx, jstr(c, "state"), ring,
-					      a, b, tup, t0, r0, t1 });
+					      a, b, tup, path, t0, k0, t1, k1 });
 	}
 	tbl_print(&t);
 	json_decref(j);

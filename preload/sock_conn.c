@@ -692,6 +692,8 @@ void ivs_conn_release_switched(struct ivs_sock *s, int fd)
 	 * tx_switch, then TCP); the agent releases our end (the last of the
 	 * two frees the block). Called with rx_lock and tx_lock held. */
 	ivs_conn_flush_counts(s, true);
+	s->ring_tx_done += ivsock_load_relaxed(&s->v.my_ctl->tx_bytes);
+	s->ring_rx_done += ivsock_load_relaxed(&s->v.my_ctl->rx_bytes);
 	atomic_store(&s->let_go, 1);
 	atomic_fetch_sub(&s->v.my_ctl->holders, 1);
 	ivs_conn_detach(s);

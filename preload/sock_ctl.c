@@ -316,6 +316,7 @@ IVS_EXPORT int shutdown(int fd, int how)
 		st = atomic_load(&s->state);
 		if (st != IVS_ST_PLAIN && !s->shut_wr) {
 			ivs_sock_refresh(s);
+			ivs_flush_tx_count(s);
 			ivsock_ring_close_write(&s->v.tx, false);
 			s->shut_wr = true;
 			if (ivs_conn_check_attached(s) == 0 && atomic_load(&s->state) == IVS_ST_CONNECTED)

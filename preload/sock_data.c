@@ -432,8 +432,26 @@ static int prx_wait(int fd, uint64_t deadline, struct ivs_sigmark *sm, size_t go
 	return 0;
 }
 
-static ssize_t recv_channel(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt,
-			    int flags)
+/* The pending byte counts into the end's ctl words when a direction
+ * waits or ends (else once a MiB): what monitors read is then exact
+ * whenever the stream is idle (docs/switch.md, "Per-path bytes"). */
+static void flush_rx_count(struct ivs_sock *s)
+{
+	if (s->rx_pending) {
+		ivsock_chan_count(NULL, &s->v, 0, s->rx_pending);
+		s->rx_pending = 0;
+	}
+}
+
+void ivs_flush_tx_count(struct ivs_sock *s)
+{
+	if (s->tx_pending) {
+		ivsock_chan_count(NULL, &s->v, s->tx_pending, 0);
+		s->tx_pending = 0;
+	}
+}
+
+ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	bool peek = flags & MSG_PEEK, waitall = (flags & MSG_WAITALL) && !peek;
 	bool dontwait = (flags & MSG_DONTWAIT) || atomic_load(&s->nonblock);
@@ -566,6 +584,7 @@ static ssize_t recv_channel(struct ivs_sock *s, int fd, const struct iovec *iov,
 			return rc;
 		}
 		if (n == 0) { /* EOF */
+			flush_rx_count(s);
 			rc = (ssize_t)got;
 			break;
 		}
@@ -574,6 +593,7 @@ static ssize_t recv_channel(struct ivs_sock *s, int fd, const struct iovec *iov,
 			break;
 		}
 		/* empty */
+		flush_rx_count(s);
 		if (st == IVS_ST_CONNECTED && atomic_load(&s->demote) && !atomic_load(&s->tx_tcp) &&
 		    ivs_switch_ours(s)) {
 			/* a reader switches its tx too, without waiting to write */
@@ -709,17 +729,6 @@ static ssize_t recv_channel(struct ivs_sock *s, int fd, const struct iovec *iov,
 	return rc;
 }
 
-/* Counted in readers for the writer's stall check (write_stalled). */
-ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags)
-{
-	ssize_t rc;
-
-	atomic_fetch_add_explicit(&s->readers, 1, memory_order_relaxed);
-	rc = recv_channel(s, fd, iov, iovcnt, flags);
-	atomic_fetch_sub_explicit(&s->readers, 1, memory_order_relaxed);
-	return rc;
-}
-
 /*
  * A blocking writer that finds both rings full and nothing moving for
  * STALL_SWITCH_NS: it waits for the peer to read while the peer, its own
@@ -731,6 +740,18 @@ ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
  */
 #define STALL_SWITCH_NS (100ULL * 1000000)
 
+/* No thread of ours is reading this socket now: a full rx ring with a
+ * reader inside ivs_recv (it holds the rx lock while it copies) is a
+ * reader that was not scheduled, not a program that writes before it
+ * reads. Looked at only by a writer that waits on full rings. */
+static bool rx_idle(struct ivs_sock *s)
+{
+	if (pthread_mutex_trylock(&s->rx_lock))
+		return false;
+	pthread_mutex_unlock(&s->rx_lock);
+	return true;
+}
+
 static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
 {
 	/* where the peer is: its head in our tx ring, its tail in our rx
@@ -740,8 +761,8 @@ static bool write_stalled(struct ivs_sock *s, uint64_t *since, uint64_t now)
 			ivsock_load_acquire(&s->v.rx.p->tail);
 
 	if (ivsock_ring_snap_readable(&s->v.rx) != (long)s->v.rx.size ||
-	    atomic_load_explicit(&s->readers, memory_order_relaxed) ||
-	    atomic_load(&s->tx_tcp) || atomic_load(&s->demote) || !ivs_switch_ours(s)) {
+	    atomic_load(&s->tx_tcp) || atomic_load(&s->demote) || !ivs_switch_ours(s) ||
+	    !rx_idle(s)) {
 		*since = 0;
 		return false;
 	}
@@ -921,6 +942,7 @@ ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt
 		}
 		/* ring full */
 		full = true;
+		ivs_flush_tx_count(s);
 		if (st == IVS_ST_CONNECTED && (peer_dead(s) || peer_kernel_gone(s))) {
 			if (!peer_dead(s))
 				ivs_count(IVS_C_RESET_PEER_GONE, 1);

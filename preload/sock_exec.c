@@ -351,6 +351,8 @@ static void adopt_conn(struct ivs_agent *ag, int fd, uint32_t idx, uint32_t gen,
 	 * (prx clears itself once the kernel's count is at the peer's
 	 * tx_start) */
 	if (ivsock_load_acquire(&s->v.my_ctl->rx_ready)) {
+		s->ring_tx_done = ivsock_load_relaxed(&s->v.my_ctl->ring_tx_before);
+		s->ring_rx_done = ivsock_load_relaxed(&s->v.my_ctl->ring_rx_before);
 		atomic_store(&s->ptx, !(ivsock_load_acquire(&s->v.my_ctl->tx_start) & IVSOCK_START_RING) &&
 				      !(ivsock_load_acquire(&s->v.my_ctl->tx_switch) & IVSOCK_SWITCH_TCP));
 		atomic_store(&s->prx, 1);

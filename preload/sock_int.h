@@ -170,9 +170,6 @@ struct ivs_sock {
 	_Atomic uint64_t nb_stall_ns; /* a non-blocking send found both rings full
 				       * then (0: not stalled; sock_data.c) */
 	_Atomic uint64_t stall_mark;  /* the peer's ring indices when that began */
-	_Atomic int readers;        /* our threads inside ivs_recv now: a full rx
-				     * ring with one of them there is a reader
-				     * that was not scheduled, not a stall */
 
 	/* TCP -> ring (sock_promote.c, docs/switch.md). A PLAIN socket with
 	 * promo_ok may still get a channel: both ends run the shim. */
@@ -209,6 +206,8 @@ struct ivs_sock {
 	_Atomic int so_error;       /* pending error (ECONNRESET) for SO_ERROR */
 	_Atomic uint64_t event_seq;
 	uint64_t tx_pending, rx_pending; /* bytes not yet added to the end counters */
+	uint64_t ring_tx_done, ring_rx_done; /* on this connection's earlier channels
+					      * (ring_tx_before of the next one) */
 	_Atomic int closed;         /* our end released */
 	bool shared;                /* another process may use it too (fork) */
 	bool reset_told;            /* ECONNRESET reported once; EOF after */
@@ -311,6 +310,7 @@ int ivs_conn_attach_block(struct ivs_agent *ag, struct ivs_sock *s, const struct
 
 /* data path: sock_data.c; return count, -errno, or IVS_PASS (use the real call) */
 #define IVS_PASS (-100000)
+void ivs_flush_tx_count(struct ivs_sock *s); /* tx_lock held */
 ssize_t ivs_recv(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t ivs_send(struct ivs_sock *s, int fd, const struct iovec *iov, int iovcnt, int flags);
 

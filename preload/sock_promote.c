@@ -88,7 +88,8 @@ static int tcp_info_of(int fd, struct tcp_info *ti)
  * @return 0, -EOPNOTSUPP (a kernel without the counters), -EAGAIN (the
  * counters kept moving), -errno.
  */
-static int kernel_counts(int fd, bool connector, uint64_t *sent, uint64_t *got, bool *established)
+static int kernel_counts(int fd, bool connector, uint64_t *sent, uint64_t *got, bool *established,
+			 int *queued)
 {
 	struct tcp_info a, b;
 	int q = 0, rc;
@@ -110,12 +111,16 @@ static int kernel_counts(int fd, bool connector, uint64_t *sent, uint64_t *got, 
 			return rc;
 		if (sent && a.tcpi_bytes_acked == b.tcpi_bytes_acked) {
 			*sent = a.tcpi_bytes_acked + (uint64_t)q - (connector ? 1 : 0);
+			if (queued)
+				*queued = q;
 			return 0;
 		}
 		if (!sent && a.tcpi_bytes_received == b.tcpi_bytes_received &&
 		    a.tcpi_state == b.tcpi_state) {
 			*got = a.tcpi_bytes_received - (uint64_t)q -
 			       (fin_received(a.tcpi_state) ? 1 : 0);
+			if (queued)
+				*queued = q;
 			return 0;
 		}
 	}
@@ -291,6 +296,8 @@ static bool go_connected(struct ivs_sock *s, int fd)
 	atomic_fetch_add(&s->event_seq, 1);
 	/* from here every call goes through the shim, which never waits in
 	 * the kernel for this socket without the wake fd */
+	ivsock_store_relaxed(&s->v.my_ctl->ring_tx_before, s->ring_tx_done);
+	ivsock_store_relaxed(&s->v.my_ctl->ring_rx_before, s->ring_rx_done);
 	ivsock_store_release(&s->v.my_ctl->rx_ready, 1);
 	ivs_ring_peer(s);
 	atomic_store(&s->promo_busy, 0);
@@ -330,7 +337,7 @@ static void connector_poke(struct ivs_sock *s, int fd, uint64_t now)
 		return;
 	backoff(s, now);
 	/* both directions open: no FIN either way */
-	if (kernel_counts(fd, true, NULL, NULL, &est) < 0 || !est)
+	if (kernel_counts(fd, true, NULL, NULL, &est, NULL) < 0 || !est)
 		return;
 	rc = ivsock_agent_open(&s->ag->conn, fd, &s->dst, s->dport,
 			       s->promo_size ? s->promo_size :
@@ -368,7 +375,7 @@ static void acceptor_poke(struct ivs_sock *s, int fd, uint64_t now)
 	if (!ivsock_offer_posted(s->ag->rg, &s->ptuple, (uint8_t)s->ag->me.vm) ||
 	    atomic_load(&s->kbusy) != 0)
 		return;
-	if (kernel_counts(fd, false, NULL, NULL, &est) < 0 || !est)
+	if (kernel_counts(fd, false, NULL, NULL, &est, NULL) < 0 || !est)
 		return;
 	rc = ivsock_agent_accept(&s->ag->conn, fd, &r, &wfd);
 	if (rc < 0)
@@ -557,7 +564,7 @@ void ivs_promo_tx(struct ivs_sock *s, int fd)
 	    !ivsock_load_acquire(&s->v.peer_ctl->rx_ready))
 		return;
 	/* every write of ours went through this lock: the count is exact */
-	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, &sent, NULL, &est) < 0 || !est ||
+	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, &sent, NULL, &est, NULL) < 0 || !est ||
 	    sent >= IVSOCK_START_RING)
 		return;
 	ivsock_store_release(&s->v.my_ctl->tx_start, IVSOCK_START_RING | sent);
@@ -577,7 +584,7 @@ int ivs_promo_rx_left(struct ivs_sock *s, int fd, size_t *left)
 	if (!(st & IVSOCK_START_RING))
 		return 0; /* every TCP byte there is before the ring */
 	j = st & ~IVSOCK_START_RING;
-	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL) < 0) {
+	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL, NULL) < 0) {
 		*left = 0; /* not now: nothing may be read before we know */
 		return 0;
 	}
@@ -600,14 +607,22 @@ int ivs_promo_inq(struct ivs_sock *s, int fd, int *n)
 	uint64_t st = ivsock_load_acquire(&s->v.peer_ctl->tx_start), got, j;
 	int q = 0;
 
-	if (ivs_rc.ioctl(fd, SIOCINQ, &q) < 0)
-		return -errno;
-	*n = q;
-	if (!(st & IVSOCK_START_RING))
-		return 0; /* every TCP byte there is before the ring */
-	j = st & ~IVSOCK_START_RING;
-	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL) < 0)
+	if (!(st & IVSOCK_START_RING)) {
+		/* every TCP byte there is before the ring */
+		if (ivs_rc.ioctl(fd, SIOCINQ, &q) < 0)
+			return -errno;
+		*n = q;
 		return 0;
+	}
+	j = st & ~IVSOCK_START_RING;
+	/* the queue length and the read count of one snapshot */
+	if (kernel_counts(fd, s->v.side == IVSOCK_SIDE_CONNECTOR, NULL, &got, NULL, &q) < 0) {
+		if (ivs_rc.ioctl(fd, SIOCINQ, &q) < 0)
+			return -errno;
+		*n = q;
+		return 0;
+	}
+	*n = q;
 	if (got >= j)
 		return 1;
 	if ((uint64_t)q > j - got)

@@ -50,6 +50,7 @@ static int write_all(int fd, const void *b, size_t n)
 
 static const char *banner = "HELLO-SHIM\n";
 static int opt_speak_first, opt_fork, opt_chunk = 16384, opt_accept_delay_ms, opt_pace_us;
+static int opt_linger_ms; /* the client keeps its connection this long after the echo */
 
 /* Server: echo everything until EOF (optionally banner first). */
 static void serve(int c)
@@ -242,6 +243,11 @@ static int stream(const char *host, const char *port, uint64_t total)
 		got += (uint64_t)n;
 	}
 	pthread_join(t, NULL);
+	if (opt_linger_ms) { /* so that monitors see the finished connection */
+		fprintf(stderr, "shim-stream: all %llu bytes back, lingering\n",
+			(unsigned long long)got);
+		usleep((useconds_t)opt_linger_ms * 1000);
+	}
 	close(s);
 	if (got != total) {
 		fprintf(stderr, "shim-stream: got %llu of %llu bytes\n",
@@ -325,6 +331,8 @@ int main(int argc, char **argv)
 			opt_accept_delay_ms = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--pace-us") && i + 1 < argc)
 			opt_pace_us = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--linger-ms") && i + 1 < argc)
+			opt_linger_ms = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			opt_chunk = atoi(argv[++i]);
 		else
@@ -347,7 +355,7 @@ int main(int argc, char **argv)
 		return cycles(argv[i + 1], argv[i + 2], atol(argv[i + 3]));
 	if (i + 5 <= argc && !strcmp(argv[i], "multi"))
 		return multi(argv[i + 1], argv[i + 2], strtoull(argv[i + 3], NULL, 0), atol(argv[i + 4]));
-	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--accept-delay MS] [--chunk N] [--pace-us N] server PORT [COUNT]\n"
+	fprintf(stderr, "usage: shim-stream [--speak-first] [--fork] [--accept-delay MS] [--chunk N] [--pace-us N] [--linger-ms N] server PORT [COUNT]\n"
 			"       shim-stream [--speak-first] [--chunk N] client HOST PORT BYTES [CONNS]\n"
 			"       shim-stream [--speak-first] cycles HOST PORT N\n"
 			"       shim-stream [--speak-first] multi HOST PORT BYTES K\n");

@@ -537,7 +537,7 @@ static int child_main(int argc, char **argv)
 		return c_echo_srv((size_t)a);
 	if (!strcmp(r, "resize-cli"))
 		return c_echo_cli((int)a, (size_t)b);
-	if (!strcmp(r, "tstart-cli"))
+	if (!strcmp(r, "tstart-cli") || !strcmp(r, "rxready-cli") || !strcmp(r, "rwant-cli"))
 		return c_echo_cli_strict((int)a, (size_t)b);
 	if (!strcmp(r, "late-srv"))
 		return c_late_srv(argv[3], (size_t)b);
@@ -993,59 +993,156 @@ static void hostile_resize_to(void **state)
 	ivsock_agent_close(&a.ac);
 }
 
-/* The acceptor lies in tx_start (docs/switch.md, "TCP -> ring"): each time
- * its stream moves from TCP to a new ring it says the move came after 0
- * TCP bytes when it sent more on TCP. The connector, still reading TCP,
- * finds it has read past that count: a reset, never a byte out of place
- * (the ring's bytes read as if they came after TCP's). The channel is
- * moved between rings every 50 ms while the server answers 32 MiB. */
-static void hostile_tx_start(void **state)
+/*
+ * The acceptor's own ctl words rewritten by `lie` every 200 us while the
+ * channel is moved between 32 KiB and 128 KiB rings every 50 ms and the
+ * server answers n bytes (the words of an end are its process's to write:
+ * a hostile peer can store anything there). @return the client's exit
+ * code; *moves and *lies counted.
+ */
+typedef bool (*word_lie)(struct ivsock_end_ctl *e, unsigned k);
+
+static int lie_in_words(const char *srv, const char *cli, size_t n, word_lie lie,
+			unsigned *moves, unsigned *lies)
 {
 	struct attack a;
-	char fc[160];
-	unsigned moves = 0, lies = 0;
 	uint64_t last = 0;
 	uint32_t gen;
 	pid_t done;
 	int ci, rc, st = 0;
 
-	(void)state;
-	NEED_AGENT();
-	if (!attack_start(&a, "tstart-srv", "tstart-cli", 32u << 20))
-		skip();
+	*moves = *lies = 0;
+	if (!attack_start(&a, srv, cli, n))
+		return -1;
 	while ((done = waitpid(a.c, &st, WNOHANG)) == 0) {
 		struct ivsock_end_ctl *e;
 		struct timespec t;
 		uint32_t rs = 0;
-		uint64_t ts, now;
+		uint64_t now;
 
 		ci = find_chan(&a.rg, a.port, &gen);
 		if (ci < 0)
 			break;
 		e = ivsock_chan_end_ctl(&a.rg, (uint32_t)ci, 1, &rs, NULL);
-		ts = e ? ivsock_load_acquire(&e->tx_start) : 0;
-		if ((ts & IVSOCK_START_RING) && (ts & ~IVSOCK_START_RING)) {
-			ivsock_store_release(&e->tx_start, IVSOCK_START_RING);
-			lies++;
-		}
+		if (e && lie(e, *lies))
+			(*lies)++;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		now = (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 		if (now - last >= 50) {
 			if (ivsock_chan_resize(&a.rg, (uint32_t)ci, gen, rs == 32768 ? 131072 : 32768,
 					       NULL, NULL) == 0)
-				moves++;
+				(*moves)++;
 			last = now;
 		}
 		usleep(200);
 	}
 	rc = attack_client_rc(&a, done, st);
 	reap(a.s, 10);
+	ivsock_agent_close(&a.ac);
+	return rc;
+}
+
+/* tx_start said to be 0 whenever it says more: the move to a new ring came
+ * after no TCP byte, when the server sent more on TCP */
+static bool lie_tx_start(struct ivsock_end_ctl *e, unsigned k)
+{
+	uint64_t ts = ivsock_load_acquire(&e->tx_start);
+
+	(void)k;
+	if (!(ts & IVSOCK_START_RING) || !(ts & ~IVSOCK_START_RING))
+		return false;
+	ivsock_store_release(&e->tx_start, IVSOCK_START_RING);
+	return true;
+}
+
+/* The acceptor lies in tx_start (docs/switch.md, "TCP -> ring"): each time
+ * its stream moves from TCP to a new ring it says the move came after 0
+ * TCP bytes when it sent more on TCP. The connector, still reading TCP,
+ * finds it has read past that count: a reset, never a byte out of place
+ * (the ring's bytes read as if they came after TCP's). */
+static void hostile_tx_start(void **state)
+{
+	unsigned moves, lies;
+	char fc[160];
+	int rc;
+
+	(void)state;
+	NEED_AGENT();
+	rc = lie_in_words("tstart-srv", "tstart-cli", 32u << 20, lie_tx_start, &moves, &lies);
+	if (rc == -1)
+		skip();
 	out_of(fc, sizeof(fc), "tstart-cli");
 	print_message("%u moves, %u lies in tx_start; client exit %d\n", moves, lies, rc);
 	/* complete (no lie landed while it read TCP) or reset; never a wrong byte */
 	assert_true(rc == 0 || rc == 30);
 	assert_false(file_has(fc, "mismatch"));
-	ivsock_agent_close(&a.ac);
+}
+
+/* rx_ready flipped between 0, 1 and junk: the connector moves its tx to a
+ * ring when the peer "reads it" and stays on TCP while it does not */
+static bool lie_rx_ready(struct ivsock_end_ctl *e, unsigned k)
+{
+	static const uint32_t v[] = { 0, 1, 0xffffffffu, 2, 0x80000000u };
+
+	ivsock_store_release(&e->rx_ready, v[k % 5]);
+	return true;
+}
+
+/* The acceptor lies in rx_ready (docs/switch.md, "TCP -> ring": its word
+ * says when the connector may move its tx to the ring). A false "ready"
+ * only moves the connector's bytes to where the liar reads later; a false
+ * "not ready" keeps them on TCP. Nothing the connector does depends on the
+ * word beyond where it writes next: the stream is complete, or reset by
+ * the liar's own confusion, never a wrong byte, never a hang. */
+static void hostile_rx_ready(void **state)
+{
+	unsigned moves, lies;
+	char fc[160];
+	int rc;
+
+	(void)state;
+	NEED_AGENT();
+	rc = lie_in_words("tstart-srv", "rxready-cli", 32u << 20, lie_rx_ready, &moves, &lies);
+	if (rc == -1)
+		skip();
+	out_of(fc, sizeof(fc), "rxready-cli");
+	print_message("%u moves, %u lies in rx_ready; client exit %d\n", moves, lies, rc);
+	assert_true(moves >= 1);
+	assert_true(rc == 0 || rc == 30);
+	assert_false(file_has(fc, "mismatch"));
+}
+
+/* resize_want with sizes no class has, and switch_reason "resize" */
+static bool lie_resize_want(struct ivsock_end_ctl *e, unsigned k)
+{
+	static const uint32_t v[] = { 3, 0xffffffffu, 0x80000000u, 1000, 2, IVSOCK_RESIZE_RECLAIM, 0 };
+
+	ivsock_store_relaxed(&e->switch_reason, IVSOCK_SWITCH_WHY_RESIZE);
+	ivsock_store_relaxed(&e->resize_want, v[k % 7]);
+	return true;
+}
+
+/* The acceptor lies in resize_want (the ring size it wants next when it
+ * moves to TCP itself; the connector follows with it): a hint its agent
+ * rounds to a class of the domain, like ivsockd's resize_to. Every byte
+ * arrives, in order, once. */
+static void hostile_resize_want(void **state)
+{
+	unsigned moves, lies;
+	char fc[160];
+	int rc;
+
+	(void)state;
+	NEED_AGENT();
+	rc = lie_in_words("tstart-srv", "rwant-cli", 32u << 20, lie_resize_want, &moves, &lies);
+	if (rc == -1)
+		skip();
+	out_of(fc, sizeof(fc), "rwant-cli");
+	print_message("%u moves, %u lies in resize_want; client: %ld promotions\n", moves, lies,
+		      stat_of(fc, "promoted"));
+	assert_int_equal(rc, 0);
+	assert_true(moves >= 1);
+	assert_true(stat_of(fc, "promoted") >= 1);
 }
 
 /* Finding 3 (shim part): a channel moved to REVOKED under both ends reads as
@@ -1248,6 +1345,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(revoked_channel),
 		cmocka_unit_test(hostile_resize_to),
 		cmocka_unit_test(hostile_tx_start),
+		cmocka_unit_test(hostile_rx_ready),
+		cmocka_unit_test(hostile_resize_want),
 		cmocka_unit_test(sendfile_nonblocking),
 		cmocka_unit_test(prefork_no_agent),
 		cmocka_unit_test(slow_accept),

@@ -69,16 +69,37 @@ hold 10 131072 # both 128K rings (and the 1K ones are never used for 128K asks)
 shim_run B timeout 60 "$SHIM_TOOL" server 7701 1 >"$D/s-srv.out" 2>&1 &
 srv=$!
 sleep 0.3
-IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 300 client \
-	"$SHIM_B_IP" 7701 $((48 << 20)) 1 >"$D/s-cli.out" 2>&1 &
+IVSOCK_RING_SIZE=131072 shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 300 --linger-ms 3000 \
+	client "$SHIM_B_IP" 7701 $((48 << 20)) 1 >"$D/s-cli.out" 2>&1 &
 cli=$!
 sleep 0.5
 holder_end
+# the finished connection as ivsockctl shows it, before the client closes
+paths=
+for _ in $(seq 300); do
+	if grep -q lingering "$D/s-cli.out"; then
+		paths=$(shim_ctl channels --json | jq -c '[.channels[] | select(.tuple.dport == 7701)][0].ends | map(.paths)')
+		break
+	fi
+	sleep 0.1
+done
 wait $cli || fail "stream: client (bytes lost, duplicated or reordered?)"
 wait $srv || fail "stream: server"
 check_promoted stream "$D/s-cli.out" "$D/s-srv.out"
-echo "on the ring: $(stat_of "$D/s-cli.out" ring_tx_bytes) of $((48 << 20)) bytes"
-[ "$(stat_of "$D/s-cli.out" ring_tx_bytes)" -lt $((48 << 20)) ] || fail "stream: never on TCP"
+ring=$(stat_of "$D/s-cli.out" ring_tx_bytes)
+echo "on the ring: $ring of $((48 << 20)) bytes"
+[ "$ring" -lt $((48 << 20)) ] || fail "stream: never on TCP"
+# Per-path bytes (docs/switch.md): each end's tx on the ring is what its
+# shim counted there, its TCP part the rest of the 48 MiB; each end's rx
+# is the other's tx.
+echo "ivsockctl channels, per path: $paths"
+[ -n "$paths" ] && [ "$paths" != null ] || fail "per-path bytes: the connection was not listed"
+echo "$paths" | jq -e --argjson n $((48 << 20)) --argjson r "$ring" --argjson sr "$(stat_of "$D/s-srv.out" ring_tx_bytes)" '
+	.[0].ring.tx_bytes == $r and .[0].tcp.tx_bytes == $n - $r and
+	.[1].ring.tx_bytes == $sr and .[1].tcp.tx_bytes == $n - $sr and
+	.[0].ring.rx_bytes == .[1].ring.tx_bytes and .[0].tcp.rx_bytes == .[1].tcp.tx_bytes and
+	.[1].ring.rx_bytes == .[0].ring.tx_bytes and .[1].tcp.rx_bytes == .[0].tcp.tx_bytes' >/dev/null ||
+	fail "per-path bytes do not add up to 48 MiB each way"
 
 # Each API family across the promotion (switch-api: the server echoes, the
 # client checks every byte; writes of 1..20011 bytes straddle the switch).

@@ -29,11 +29,12 @@ chan_of() { # PORT [SIZE]: a connected channel to PORT (of that ring size)
 		'[.channels[] | select(.tuple.dport == $p and .state == "connected" and
 		  ($z == 0 or .ring_size == $z))][0].index // empty'
 }
-# bounce PORT PID: while PID lives, move a connected channel to PORT to the
-# other size every 100 ms; prints how many moves were made
+# bounce PORT PID [MAX]: while PID lives (and fewer than MAX moves were
+# made), move a connected channel to PORT to the other size every 100 ms;
+# prints how many moves were made
 bounce() {
 	local n=0 c size=32768
-	while kill -0 "$2" 2>/dev/null; do
+	while kill -0 "$2" 2>/dev/null && [ "$n" -lt "${3:-1000000}" ]; do
 		c=$(chan_of "$1")
 		if [ -n "$c" ] && shim_ctl channel promote "$c" --size $size >/dev/null 2>&1; then
 			n=$((n + 1))
@@ -48,16 +49,35 @@ echo "== a checksummed echo stream moved between ring sizes every 100 ms"
 shim_run B timeout 90 "$SHIM_TOOL" server 7801 1 >"$D/s-srv.out" 2>&1 &
 srv=$!
 sleep 0.3
-shim_run A timeout 90 "$SHIM_TOOL" --chunk 16384 --pace-us 200 client "$SHIM_B_IP" 7801 $((96 << 20)) 1 \
-	>"$D/s-cli.out" 2>&1 &
+shim_run A timeout 90 "$SHIM_TOOL" --chunk 16384 --pace-us 200 --linger-ms 3000 client "$SHIM_B_IP" 7801 \
+	$((96 << 20)) 1 >"$D/s-cli.out" 2>&1 &
 cli=$!
 for _ in $(seq 100); do [ -n "$(chan_of 7801)" ] && break; sleep 0.05; done
-cpid=$(pgrep -f "shim-stream --chunk 16384 --pace-us 200 client $SHIM_B_IP 7801" | head -n 1)
-moves=$(bounce 7801 "$cpid")
+cpid=$(pgrep -f "shim-stream --chunk 16384 --pace-us 200 --linger-ms 3000 client $SHIM_B_IP 7801" | head -n 1)
+# 12 moves, then the stream ends on its last ring and lingers
+moves=$(bounce 7801 "$cpid" 12)
+paths=
+for _ in $(seq 600); do
+	if grep -q lingering "$D/s-cli.out"; then
+		paths=$(shim_ctl channels --json | jq -c '[.channels[] | select(.tuple.dport == 7801 and .state == "connected")][0].ends | map(.paths)')
+		break
+	fi
+	sleep 0.1
+done
 wait $cli || fail "stream: client (bytes lost, duplicated or reordered?)"
 wait $srv || fail "stream: server"
 echo "moves: $moves; client: $(stat_of "$D/s-cli.out" switch_resize) resizes, $(stat_of "$D/s-cli.out" promoted) promotions"
 [ "$moves" -ge 5 ] || fail "stream: only $moves moves"
+# Per-path bytes over every ring the connection had (docs/switch.md): each
+# end's ring part is what its shim counted on rings, its TCP part the rest
+echo "ivsockctl channels, per path, after the moves: $paths"
+[ -n "$paths" ] && [ "$paths" != null ] || fail "per-path bytes: the finished connection was not listed"
+echo "$paths" | jq -e --argjson n $((96 << 20)) --argjson r "$(stat_of "$D/s-cli.out" ring_tx_bytes)" \
+	--argjson sr "$(stat_of "$D/s-srv.out" ring_tx_bytes)" '
+	.[0].ring.tx_bytes == $r and .[0].tcp.tx_bytes == $n - $r and
+	.[1].ring.tx_bytes == $sr and .[1].tcp.tx_bytes == $n - $sr and
+	.[0].ring.rx_bytes == .[1].ring.tx_bytes and .[1].ring.rx_bytes == .[0].ring.tx_bytes' >/dev/null ||
+	fail "per-path bytes over $moves moves do not add up to 96 MiB each way"
 [ "$(stat_of "$D/s-cli.out" promoted)" -ge 3 ] || fail "stream: fewer than 3 promotions"
 [ "$(stat_of "$D/s-srv.out" promoted)" -ge 3 ] || fail "stream: server promoted fewer than 3 times"
 

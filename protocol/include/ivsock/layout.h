@@ -306,6 +306,15 @@ struct ivsock_end_ctl {
 	 * wants next (stored with it, before tx_switch) */
 	ivsock_a32 resize_want;
 	uint8_t pad1[IVSOCK_CACHELINE - 60];
+	/* line 5: this connection's bytes on its earlier rings (a connection
+	 * moved ring -> TCP -> ring has had more than one channel): sent and
+	 * received by this end, stored by it before rx_ready on a channel
+	 * opened for a connection already on TCP, 0 on its first channel. For
+	 * monitors only (per-path counters: docs/switch.md, "Per-path bytes");
+	 * nobody acts on them. */
+	ivsock_a64 ring_tx_before;
+	ivsock_a64 ring_rx_before;
+	uint8_t pad2[IVSOCK_CACHELINE - 16];
 	/* rest of the page: zero, reserved (one writer: this end) */
 };
 #define IVSOCK_SWITCH_TCP (1ULL << 63) /* tx_switch: the stream went on TCP */
@@ -318,7 +327,7 @@ enum {
 	IVSOCK_SWITCH_WHY_RECLAIM = 5,  /* DEMOTED with IVSOCK_RESIZE_RECLAIM: the ring was
 					 * taken back; a ring again when it is next used */
 };
-_Static_assert(sizeof(struct ivsock_end_ctl) == 5 * IVSOCK_CACHELINE, "ctl words are 5 lines");
+_Static_assert(sizeof(struct ivsock_end_ctl) == 6 * IVSOCK_CACHELINE, "ctl words are 6 lines");
 _Static_assert(sizeof(struct ivsock_end_ctl) <= IVSOCK_CTL_SIZE, "ctl words fit before the data");
 
 /* Byte offset and length of half `side` inside a block of class ring_size
