@@ -54,8 +54,8 @@ shim_run A timeout 90 "$SHIM_TOOL" --chunk 16384 --pace-us 200 --linger-ms 3000 
 cli=$!
 for _ in $(seq 100); do [ -n "$(chan_of 7801)" ] && break; sleep 0.05; done
 cpid=$(pgrep -f "shim-stream --chunk 16384 --pace-us 200 --linger-ms 3000 client $SHIM_B_IP 7801" | head -n 1)
-# 12 moves, then the stream ends on its last ring and lingers
-moves=$(bounce 7801 "$cpid" 12)
+# 6 moves, then the stream ends on its last ring and lingers
+moves=$(bounce 7801 "$cpid" 6)
 paths=
 for _ in $(seq 600); do
 	if grep -q lingering "$D/s-cli.out"; then
