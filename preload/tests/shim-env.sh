@@ -46,6 +46,21 @@ shim_ns() { case $1 in A|a) echo "$SHIM_NS_A" ;; B|b) echo "$SHIM_NS_B" ;; *) ec
 shim_exec() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$@"; }
 shim_run() { local ns; ns=$(shim_ns "$1"); shift; ip netns exec "$ns" "$SHIM_RUNNER" --lib "$SHIM_LIB" "$@"; }
 shim_ctl() { "$SHIM_IVSOCKCTL" -s "$SHIM_ENV_DIR/ctl.sock" "$@"; }
+# linger_paths PORT OUT [SECS]: once the shim-stream client writing OUT says
+# it is lingering (--linger-ms), the per-path bytes of both ends of the
+# connected channel to PORT as ivsockctl lists them (a JSON array, or
+# nothing when it never lingered)
+linger_paths() {
+	local _
+	for _ in $(seq $((${3:-30} * 10))); do
+		if grep -q lingering "$2"; then
+			shim_ctl channels --json | jq -c --argjson p "$1" \
+				'[.channels[] | select(.tuple.dport == $p and .state == "connected")][0].ends | map(.paths)'
+			return
+		fi
+		sleep 0.1
+	done
+}
 
 shim_env_down() {
 	local p ns

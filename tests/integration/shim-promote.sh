@@ -75,14 +75,7 @@ cli=$!
 sleep 0.5
 holder_end
 # the finished connection as ivsockctl shows it, before the client closes
-paths=
-for _ in $(seq 300); do
-	if grep -q lingering "$D/s-cli.out"; then
-		paths=$(shim_ctl channels --json | jq -c '[.channels[] | select(.tuple.dport == 7701)][0].ends | map(.paths)')
-		break
-	fi
-	sleep 0.1
-done
+paths=$(linger_paths 7701 "$D/s-cli.out" 30)
 wait $cli || fail "stream: client (bytes lost, duplicated or reordered?)"
 wait $srv || fail "stream: server"
 check_promoted stream "$D/s-cli.out" "$D/s-srv.out"

@@ -56,14 +56,7 @@ for _ in $(seq 100); do [ -n "$(chan_of 7801)" ] && break; sleep 0.05; done
 cpid=$(pgrep -f "shim-stream --chunk 16384 --pace-us 200 --linger-ms 3000 client $SHIM_B_IP 7801" | head -n 1)
 # 6 moves, then the stream ends on its last ring and lingers
 moves=$(bounce 7801 "$cpid" 6)
-paths=
-for _ in $(seq 600); do
-	if grep -q lingering "$D/s-cli.out"; then
-		paths=$(shim_ctl channels --json | jq -c '[.channels[] | select(.tuple.dport == 7801 and .state == "connected")][0].ends | map(.paths)')
-		break
-	fi
-	sleep 0.1
-done
+paths=$(linger_paths 7801 "$D/s-cli.out" 60)
 wait $cli || fail "stream: client (bytes lost, duplicated or reordered?)"
 wait $srv || fail "stream: server"
 echo "moves: $moves; client: $(stat_of "$D/s-cli.out" switch_resize) resizes, $(stat_of "$D/s-cli.out" promoted) promotions"
