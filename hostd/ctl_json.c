@@ -154,6 +154,7 @@ json_t *ctl_json_domains(void)
 		/* operator requests: ring -> TCP, ring -> another ring */
 		json_object_set_new(o, "demotes", json_integer((json_int_t)d->demotes));
 		json_object_set_new(o, "resizes", json_integer((json_int_t)d->resizes));
+		json_object_set_new(o, "tcp_promotes", json_integer((json_int_t)d->tcp_promotes));
 		/* the ring policy (policy.c): its rules and what they did */
 		json_object_set_new(o, "shrink_idle_ms", json_integer(d->conf.shrink_idle_ms));
 		json_object_set_new(o, "reclaim_idle_ms", json_integer(d->conf.reclaim_idle_ms));
@@ -280,6 +281,7 @@ static const char *chan_state_name(uint8_t s)
 	case IVSOCK_CHAN_REVOKED: return "revoked";
 	case IVSOCK_CHAN_ACCEPTING: return "accepting";
 	case IVSOCK_CHAN_DEMOTED: return "demoted";
+	case IVSOCK_CHAN_TCP: return "tcp";
 	default: return "unknown";
 	}
 }
@@ -369,6 +371,27 @@ static json_t *end_json(struct domain *d, uint32_t idx, const struct ivsock_chan
 	return o;
 }
 
+/* A TCP entry (docs/switch.md, "Connections on TCP"): its connector as
+ * the agent recorded it, tx on TCP, no per-path bytes (no ring: the kernel
+ * counts them); the acceptor is not known. */
+static json_t *tcp_end_json(struct domain *d, const struct ivsock_chan_end *e, int side)
+{
+	uint32_t vm = side ? UINT32_MAX : ivsock_ld32(&e->vm_index);
+	struct ivsock_vm_info info;
+	const char *vname = "?";
+
+	if (vm < d->rg.vm_cap && ivsock_dir_read(&d->rg, vm, &info) == 0)
+		vname = info.name;
+	return json_pack("{s:s, s:i, s:o, s:i, s:i, s:i, s:[], s:s, s:s, s:i, s:i, s:n}",
+			 "side", side ? "acceptor" : "connector",
+			 "vm_index", vm < d->rg.vm_cap ? (int)vm : -1, "vm", jstr_safe(vname),
+			 "peer_id", side ? 0 : (int)ivsock_ld32(&e->peer_id),
+			 "vector", side ? 0 : (int)ivsock_ld32(&e->vector),
+			 "client", side ? 0 : (int)ivsock_ld32(&e->client), "flags",
+			 "state", side ? "unknown" : "open", "tx_path", "tcp",
+			 "tx_bytes", 0, "rx_bytes", 0, "paths");
+}
+
 /*
  * The cursor is a position in the concatenation of every domain's channel
  * table (domains in the daemon's order): a page ends after
@@ -412,7 +435,8 @@ json_t *ctl_json_channels(const char *arg, int *status)
 				break;
 			}
 			memcpy(&t, &c->tuple, sizeof(t));
-			cls = ivsock_region_block_class(&d->rg, ivsock_ld32(&c->block));
+			cls = v.state == IVSOCK_CHAN_TCP ? -1 :
+			      ivsock_region_block_class(&d->rg, ivsock_ld32(&c->block));
 			json_array_append_new(arr, json_pack(
 				"{s:s, s:i, s:i, s:s, s:I, s:{s:s, s:i, s:s, s:i}, s:[o, o]}",
 				"domain", d->conf.name, "index", (int)i, "gen", (int)v.gen,
@@ -422,7 +446,11 @@ json_t *ctl_json_channels(const char *arg, int *status)
 				"sport", (int)t.sport,
 				"dst", ivsock_addr_str(&t.dst, dst, sizeof(dst)),
 				"dport", (int)t.dport,
-				"ends", end_json(d, i, &c->end[0], 0), end_json(d, i, &c->end[1], 1)));
+				"ends",
+				v.state == IVSOCK_CHAN_TCP ? tcp_end_json(d, &c->end[0], 0) :
+							     end_json(d, i, &c->end[0], 0),
+				v.state == IVSOCK_CHAN_TCP ? tcp_end_json(d, &c->end[1], 1) :
+							     end_json(d, i, &c->end[1], 1)));
 		}
 	}
 	r = json_pack("{s:o}", "channels", arr);
@@ -452,6 +480,48 @@ static uint32_t resize_target(const struct domain *d, uint32_t idx, uint64_t wan
 		*why = want ? "no ring class that large in this domain" :
 			      "the channel's ring is of the largest class already";
 	return best;
+}
+
+/*
+ * Promote a connection on TCP (a TCP entry): its connector's shim asks for
+ * a ring of `want` bytes (rounded up to a class; 0: the connector's
+ * default) on its next call on the socket. Asynchronous: the entry is
+ * replaced by the new channel once both ends attached.
+ */
+static json_t *tcp_promote(struct domain *d, uint32_t idx, uint32_t gen, uint64_t want,
+			   int *status)
+{
+	const char *why = NULL;
+	uint32_t to = 0;
+	int rc;
+
+	if (want) {
+		uint32_t best = 0;
+
+		for (uint32_t i = 0; i < d->rg.nclasses; i++) {
+			uint32_t rs = d->rg.class[i].ring_size;
+
+			if (rs >= want && (!best || rs < best))
+				best = rs;
+		}
+		if (!(to = best))
+			why = "no ring class that large in this domain";
+	}
+	if (why) {
+		*status = -ERANGE;
+		return json_pack("{s:s}", "error", why);
+	}
+	rc = ivsock_chan_promote_req(&d->rg, idx, gen, to, domain_ring_cb, d);
+	*status = rc;
+	if (rc < 0)
+		return json_pack("{s:s}", "error", rc == -ESTALE ? "no such channel" :
+						   "channel moved meanwhile: ask again");
+	d->tcp_promotes++;
+	log_info("domain %s: connection %u on TCP asked to move to a%s ring (operator request)",
+		 d->conf.name, idx, to ? "" : " default");
+	return json_pack("{s:{s:s, s:i, s:i, s:I, s:b}}", "promoted", "domain", d->conf.name,
+			 "index", (int)idx, "gen", (int)gen, "ring_size", (json_int_t)to,
+			 "from_tcp", 1);
 }
 
 /* "[DOMAIN/]INDEX" (demote) or "[DOMAIN/]INDEX SIZE" (promote: SIZE bytes,
@@ -501,6 +571,13 @@ static json_t *chan_switch(const char *arg, int *status, bool promote)
 		return json_pack("{s:s}", "error", "no such channel");
 	}
 	v = ivsock_slot_get(&found->rg.channels[idx].slot);
+	if (v.state == IVSOCK_CHAN_TCP) {
+		if (!promote) {
+			*status = -EALREADY;
+			return json_pack("{s:s}", "error", "the connection is on TCP already");
+		}
+		return tcp_promote(found, (uint32_t)idx, v.gen, want, status);
+	}
 	if (promote && v.state >= IVSOCK_CHAN_OFFERED && !(to = resize_target(found, (uint32_t)idx, want, &why))) {
 		*status = -ERANGE;
 		return json_pack("{s:s}", "error", why);

@@ -330,6 +330,11 @@ static int cmd_vm_show(int argc, char **argv)
 
 static void end_desc(char *buf, size_t len, json_t *e)
 {
+	if (json_integer_value(json_object_get(e, "vm_index")) < 0 &&
+	    !strcmp(jstr(e, "state"), "unknown")) {
+		snprintf(buf, len, "-"); /* the acceptor of a connection on TCP */
+		return;
+	}
 	snprintf(buf, len, "%s/p%lld/v%lld", jstr(e, "vm"),
 		 (long long)json_integer_value(json_object_get(e, "peer_id")),
 		 (long long)json_integer_value(json_object_get(e, "vector")));
@@ -374,6 +379,11 @@ static void path_bytes(char *ring, char *tcp, size_t len, json_t *end)
 {
 	json_t *p = json_object_get(end, "paths");
 
+	if (!json_is_object(p)) { /* a connection on TCP: the kernel counts */
+		snprintf(ring, len, "-");
+		snprintf(tcp, len, "-");
+		return;
+	}
 	snprintf(ring, len, "%lld", (long long)json_integer_value(
 			json_object_get(json_object_get(p, "ring"), "tx_bytes")));
 	snprintf(tcp, len, "%lld", (long long)json_integer_value(
@@ -410,7 +420,9 @@ static int cmd_channels(int argc, char **argv)
 
 		snprintf(idx, sizeof(idx), "%lld",
 			 (long long)json_integer_value(json_object_get(c, "index")));
-		if (rs >= 1024 * 1024)
+		if (rs <= 0)
+			snprintf(ring, sizeof(ring), "-");
+		else if (rs >= 1024 * 1024)
 			snprintf(ring, sizeof(ring), "%lldM", rs >> 20);
 		else
 			snprintf(ring, sizeof(ring), "%lldK", rs >> 10);
@@ -459,6 +471,12 @@ static int channel_switch(uint16_t type, const char *name, const char *arg, cons
 	       (long long)json_integer_value(json_object_get(d, "gen")));
 	if (type == IVSOCK_CTL_CHAN_DEMOTE)
 		printf("both ends asked to move to TCP\n");
+	else if (json_is_true(json_object_get(d, "from_tcp")) &&
+		 !json_integer_value(json_object_get(d, "ring_size")))
+		printf("on TCP: its connector asked for a ring of its default size\n");
+	else if (json_is_true(json_object_get(d, "from_tcp")))
+		printf("on TCP: its connector asked for a %lld-byte ring\n",
+		       (long long)json_integer_value(json_object_get(d, "ring_size")));
 	else
 		printf("both ends move to TCP, then to a %lld-byte ring\n",
 		       (long long)json_integer_value(json_object_get(d, "ring_size")));

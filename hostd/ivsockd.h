@@ -96,6 +96,7 @@ struct domain {
 	uint64_t accepted, refused, dropped, restored, forged;
 	uint64_t demotes;         /* channels demoted to TCP by operator requests */
 	uint64_t resizes;         /* channels moved to another ring by operator requests */
+	uint64_t tcp_promotes;    /* connections on TCP asked onto a ring by operator requests */
 	uint64_t reclaimed;       /* idle connections moved to TCP under pressure (policy.c) */
 	uint64_t shrunk;          /* idle connections that gave back a large ring (policy.c) */
 	struct chan_seen *seen;   /* policy.c: per channel, when its rings last moved */

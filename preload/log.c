@@ -62,6 +62,7 @@ static const char *const counter_names[IVS_C_MAX] = {
 	[IVS_C_PROMOTED] = "promoted",
 	[IVS_C_PROMO_ASKED] = "promote_asked",
 	[IVS_C_PROMO_UNTAKEN] = "promote_untaken",
+	[IVS_C_PROMO_OPERATOR] = "promote_operator",
 	[IVS_C_SWITCH_TX_RING] = "switch_tx_ring",
 	[IVS_C_SWITCH_RX_RING] = "switch_rx_ring",
 	[IVS_C_RESET_PEER_GONE] = "reset_peer_gone",

@@ -88,7 +88,7 @@ enum ivs_counter {
 	IVS_C_RESET_REVOKED, IVS_C_RESET_PEER_GONE,
 	IVS_C_SWITCH_TX_TCP, IVS_C_SWITCH_RX_TCP, IVS_C_DEMOTED, IVS_C_SWITCH_STALL,
 	IVS_C_SWITCH_OPERATOR, IVS_C_SWITCH_PEER, IVS_C_SWITCH_RESIZE, IVS_C_SWITCH_RECLAIM,
-	IVS_C_RING_GROW, IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_SWITCH_TX_RING,
+	IVS_C_RING_GROW, IVS_C_PROMOTED, IVS_C_PROMO_ASKED, IVS_C_PROMO_UNTAKEN, IVS_C_PROMO_OPERATOR, IVS_C_SWITCH_TX_RING,
 	IVS_C_SWITCH_RX_RING,
 	IVS_C_TX_BYTES, IVS_C_RX_BYTES, IVS_C_FALLBACK_BYTES, IVS_C_WAKES_SENT,
 	IVS_C_SLEEPS,
@@ -188,6 +188,12 @@ struct ivs_sock {
 	uint32_t promo_fails;       /* offers never taken in a row */
 	uint32_t promo_size;        /* ring size to ask for (ring -> ring), 0: default */
 	struct ivsock_tuple ptuple; /* the connection as the connector names it */
+	/* PLAIN connector with promo_ok: its TCP entry in the channel table
+	 * (listed by ivsockctl, promotable by the operator: docs/switch.md,
+	 * "Connections on TCP"); gen 0: none. track_req: the last
+	 * promote_req of ivsockd seen; track_next_ns: next try to record it. */
+	uint32_t track_idx, track_gen, track_req;
+	uint64_t track_next_ns;
 	/* CONNECTED after a promotion: ptx, our tx is still on TCP (until our
 	 * tx_start); prx, our rx is on TCP until the kernel read count reaches
 	 * the peer's tx_start. */

@@ -129,6 +129,84 @@ static int kernel_counts(int fd, bool connector, uint64_t *sent, uint64_t *got, 
 
 /* ---- PLAIN entries that may be promoted ---- */
 
+#define TRACK_RETRY_NS (1000ULL * 1000000) /* no room for a TCP entry: again after */
+#define TRACK_WAIT_NS (10ULL * 1000000)    /* not established yet: look again after */
+
+/*
+ * A PLAIN connector that may be promoted records its connection as a TCP
+ * entry with its agent (docs/switch.md, "Connections on TCP"): operators
+ * see it in `ivsockctl channels` and may promote it. Once it is
+ * established; nothing else depends on it (without an entry the
+ * connection is still promoted on its own when rings come free).
+ */
+static void track(struct ivs_sock *s, int fd, uint64_t now)
+{
+	uint32_t idx, gen;
+	bool est = false;
+	int rc;
+
+	if (s->track_gen || s->promo_acceptor || !s->dport || now < s->track_next_ns)
+		return;
+	if (kernel_counts(fd, true, NULL, NULL, &est, NULL) < 0 || !est) {
+		s->track_next_ns = now + TRACK_WAIT_NS; /* still connecting, or ending */
+		return;
+	}
+	s->track_next_ns = now + TRACK_RETRY_NS;
+	rc = ivsock_agent_track(&s->ag->conn, fd, &s->dst, s->dport, &idx, &gen);
+	if (rc < 0) {
+		if (rc != -ENOSPC && rc != -EDQUOT && rc != -ETIMEDOUT)
+			s->track_next_ns = UINT64_MAX; /* not such a socket: never */
+		return;
+	}
+	s->track_idx = idx;
+	s->track_gen = gen;
+	s->track_req = ivsock_load_acquire(&s->ag->rg->channels[idx].promote_req);
+}
+
+/* The entry goes: the connection has a channel again, or is closed, or
+ * will never be promoted. fd (if >= 0) proves the socket is ours. */
+static void untrack(struct ivs_sock *s, int fd)
+{
+	if (!s->track_gen)
+		return;
+	ivsock_agent_close_end(&s->ag->conn, fd, s->track_idx, s->track_gen,
+			       IVSOCK_SIDE_CONNECTOR, false);
+	s->track_gen = 0;
+}
+
+/*
+ * Has ivsockd asked (the operator's `channel promote` of our entry)? Then
+ * ask for a ring at once, of the size it names (a hint: the agent picks
+ * the class). One acquire load of a word only ivsockd writes.
+ */
+static void operator_request(struct ivs_sock *s, uint64_t now)
+{
+	const struct ivsock_channel *c;
+	uint32_t req, size;
+
+	if (!s->track_gen)
+		return;
+	if (ivsock_chan_state(s->ag->rg, s->track_idx, s->track_gen) != IVSOCK_CHAN_TCP) {
+		s->track_gen = 0; /* freed under us (our agent restarted): record it again */
+		s->track_next_ns = now;
+		return;
+	}
+	c = &s->ag->rg->channels[s->track_idx];
+	req = ivsock_load_acquire((ivsock_a32 *)&c->promote_req);
+	if (req == s->track_req)
+		return;
+	s->track_req = req;
+	size = ivsock_load_relaxed((ivsock_a32 *)&c->resize_to);
+	s->promo_size = size <= (1U << 30) ? size : 0;
+	s->promo_auto = true;
+	s->promo_next_ns = now;
+	s->promo_backoff_ms = PROMO_FIRST_MS;
+	s->promo_fails = 0;
+	ivs_count(IVS_C_PROMO_OPERATOR, 1);
+	ivs_debug("fd connector of TCP entry %u: the operator asks for a %u-byte ring",
+		  s->track_idx, size);
+}
+
 static void backoff(struct ivs_sock *s, uint64_t now)
 {
 	s->promo_next_ns = now + (uint64_t)s->promo_backoff_ms * 1000000ULL;
@@ -159,6 +237,7 @@ void ivs_promo_connector(struct ivs_agent *ag, int fd, const struct ivsock_tuple
 	s->dport = t->dport;
 	s->dst_vm = (uint8_t)vm;
 	s->promo_auto = true;
+	track(s, fd, ivs_now_ns()); /* listed from the start if connected */
 	install(s, fd);
 }
 
@@ -211,6 +290,9 @@ void ivs_promo_after_switch(struct ivs_sock *s, int fd)
 		if (!s->dport)
 			return;
 		s->promo_acceptor = false;
+		/* listed as a connection on TCP at once, unless a new ring
+		 * follows right away (then only if it did not come) */
+		s->track_next_ns = resize ? now + PROMO_FIRST_NS : now;
 		if (resize) {
 			s->promo_auto = true; /* the new ring, at once */
 			s->promo_next_ns = now;
@@ -229,8 +311,9 @@ void ivs_promo_after_switch(struct ivs_sock *s, int fd)
 }
 
 /* Give up for good (forked, exec'd peer, closed): the socket stays TCP. */
-static void forget(struct ivs_sock *s)
+static void forget(struct ivs_sock *s, int fd)
 {
+	untrack(s, fd);
 	s->promo_ok = false;
 }
 
@@ -254,7 +337,7 @@ void ivs_promo_release(struct ivs_sock *s, int fd)
 				       IVSOCK_SIDE_ACCEPTOR, false);
 		s->promo_taken = false;
 	}
-	forget(s);
+	forget(s, fd);
 }
 
 /*
@@ -301,6 +384,7 @@ static bool go_connected(struct ivs_sock *s, int fd)
 	ivsock_store_release(&s->v.my_ctl->rx_ready, 1);
 	ivs_ring_peer(s);
 	atomic_store(&s->promo_busy, 0);
+	untrack(s, fd); /* the channel is the connection's entry now */
 	ivs_count(IVS_C_PROMOTED, 1);
 	ivs_debug("fd %d: promoted to channel %u (both directions still on TCP)", fd, s->v.idx);
 	ivs_mux_fd_promoted(fd);
@@ -329,10 +413,12 @@ static void connector_poke(struct ivs_sock *s, int fd, uint64_t now)
 		withdraw(s, fd);
 		ivs_count(IVS_C_PROMO_UNTAKEN, 1);
 		if (++s->promo_fails >= PROMO_MAX_UNTAKEN)
-			forget(s);
+			forget(s, fd);
 		backoff(s, now);
 		return;
 	}
+	track(s, fd, now);
+	operator_request(s, now);
 	if (!s->promo_auto || now < s->promo_next_ns)
 		return;
 	backoff(s, now);
@@ -345,7 +431,7 @@ static void connector_poke(struct ivs_sock *s, int fd, uint64_t now)
 			       0, &r, &wfd);
 	if (rc < 0) {
 		if (rc != -ENOSPC && rc != -EDQUOT && rc != -ETIMEDOUT)
-			forget(s); /* no listener any more, not a VM: for good */
+			forget(s, fd); /* no listener any more, not a VM: for good */
 		return;
 	}
 	ivs_count(IVS_C_PROMO_ASKED, 1);
@@ -396,7 +482,7 @@ static void poke(struct ivs_sock *s, int fd)
 		return;
 	if (atomic_load(&s->state) == IVS_ST_PLAIN && s->promo_ok) {
 		if (s->fork_gen != atomic_load(&ivs_fork_gen))
-			forget(s); /* another process holds it too */
+			forget(s, fd); /* another process holds it too */
 		else if (s->promo_acceptor)
 			acceptor_poke(s, fd, ivs_now_ns());
 		else

@@ -62,6 +62,7 @@ struct agent_client {
 	/* what it holds, for the per-uid limits (broker.c) */
 	uint32_t ends, listeners;
 	uint32_t blocks[IVSOCK_CLASS_MAX];
+	uint32_t tracked;          /* TCP entries it holds (TRACK) */
 };
 
 #define AGENT_ALLOW_MAX 32
@@ -71,6 +72,7 @@ struct agent_stats {
 	unsigned long late_offers;      /* came after the ACCEPT: refused (late.c) */
 	unsigned long held_accepts;     /* ACCEPTs whose offer came while held */
 	unsigned long bad_port;         /* PORTs refused (channel abandoned) */
+	unsigned long tracked, refused_track; /* TCP entries recorded / refused */
 };
 
 struct agent {

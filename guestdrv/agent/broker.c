@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* The broker requests (docs/broker.md): LISTEN, UNLISTEN, OPEN, ACCEPT,
- * ABANDON, CLOSE, ATTACH. Every request that acts on a connection carries
+ * ABANDON, CLOSE, ATTACH, PORT, TRACK. Every request that acts on a connection carries
  * the socket; its addresses and identity (SO_COOKIE) come from the kernel. */
 #include <errno.h>
 #include <fcntl.h>
@@ -419,6 +419,113 @@ fail:
 	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
 }
 
+/* TCP entries this VM (and, for a non-root uid, that uid) may hold: a
+ * quarter of the channel table for the VM, half of that for one uid, so
+ * that entries never crowd out channels with rings (docs/switch.md,
+ * "Connections on TCP"). */
+static int track_limits(struct agent *a, struct agent_client *c)
+{
+	uint32_t vm_cap = a->be.rg.channel_cap / 4, all = 0, uid = 0;
+
+	for (struct agent_client *o = a->clients; o; o = o->next) {
+		all += o->tracked;
+		if (o->uid == c->uid)
+			uid += o->tracked;
+	}
+	if (all >= vm_cap)
+		return -ENOSPC;
+	if (c->uid != 0 && uid >= vm_cap / 2)
+		return -EDQUOT;
+	return 0;
+}
+
+/* A TCP entry of ours for this socket already (same 4-tuple and cookie)?
+ * @return its index, or -1. */
+static int tracked_already(struct agent *a, const struct ivsock_tuple *t, uint64_t cookie,
+			   uint32_t *gen)
+{
+	struct ivsock_region *rg = &a->be.rg;
+
+	for (uint32_t i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_channel *ch = &rg->channels[i];
+		struct ivsock_slot_val v = ivsock_slot_get(&ch->slot);
+
+		if (v.state != IVSOCK_CHAN_TCP || v.vm != a->be.vm_index ||
+		    __atomic_load_n(&ch->end[0].cookie, __ATOMIC_RELAXED) != cookie ||
+		    ch->tuple.sport != t->sport || ch->tuple.dport != t->dport)
+			continue;
+		*gen = v.gen;
+		return (int)i;
+	}
+	return -1;
+}
+
+/*
+ * TRACK: an established socket of the client, to a VM of the domain (or
+ * us), stays on TCP: record it as a TCP entry. The 4-tuple comes from the
+ * socket; nothing is mapped. Idempotent for one socket.
+ */
+static void do_track(struct agent *a, struct agent_client *c, uint32_t seq,
+		     const struct ivsock_ag_open *req, int sock)
+{
+	struct ivsock_region *rg = &a->be.rg;
+	struct ivsock_end_id me = {
+		.vm = (uint8_t)a->be.vm_index, .client = (uint16_t)c->id,
+		.peer_id = a->be.peer_id, .vector = c->vector, .uid = c->uid,
+	};
+	struct ivsock_ag_chan r;
+	struct broker_sock bs;
+	struct ivsock_tuple t;
+	uint32_t idx = 0, gen = 0;
+	int rc, vm, old;
+
+	memset(&t, 0, sizeof(t));
+	rc = req->flags || req->size_class ? -EINVAL : broker_sock_inspect(sock, &bs);
+	if (rc == 0 && (bs.state != TCP_ESTABLISHED || !bs.connected || !bs.lport ||
+			bs.pport != req->dport || !ivsock_addr_equal(&bs.peer, &req->dst)))
+		rc = -EINVAL;
+	if (rc < 0)
+		goto fail;
+	t.src = bs.local;
+	t.sport = bs.lport;
+	t.dst = req->dst;
+	t.dport = req->dport;
+	vm = ivsock_addr_is_loopback(&t.dst) ? (int)a->be.vm_index : ivsock_dir_find_addr(rg, &t.dst);
+	if (vm < 0) {
+		rc = -EHOSTUNREACH;
+		goto fail;
+	}
+	if ((old = tracked_already(a, &t, bs.cookie, &gen)) >= 0) {
+		idx = (uint32_t)old;
+	} else {
+		if ((rc = track_limits(a, c)) < 0 ||
+		    (rc = ivsock_chan_track(rg, &me, &t, (uint32_t)vm, &idx, &gen)) < 0)
+			goto fail;
+		__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
+	}
+	memset(&r, 0, sizeof(r));
+	r.channel = idx;
+	r.channel_gen = gen;
+	r.side = IVSOCK_SIDE_CONNECTOR;
+	r.peer_vm = (uint32_t)vm;
+	r.peer_id = r.peer_vector = 0xffffffffU;
+	if (send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, 0, &r, sizeof(r), -1) < 0) {
+		/* the client cannot hear us (gone, or its buffer full): it
+		 * does not know the entry, so nobody would free it */
+		if (old < 0)
+			ivsock_chan_close(rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+		return;
+	}
+	if (old < 0) {
+		c->tracked++;
+		a->stats.tracked++;
+	}
+	return;
+fail:
+	a->stats.refused_track++;
+	send_reply(c, IVSOCK_AG_CHAN_REPLY, seq, rc, NULL, 0, -1);
+}
+
 /*
  * PORT: the socket of an OPEN_MARK channel is connecting now (its own
  * connect(), the kernel picked the port): post the offer under the real
@@ -595,6 +702,16 @@ static void do_close(struct agent *a, struct agent_client *c,
 		a->stats.bad_close++;
 		return;
 	}
+	if (ivsock_slot_get(&ch->slot).state == IVSOCK_CHAN_TCP) {
+		/* a TCP entry: no block, no window, no offer; only its
+		 * connector's CLOSE frees it */
+		owner = broker_client_by_id(a, ivsock_ld32(&ch->end[0].client));
+		if (ref->side == IVSOCK_SIDE_CONNECTOR &&
+		    ivsock_chan_close(rg, ref->channel, ref->channel_gen, 0, false) > 0 &&
+		    owner && owner->tracked)
+			owner->tracked--;
+		return;
+	}
 	block = ivsock_ld32(&ch->block);
 	cls = ivsock_region_block_class(rg, block);
 	owner = broker_client_by_id(a, ivsock_ld32(&ch->end[ref->side].client));
@@ -645,6 +762,7 @@ static uint16_t reply_type(uint16_t type)
 	switch (type) {
 	case IVSOCK_AG_LISTEN: return IVSOCK_AG_LISTEN_REPLY;
 	case IVSOCK_AG_OPEN:
+	case IVSOCK_AG_TRACK:
 	case IVSOCK_AG_ACCEPT:
 	case IVSOCK_AG_ATTACH: return IVSOCK_AG_CHAN_REPLY;
 	case IVSOCK_AG_ABANDON: return IVSOCK_AG_ABANDON_REPLY;
@@ -683,12 +801,16 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 		do_unlisten(a, c, &req);
 		break;
 	}
-	case IVSOCK_AG_OPEN: {
+	case IVSOCK_AG_OPEN:
+	case IVSOCK_AG_TRACK: {
 		struct ivsock_ag_open req;
 
 		NEED(req);
 		memcpy(&req, payload, sizeof(req));
-		do_open(a, c, h->seq, &req, sock);
+		if (h->type == IVSOCK_AG_OPEN)
+			do_open(a, c, h->seq, &req, sock);
+		else
+			do_track(a, c, h->seq, &req, sock);
 		break;
 	}
 	case IVSOCK_AG_ACCEPT:
@@ -743,8 +865,8 @@ void broker_client_gone(struct agent *a, struct agent_client *c)
 		struct ivsock_channel *ch = &rg->channels[i];
 		struct ivsock_slot_val sv = ivsock_slot_get(&ch->slot);
 
-		if (sv.state == IVSOCK_SLOT_FREE)
-			continue;
+		if (sv.state == IVSOCK_SLOT_FREE || sv.state == IVSOCK_CHAN_TCP)
+			continue; /* (a TCP entry has no window) */
 		bool mine[2];
 
 		for (int side = 0; side < 2; side++)

@@ -19,6 +19,9 @@ static const char *chan_state(uint8_t s)
 	case IVSOCK_CHAN_CONNECTED: return "connected";
 	case IVSOCK_CHAN_ABANDONED: return "abandoned";
 	case IVSOCK_CHAN_REVOKED: return "revoked";
+	case IVSOCK_CHAN_ACCEPTING: return "accepting";
+	case IVSOCK_CHAN_DEMOTED: return "demoted";
+	case IVSOCK_CHAN_TCP: return "tcp";
 	default: return "unknown";
 	}
 }
@@ -144,7 +147,9 @@ char *agent_status_json(struct agent *a, bool all, uid_t uid)
 			 "bad_close", (json_int_t)a->stats.bad_close,
 			 "late_offers", (json_int_t)a->stats.late_offers,
 			 "held_accepts", (json_int_t)a->stats.held_accepts,
-			 "bad_port", (json_int_t)a->stats.bad_port);
+			 "bad_port", (json_int_t)a->stats.bad_port,
+			 "tracked", (json_int_t)a->stats.tracked,
+			 "track_refused", (json_int_t)a->stats.refused_track);
 	if (!root)
 		return NULL;
 	out = json_dumps(root, JSON_INDENT(2));

@@ -132,6 +132,31 @@ int ivsock_agent_open(struct ivsock_agent_conn *c, int sock, const struct ivsock
 	return chan_reply(c, n, r, IVSOCK_SIDE_CONNECTOR, wfd);
 }
 
+int ivsock_agent_track(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
+		       uint16_t dport, uint32_t *idx, uint32_t *gen)
+{
+	struct ivsock_ag_open req;
+	struct {
+		struct ivsock_msg_hdr h;
+		struct ivsock_ag_chan r;
+	} rep;
+	int n;
+
+	memset(&req, 0, sizeof(req));
+	req.dst = *dst;
+	req.dport = dport;
+	n = call(c, IVSOCK_AG_TRACK, &req, sizeof(req), sock, IVSOCK_AG_CHAN_REPLY, &rep,
+		 sizeof(rep), NULL);
+	if (n < 0)
+		return n;
+	if ((size_t)n != sizeof(rep) || rep.r.channel >= c->region.channel_cap ||
+	    rep.r.side != IVSOCK_SIDE_CONNECTOR || rep.r.ring_size || !rep.r.channel_gen)
+		return -EPROTO;
+	*idx = rep.r.channel;
+	*gen = rep.r.channel_gen;
+	return 0;
+}
+
 int ivsock_agent_accept(struct ivsock_agent_conn *c, int sock, struct ivsock_ag_chan *r,
 			int *wfd)
 {

@@ -288,6 +288,42 @@ int ivsock_chan_open(struct ivsock_region *rg, const struct ivsock_end_id *me,
 	return -ENOSPC;
 }
 
+int ivsock_chan_track(struct ivsock_region *rg, const struct ivsock_end_id *me,
+		      const struct ivsock_tuple *t, uint32_t dst_vm, uint32_t *idx, uint32_t *gen)
+{
+	uint32_t i, g;
+
+	if (me->vm >= rg->vm_cap || (dst_vm >= rg->vm_cap && dst_vm != IVSOCK_VM_NONE))
+		return -EINVAL;
+	for (i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_channel *c = &rg->channels[i];
+
+		g = ivsock_slot_claim(&c->slot, me->vm, me->client);
+		if (!g)
+			continue;
+		ivsock_st32(&c->block, 0);
+		ivsock_st32(&c->block_gen, 0); /* names no block */
+		ivsock_st32(&c->next_block, 0);
+		ivsock_st32(&c->next_block_gen, 0);
+		ivsock_st32(&c->offer, 0);
+		ivsock_st32(&c->offer_gen, 0);
+		ivsock_store_relaxed(&c->resize_to, 0);
+		ivsock_store_relaxed(&c->promote_req, 0);
+		ivsock_copy_to_shared(&c->tuple, t, sizeof(*t));
+		ivsock_st32(&c->dst_vm, dst_vm);
+		end_clear(&c->end[1]);
+		end_write(&c->end[0], me, IVSOCK_END_ATTACHED);
+		if (ivsock_slot_move(&c->slot, g, IVSOCK_SLOT_INIT, IVSOCK_CHAN_TCP) < 0) {
+			ivsock_slot_release(&c->slot, g);
+			return -EAGAIN;
+		}
+		*idx = i;
+		*gen = g;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
 int ivsock_chan_accept(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		       uint8_t expect_vm, const struct ivsock_end_id *me,
 		       struct ivsock_chan_view *view)
@@ -499,6 +535,9 @@ static int close_end(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
 		return chan_free(rg, c, gen, &r);
 	if (v.state == IVSOCK_CHAN_ABANDONED)
 		return side == IVSOCK_SIDE_CONNECTOR ? chan_free(rg, c, gen, &r) : -ESTALE;
+	if (v.state == IVSOCK_CHAN_TCP) /* no block: only the slot goes */
+		return side == IVSOCK_SIDE_CONNECTOR ?
+		       ivsock_slot_release(&c->slot, gen) == 0 : -ESTALE;
 
 	if (r.valid) {
 		mem = block_check(rg, r.block, r.block_gen, r.vm, -1, &ring_size);
@@ -761,7 +800,17 @@ static int release_matching(struct ivsock_region *rg, uint8_t vm, int client,
 			n += accept_abort(rg, c, v, ring, arg);
 			continue;
 		}
-		if (v.state < IVSOCK_CHAN_OFFERED || v.state > IVSOCK_CHAN_ACCEPTING)
+		if (v.state == IVSOCK_CHAN_TCP) {
+			/* a connection on TCP: its connector's record only */
+			struct ivsock_end_id tid;
+
+			if (read_end(&c->end[0], &tid, rg->vm_cap) == 0 && tid.vm == vm &&
+			    (client < 0 || tid.client == (uint16_t)client) &&
+			    ivsock_slot_release(&c->slot, v.gen) == 0)
+				n++;
+			continue;
+		}
+		if (v.state < IVSOCK_CHAN_OFFERED || v.state > IVSOCK_CHAN_DEMOTED)
 			continue;
 		for (side = 0; side < 2; side++) {
 			uint32_t f = ivsock_load_acquire(&c->end[side].flags);
@@ -817,8 +866,9 @@ int ivsock_block_release_unreferenced(struct ivsock_region *rg, uint8_t vm, int 
 		struct ivsock_slot_val v = ivsock_slot_get(&c->slot);
 		uint32_t b[2];
 
-		if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT)
-			continue;
+		if (v.state == IVSOCK_SLOT_FREE || v.state == IVSOCK_SLOT_INIT ||
+		    v.state == IVSOCK_CHAN_TCP)
+			continue; /* (a TCP entry names no block) */
 		b[0] = ivsock_ld32(&c->block);
 		b[1] = ivsock_ld32(&c->next_block_gen) ? ivsock_ld32(&c->next_block) : nb;
 		for (k = 0; k < 2; k++)
@@ -963,6 +1013,27 @@ int ivsock_chan_resize(struct ivsock_region *rg, uint32_t idx, uint32_t gen, uin
 	return 0;
 }
 
+int ivsock_chan_promote_req(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
+			    uint32_t ring_size, ivsock_ring_fn ring, void *arg)
+{
+	struct ivsock_channel *c;
+	struct ivsock_slot_val v;
+
+	if (idx >= rg->channel_cap)
+		return -EINVAL;
+	c = &rg->channels[idx];
+	v = ivsock_slot_get(&c->slot);
+	if (v.gen != gen || v.state < IVSOCK_CHAN_OFFERED)
+		return -ESTALE;
+	if (v.state != IVSOCK_CHAN_TCP)
+		return -EBUSY;
+	ivsock_store_relaxed(&c->resize_to, ring_size);
+	/* the size before the count (release): who sees the count sees it */
+	atomic_fetch_add_explicit(&c->promote_req, 1, memory_order_release);
+	ring_end(rg, c, 0, ring, arg); /* a sleeper of the connector looks again */
+	return 0;
+}
+
 uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm)
 {
 	uint32_t i, n = 0;
@@ -971,7 +1042,7 @@ uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm)
 		const struct ivsock_channel *c = &rg->channels[i];
 		struct ivsock_slot_val v = ivsock_slot_get((ivsock_a64 *)&c->slot);
 
-		if (v.state < IVSOCK_CHAN_OFFERED)
+		if (v.state < IVSOCK_CHAN_OFFERED || v.state == IVSOCK_CHAN_TCP)
 			continue;
 		if (v.vm == vm || (ivsock_ld32(&c->end[1].vm_index) == vm &&
 				   (ivsock_load_acquire((ivsock_a32 *)&c->end[1].flags) &

@@ -364,6 +364,7 @@ static uint16_t expected_reply(uint16_t type)
 	case IVSOCK_AG_STATUS: return IVSOCK_AG_STATUS_REPLY;
 	case IVSOCK_AG_LISTEN: return IVSOCK_AG_LISTEN_REPLY;
 	case IVSOCK_AG_OPEN:
+	case IVSOCK_AG_TRACK:
 	case IVSOCK_AG_ACCEPT:
 	case IVSOCK_AG_ATTACH: return IVSOCK_AG_CHAN_REPLY;
 	case IVSOCK_AG_ABANDON: return IVSOCK_AG_ABANDON_REPLY;
@@ -423,7 +424,8 @@ static int32_t drain(unsigned k, uint16_t type, uint32_t seq)
 			struct ivsock_ag_chan r;
 
 			FUZZ_ASSERT(h.len == sizeof(r));
-			FUZZ_ASSERT(nfds == (win_mode == 1));
+			/* a TCP entry has no window */
+			FUZZ_ASSERT(nfds == (type != IVSOCK_AG_TRACK && win_mode == 1));
 			memcpy(&r, buf + sizeof(h), sizeof(r));
 			add_ref(r.channel, r.channel_gen, r.side, false);
 		}
@@ -486,6 +488,12 @@ static void check_tables(struct agent *a)
 
 		if (v.state == IVSOCK_SLOT_FREE)
 			continue;
+		if (v.state == IVSOCK_CHAN_TCP) {
+			/* a connection on TCP: ours, no block */
+			FUZZ_ASSERT(v.vm == 0 && rg->channels[i].block_gen == 0 &&
+				    rg->channels[i].end[0].vm_index == 0);
+			continue;
+		}
 		/* the agent is single-threaded: nothing stays half done */
 		FUZZ_ASSERT(v.state == IVSOCK_CHAN_OFFERED || v.state == IVSOCK_CHAN_CONNECTED ||
 			    v.state == IVSOCK_CHAN_ABANDONED);
@@ -500,14 +508,20 @@ static void check_tables(struct agent *a)
 	}
 	FUZZ_CHECK("uid-limit", uid_ends[0] <= MAX_CHANS && uid_ends[1] <= MAX_CHANS);
 	for (struct agent_client *c = a->clients; c; c = c->next) {
-		uint32_t ends = 0, lis = 0;
+		uint32_t ends = 0, lis = 0, tracked = 0;
 
 		if (!c->hello)
 			continue;
-		for (uint32_t i = 0; i < rg->channel_cap; i++)
+		for (uint32_t i = 0; i < rg->channel_cap; i++) {
+			if (ivsock_slot_get(&rg->channels[i].slot).state == IVSOCK_CHAN_TCP) {
+				tracked += rg->channels[i].end[0].client == c->id;
+				continue;
+			}
 			for (int side = 0; side < 2; side++)
 				ends += end_live(rg, i, side) &&
 					rg->channels[i].end[side].client == c->id;
+		}
+		FUZZ_CHECK("tracked-count", c->tracked == tracked);
 		for (uint32_t i = 0; i < rg->listener_cap; i++) {
 			struct ivsock_slot_val v = ivsock_slot_get(&rg->listeners[i].slot);
 
@@ -551,8 +565,9 @@ static void request(struct agent *a, struct fuzz_in *in)
 		IVSOCK_AG_HELLO, IVSOCK_AG_LISTEN, IVSOCK_AG_UNLISTEN, IVSOCK_AG_OPEN,
 		IVSOCK_AG_ACCEPT, IVSOCK_AG_ABANDON, IVSOCK_AG_CLOSE, IVSOCK_AG_ATTACH,
 		IVSOCK_AG_OPEN, IVSOCK_AG_PORT, IVSOCK_AG_PEER_FD, IVSOCK_AG_STATUS,
+		IVSOCK_AG_TRACK,
 	};
-	uint16_t type = kt / 3 < 72 ? types[kt / 3 % 12] : fuzz_u16(in);
+	uint16_t type = kt / 3 < 78 ? types[kt / 3 % 13] : fuzz_u16(in);
 	struct {
 		struct ivsock_msg_hdr h;
 		uint8_t p[64];
@@ -625,8 +640,10 @@ static void request(struct agent *a, struct fuzz_in *in)
 		}
 		break;
 	}
-	case IVSOCK_AG_OPEN: {
-		struct ivsock_ag_open o = { .size_class = IVSOCK_AG_CLASS_DEFAULT };
+	case IVSOCK_AG_OPEN:
+	case IVSOCK_AG_TRACK: {
+		struct ivsock_ag_open o = { .size_class = type == IVSOCK_AG_TRACK ? 0 :
+							  IVSOCK_AG_CLASS_DEFAULT };
 		struct sk *l = &sks[(sel >> 3) % NSOCKS];
 
 		switch (sel & 7) {
@@ -646,10 +663,12 @@ static void request(struct agent *a, struct fuzz_in *in)
 		}
 		if (fdsel & 0x40)
 			o.size_class = fuzz_u8(in) % 4;
-		if (sel & 0x80) {
+		if ((sel & 0x80) && type == IVSOCK_AG_OPEN) {
 			/* what the shim sends: a marker now, PORT later */
 			o.flags = IVSOCK_AG_OPEN_MARK;
 		}
+		if ((sel & 0x80) && type == IVSOCK_AG_TRACK)
+			o.flags = fuzz_u16(in); /* TRACK knows no flags */
 		memcpy(m.p, &o, sizeof(o));
 		len = sizeof(o);
 		break;
@@ -727,6 +746,23 @@ static void request(struct agent *a, struct fuzz_in *in)
 				 (sock >= 0 && s->cookie && s->cookie == ch->end[cref.side].cookie));
 			if (!owner)
 				FUZZ_ASSERT(snap_same(rg, &before, i));
+		}
+	}
+	if (type == IVSOCK_AG_TRACK) {
+		for (uint32_t i = 0; i < rg->channel_cap; i++) {
+			struct ivsock_slot_val v = ivsock_slot_unpack(before.slot[i]);
+
+			if (snap_same(rg, &before, i))
+				continue;
+			if (v.state == IVSOCK_SLOT_FREE &&
+			    ivsock_slot_get(&rg->channels[i].slot).state == IVSOCK_SLOT_FREE)
+				continue; /* claimed and given back: the reply could not go */
+			/* only a free slot becomes a TCP entry of this client,
+			 * for a connected socket of its own */
+			FUZZ_ASSERT(v.state == IVSOCK_SLOT_FREE && st == 0 && sock >= 0 &&
+				    (s->kind == SK_CONN || s->kind == SK_ACCEPTED));
+			FUZZ_ASSERT(ivsock_slot_get(&rg->channels[i].slot).state == IVSOCK_CHAN_TCP &&
+				    rg->channels[i].end[0].client == c->id);
 		}
 	}
 	if (type == IVSOCK_AG_ACCEPT && len == 0) {

@@ -21,7 +21,10 @@
 #     the rest get -EDQUOT; meanwhile uid 4003 is still accelerated, the
 #     agent answers --status throughout; once the flooder exits every block
 #     it claimed is free (the agent's ring_pool), no channel is left, and
-#     the idle agent does not spin (CPU ticks) nor hold more fds.
+#     the idle agent does not spin (CPU ticks) nor hold more fds;
+#   - uid 4002 TRACKs (connections on TCP as TCP entries) with wrong
+#     sockets (refused, nothing recorded), CLOSEs another client's entry
+#     (it stays), and records fresh connections until the per-uid cap.
 #
 #   ivshim-PID-a 10.78.0.1 ──veth── 10.78.0.2 ivshim-PID-b   ivsockd + 2 agents
 set -eu
@@ -235,4 +238,23 @@ if [ $((ok + 1)) -gt $MAXCH ] || [ "$acc4003" != 1 ]; then
 else
 	echo "   per-uid limit held: uid 4002 $((ok + 1)) ends, uid 4003 accelerated"
 fi
+
+# TCP entries (docs/switch.md, "Connections on TCP"): only for a socket's
+# own established connection, freed only by its owner (CLOSE, exit), and a
+# uid's are capped (an eighth of the channel table).
+echo "== uid 4002: TRACK with wrong sockets, another client's CLOSE, the per-uid cap [${SECONDS}s]"
+ulimit -n 65536
+shim_exec A setpriv --reuid=4002 --regid=4002 --clear-groups timeout 300 "$HOSTILE" track "$SHIM_A_IP" 20000 \
+	>"$D/track.out" 2>&1 || fail "track: $(grep -c '^FAIL' "$D/track.out") checks failed"
+grep '^FAIL' "$D/track.out" && fail "track"
+line=$(grep '^track ' "$D/track.out") || fail "track did not finish"
+echo "   $line"
+tok=$(echo "$line" | sed 's/.*ok=\([0-9]*\).*/\1/')
+tcap=$(echo "$line" | sed 's/.*cap_per_uid=\([0-9]*\).*/\1/')
+[ "$tok" = "$tcap" ] || fail "track: $tok entries for one uid, the cap is $tcap"
+echo "$line" | grep -q 'capped=[1-9]' || fail "track: the per-uid cap never refused"
+idle_a 0 || fail "agent A: clients left after track"
+left=$(shim_ctl channels --json | jq '[.channels[] | select(.state == "tcp")] | length')
+[ "$left" = 0 ] || fail "track: $left TCP entries left after their owner exited"
+[ "$(fds_a)" = "$fd0" ] || fail "agent A holds $(fds_a) fds after track, was $fd0"
 echo PASS

@@ -32,6 +32,10 @@ connected() { # PORT: connected channels to PORT
 	shim_ctl channels --json | jq --argjson p "$1" \
 		'[.channels[] | select(.tuple.dport == $p and .state == "connected")] | length'
 }
+on_tcp() { # PORT: connections on TCP to PORT (TCP entries)
+	shim_ctl channels --json | jq --argjson p "$1" \
+		'[.channels[] | select(.tuple.dport == $p and .state == "tcp")] | length'
+}
 # hold N [RING]: N held connections to port 7700 (their channels take the
 # rings of that class); holder_end closes them
 hold() {
@@ -124,6 +128,10 @@ IVSOCK_STATS=1 shim_run A "$HERD" client "$SHIM_B_IP" 7720 500 --ready "$D/pool.
 for _ in $(seq 300); do [ -s "$D/pool.ready" ] && break; sleep 0.1; done
 [ "$(cat "$D/pool.ready" 2>/dev/null)" = 0 ] || fail "pool: round 0 did not complete"
 [ "$(connected 7720)" = 0 ] || fail "pool: accelerated while the rings were used up"
+# each of them listed as a connection on TCP (docs/switch.md, "Connections on TCP")
+n=$(on_tcp 7720)
+echo "pool: $n of 500 connections listed on TCP"
+[ "$n" = 500 ] || fail "pool: $n of 500 connections on TCP listed"
 holder_end
 pc=$(pgrep -f "conn-herd client $SHIM_B_IP 7720 " | head -n 1)
 # rounds of traffic (each connection's calls are where promotion happens),
@@ -140,6 +148,7 @@ for _ in $(seq 60); do
 done
 echo "pool: $n of 500 connections on rings after $round rounds"
 [ "$n" = 500 ] || fail "pool: only $n of 500 promoted"
+[ "$(on_tcp 7720)" = 0 ] || fail "pool: $(on_tcp 7720) TCP entries left beside the channels"
 round=$((round + 1))
 kill -USR1 "$pc" # one more round, all on rings, checked
 for _ in $(seq 100); do [ "$(cat "$D/pool.ready")" = "$round" ] && break; sleep 0.05; done
@@ -240,5 +249,56 @@ wait $srv || fail "demote: server"
 [ "$(stat_of "$D/d-cli.out" promoted)" = 1 ] || fail "demote: promoted again after the operator's demote"
 [ "$(stat_of "$D/d-cli.out" switch_tx_tcp)" = 1 ] || fail "demote: client tx not switched back once"
 [ "$(stat_of "$D/d-srv.out" switch_tx_tcp)" = 1 ] || fail "demote: server tx not switched back once"
+gone 7730 demote
+
+echo "== a connection on TCP is listed and promoted by the operator"
+# a 64 MiB echo on a 1K ring; demoted by the operator, it stays on TCP
+# (listed as such); promoted with --size 128K it is back on a ring of that
+# class; every byte checked by shim-stream
+shim_run B timeout 60 "$SHIM_TOOL" server 7731 1 >"$D/op-srv.out" 2>&1 &
+srv=$!
+sleep 0.3
+shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 1000 client \
+	"$SHIM_B_IP" 7731 $((64 << 20)) 1 >"$D/op-cli.out" 2>&1 &
+cli=$!
+c=
+for _ in $(seq 100); do
+	c=$(shim_ctl channels --json | jq -r '[.channels[] | select(.tuple.dport == 7731 and .state == "connected")][0].index // empty')
+	[ -n "$c" ] && break
+	sleep 0.05
+done
+[ -n "$c" ] || fail "operator promote: never on a ring"
+sleep 0.3
+shim_ctl channel demote "$c" >/dev/null || fail "operator promote: demote refused"
+t=
+for _ in $(seq 100); do
+	t=$(shim_ctl channels --json | jq -r '[.channels[] | select(.tuple.dport == 7731 and .state == "tcp")][0].index // empty')
+	[ -n "$t" ] && break
+	sleep 0.05
+done
+[ -n "$t" ] || fail "operator promote: the demoted connection is not listed as on TCP"
+row=$(shim_ctl channels | awk -v t="$t" '$2 == t')
+echo "on TCP: $row"
+echo "$row" | grep -q " tcp  *- .* tcp/tcp " || fail "operator promote: table row: $row"
+out=$(shim_ctl channel demote "$t" 2>&1) && fail "operator promote: demote of a connection on TCP accepted"
+echo "$out" | grep -q "on TCP already" || fail "operator promote: demote of a TCP entry: $out"
+shim_ctl channel promote "$t" --size 128K || fail "operator promote: refused"
+n=
+for _ in $(seq 200); do
+	n=$(shim_ctl channels --json | jq -r '[.channels[] | select(.tuple.dport == 7731 and .state == "connected" and .ring_size == 131072)] | length')
+	[ "$n" = 1 ] && break
+	sleep 0.05
+done
+[ "$n" = 1 ] || fail "operator promote: not back on a 128K ring"
+[ "$(on_tcp 7731)" = 0 ] || fail "operator promote: the TCP entry stayed beside the channel"
+wait $cli || fail "operator promote: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "operator promote: server"
+[ "$(stat_of "$D/op-cli.out" promote_operator)" = 1 ] || fail "operator promote: the client did not see the request once"
+[ "$(stat_of "$D/op-cli.out" promoted)" = 1 ] || fail "operator promote: client not promoted once"
+[ "$(stat_of "$D/op-srv.out" promoted)" = 1 ] || fail "operator promote: server not promoted once"
+[ "$(stat_of "$D/op-cli.out" switch_tx_ring)" = 1 ] || fail "operator promote: client tx not back on the ring"
+[ "$(shim_ctl domain list --json | jq "[.domains[].tcp_promotes] | add")" -ge 1 ] ||
+	fail "operator promote: not counted by ivsockd"
+gone 7731 "operator promote"
 for f in "$D"/e-cli-*.out; do printf "%s " "$(stat_of "$f" promoted)"; done; echo "(end races: promotions per run)"
 echo PASS

@@ -35,6 +35,12 @@
  *       ACCEPT), its connector end CLOSEd, and CLOSEd again before each
  *       OPEN: a CLOSE of an end already closed must not give the uid its
  *       quota back (prints "overcommit ok=...").
+ *   broker-hostile track SRCIP N
+ *       TRACK (a connection on TCP as a TCP entry) refused for sockets that
+ *       are not an established connection to the address named; another
+ *       client's CLOSE / ATTACH of the entry refused; the owner's CLOSE and
+ *       exit free it; N fresh connections tracked end in the per-uid cap
+ *       (prints "track ok=A capped=B other=C").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -791,6 +797,134 @@ static int flood(const char *srcip, long n, long cls, bool overcommit)
 	return 0;
 }
 
+/* ---- TCP entries (TRACK) ---- */
+
+static int track_req(struct ivsock_agent_conn *c, int sock, const char *ip, uint16_t port,
+		     uint16_t flags, uint32_t *idx, uint32_t *gen)
+{
+	struct ivsock_addr dst;
+	struct sockaddr_in d;
+	uint16_t p;
+
+	sa4(&d, ip, port);
+	ivsock_addr_from_sockaddr(&dst, &p, (struct sockaddr *)&d, sizeof(d));
+	if (flags) {
+		struct ivsock_ag_open o = { .dst = dst, .dport = p, .flags = flags };
+
+		return req(c, IVSOCK_AG_TRACK, &o, sizeof(o), sock, 0, true);
+	}
+	return ivsock_agent_track(c, sock, &dst, p, idx, gen);
+}
+
+static uint16_t peer_port_of(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+
+	getpeername(fd, (struct sockaddr *)&a, &l);
+	return ntohs(a.sin_port);
+}
+
+/*
+ * track SRCIP N: TRACK (a connection on TCP recorded as a TCP entry) only
+ * for an established socket of ours to the address it names; nobody else
+ * (another client: without a socket, with its own) can free the entry; the
+ * owner's CLOSE and its death free it; a uid's entries are capped (N
+ * TRACKs of fresh connections end in -EDQUOT before N if N is over the cap).
+ */
+static int track(const char *ip, long n)
+{
+	struct ivsock_agent_conn c, o;
+	struct chan_snap snap;
+	struct table_sum s0, s1;
+	uint32_t idx = 0, gen = 0, i2 = 0, g2 = 0;
+	unsigned long ok = 0, edquot = 0, other = 0;
+	int conn, acc, rc, lis, bound, u;
+
+	connect_or_die(&c);
+	connect_or_die(&o);
+	table_sum(&c.region, (uint8_t)c.info.vm_index, &s0);
+	conn = tcp_pair(ip, &acc);
+	lis = tcp_listening(ip);
+	bound = tcp_bound(ip);
+	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	rc = track_req(&c, lis, ip, port_of(lis), 0, &idx, &gen);
+	CHECK(rc == -EINVAL, "TRACK of a listening socket refused (%d)", rc);
+	rc = track_req(&c, bound, ip, port_of(bound), 0, &idx, &gen);
+	CHECK(rc == -EINVAL, "TRACK of a socket not connected refused (%d)", rc);
+	rc = track_req(&c, u, ip, 9, 0, &idx, &gen);
+	CHECK(rc < 0, "TRACK of a UDP socket refused (%d)", rc);
+	rc = track_req(&c, -1, ip, peer_port_of(conn), 0, &idx, &gen);
+	CHECK(rc < 0, "TRACK without a socket refused (%d)", rc);
+	rc = track_req(&c, conn, ip, (uint16_t)(peer_port_of(conn) + 1), 0, &idx, &gen);
+	CHECK(rc == -EINVAL, "TRACK naming another destination than the socket's refused (%d)", rc);
+	rc = track_req(&c, conn, ip, peer_port_of(conn), 0x4, &idx, &gen);
+	CHECK(rc == -EINVAL, "TRACK with unknown flags refused (%d)", rc);
+	table_sum(&c.region, (uint8_t)c.info.vm_index, &s1);
+	CHECK(s1.chans == s0.chans, "nothing recorded by the refused TRACKs (%u -> %u entries)",
+	      s0.chans, s1.chans);
+
+	rc = track_req(&c, conn, ip, peer_port_of(conn), 0, &idx, &gen);
+	CHECK(rc == 0 && ivsock_chan_state(&c.region, idx, gen) == IVSOCK_CHAN_TCP,
+	      "TRACK of our connection: a TCP entry (%d, entry %u)", rc, idx);
+	rc = track_req(&c, conn, ip, peer_port_of(conn), 0, &i2, &g2);
+	CHECK(rc == 0 && i2 == idx && g2 == gen, "TRACK again: the same entry (%d, %u)", rc, i2);
+	rc = track_req(&c, acc, ip, peer_port_of(acc), 0, &i2, &g2);
+	CHECK(rc == 0 && i2 != idx, "the accepted end is another socket: its own entry (%d)", rc);
+	ivsock_agent_close_end(&c, -1, i2, g2, IVSOCK_SIDE_CONNECTOR, false);
+
+	/* another client: CLOSE without a socket, with a socket of its own,
+	 * as the acceptor side, with a stale generation */
+	chan_snap(&c.region, idx, &snap);
+	chan_req(&o, IVSOCK_AG_CLOSE, idx, gen, IVSOCK_SIDE_CONNECTOR, -1);
+	chan_req(&o, IVSOCK_AG_CLOSE, idx, gen, IVSOCK_SIDE_CONNECTOR, acc);
+	chan_req(&o, IVSOCK_AG_CLOSE, idx, gen, IVSOCK_SIDE_ACCEPTOR, -1);
+	chan_req(&c, IVSOCK_AG_CLOSE, idx, gen, IVSOCK_SIDE_ACCEPTOR, -1);
+	chan_req(&c, IVSOCK_AG_CLOSE, idx, gen + 1, IVSOCK_SIDE_CONNECTOR, -1);
+	rc = chan_req(&o, IVSOCK_AG_ATTACH, idx, gen, IVSOCK_SIDE_CONNECTOR, conn);
+	CHECK(rc < 0, "ATTACH of a TCP entry refused (%d): it has no block", rc);
+	usleep(100000); /* the one-way CLOSEs were handled (the ATTACH answer came after) */
+	CHECK(chan_same(&c.region, idx, &snap), "another client's CLOSEs left the entry as it was");
+	/* the owner's close frees it */
+	ivsock_agent_close_end(&c, -1, idx, gen, IVSOCK_SIDE_CONNECTOR, false);
+	rc = track_req(&c, conn, ip, peer_port_of(conn), 0, &i2, &g2); /* a round trip */
+	CHECK(ivsock_chan_state(&c.region, idx, gen) == 0, "the owner's CLOSE freed the entry");
+	/* and its death frees the one just made */
+	ivsock_agent_close(&c);
+	usleep(200000);
+	CHECK(rc == 0 && ivsock_chan_state(&o.region, i2, g2) == 0,
+	      "the owner's exit freed its entry (%d)", rc);
+
+	/* the per-uid cap: fresh connections, each tracked, until refused */
+	for (long i = 0; i < n; i++) {
+		int a2, c2 = tcp_pair(ip, &a2);
+
+		rc = track_req(&o, c2, ip, peer_port_of(c2), 0, &i2, &g2);
+		if (rc == 0)
+			ok++;
+		else if (rc == -EDQUOT || rc == -ENOSPC)
+			edquot++;
+		else
+			other++;
+		close(a2); /* the entry outlives its peer socket: the test holds c2 */
+		if (rc < 0) {
+			close(c2);
+			if (edquot)
+				break;
+		}
+	}
+	printf("track ok=%lu capped=%lu other=%lu cap_per_uid=%u\n", ok, edquot, other,
+	       o.region.channel_cap / 8);
+	CHECK(other == 0, "no TRACK of a fresh connection failed otherwise");
+	ivsock_agent_close(&o);
+	close(conn);
+	close(acc);
+	close(lis);
+	close(bound);
+	close(u);
+	return failures;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -802,12 +936,15 @@ int main(int argc, char **argv)
 		return protocol();
 	if (argc == 5 && !strcmp(argv[1], "flood"))
 		return flood(argv[2], atol(argv[3]), atol(argv[4]), false);
+	if (argc == 4 && !strcmp(argv[1], "track"))
+		return track(argv[2], atol(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "overcommit"))
 		return flood(argv[2], atol(argv[3]), atol(argv[4]), true);
 	fprintf(stderr, "usage: broker-hostile victim SRCIP DPORT\n"
 			"       broker-hostile offer SRCIP DPORT\n"
 			"       broker-hostile protocol\n"
 			"       broker-hostile flood SRCIP N CLASS\n"
-			"       broker-hostile overcommit SRCIP N CLASS\n");
+			"       broker-hostile overcommit SRCIP N CLASS\n"
+			"       broker-hostile track SRCIP N\n");
 	return 100;
 }

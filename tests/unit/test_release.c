@@ -377,6 +377,81 @@ static void test_death_at_every_step(void **state)
 	assert_int_equal(runs, 2 * 2 * (C_DONE + 1) * (A_DONE + 1));
 }
 
+static unsigned rung;
+static void count_ring(void *arg, uint32_t peer, uint32_t vector)
+{
+	(void)arg;
+	if (peer == C0.peer_id && vector == C0.vector)
+		rung++;
+}
+
+/* A connection on TCP (state TCP, no block): listed, promotable, and freed
+ * by its connector's close, its owner's release, its VM's release or
+ * reclaim; nothing else may touch it. */
+static void test_tcp_entry(void **state)
+{
+	struct test_region *t = *state;
+	struct ivsock_tuple tp = tup(5151);
+	uint32_t idx, gen, b, bg;
+
+	for (int how = 0; how < 4; how++) {
+		assert_int_equal(ivsock_chan_track(&t->rg, &C0, &tp, 1, &idx, &gen), 0);
+		assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), IVSOCK_CHAN_TCP);
+		assert_null(ivsock_chan_end_ctl(&t->rg, idx, 0, NULL, NULL));
+		assert_int_equal(ivsock_block_pool_used(&t->rg, 0), 0);
+		/* a ring's requests do not apply; a promotion request does */
+		assert_int_equal(ivsock_chan_demote(&t->rg, idx, gen, NULL, NULL), -EBUSY);
+		assert_int_equal(ivsock_chan_resize(&t->rg, idx, gen, 4096, NULL, NULL), -EBUSY);
+		rung = 0;
+		assert_int_equal(ivsock_chan_promote_req(&t->rg, idx, gen, 65536, count_ring, NULL), 0);
+		assert_int_equal(ivsock_chan_promote_req(&t->rg, idx, gen + 1, 0, count_ring, NULL), -ESTALE);
+		assert_int_equal(rung, 1);
+		assert_int_equal(atomic_load(&t->rg.channels[idx].promote_req), 1);
+		assert_int_equal(atomic_load(&t->rg.channels[idx].resize_to), 65536);
+		/* the acceptor side has nothing to close; another owner's
+		 * release leaves it */
+		assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, IVSOCK_SIDE_ACCEPTOR, false), -ESTALE);
+		ivsock_chan_release_owner(&t->rg, 0, 9, NULL, NULL);
+		ivsock_chan_release_vm(&t->rg, 1, NULL, NULL);
+		assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), IVSOCK_CHAN_TCP);
+		/* it names no block: the owner's stray blocks still go */
+		assert_int_equal(ivsock_block_alloc(&t->rg, 0, 0, C0.client, &b, &bg), 0);
+		assert_int_equal(ivsock_block_release_unreferenced(&t->rg, 0, C0.client), 1);
+		switch (how) {
+		case 0:
+			assert_int_equal(ivsock_chan_close(&t->rg, idx, gen, IVSOCK_SIDE_CONNECTOR, false), 1);
+			break;
+		case 1:
+			assert_int_equal(ivsock_chan_release_owner(&t->rg, 0, C0.client, NULL, NULL), 1);
+			break;
+		case 2:
+			assert_int_equal(ivsock_chan_release_vm(&t->rg, 0, NULL, NULL), 1);
+			break;
+		default:
+			assert_true(ivsock_chan_reclaim_vm(&t->rg, 0, NULL, NULL) >= 1);
+			break;
+		}
+		assert_int_equal(ivsock_chan_state(&t->rg, idx, gen), 0);
+		assert_int_equal(ivsock_chan_promote_req(&t->rg, idx, gen, 0, NULL, NULL), -ESTALE);
+		assert_nothing_left(t);
+	}
+	/* a connected channel is not a TCP entry */
+	{
+		struct ivsock_chan_view v;
+
+		assert_int_equal(ivsock_chan_open(&t->rg, &C0, &tp, 1, 0, &idx, &gen), 0);
+		assert_int_equal(ivsock_chan_accept(&t->rg, idx, gen, 0, &A1, &v), 0);
+		assert_int_equal(ivsock_chan_promote_req(&t->rg, idx, gen, 0, NULL, NULL), -EBUSY);
+		/* a process that dies while its channel is DEMOTED is released
+		 * like one on a connected channel */
+		assert_int_equal(ivsock_chan_demote(&t->rg, idx, gen, NULL, NULL), 0);
+		assert_int_equal(ivsock_chan_release_owner(&t->rg, 0, C0.client, NULL, NULL), 1);
+		assert_true(atomic_load(&t->rg.channels[idx].end[0].flags) & IVSOCK_END_DEAD);
+		assert_int_equal(ivsock_chan_close_view(&t->rg, &v, false), 1);
+		assert_nothing_left(t);
+	}
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -385,6 +460,7 @@ int main(void)
 		T(test_bulk_release_accepting_is_bounded),
 		T(test_acceptor_dies_in_accepting),
 		T(test_death_at_every_step),
+		T(test_tcp_entry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

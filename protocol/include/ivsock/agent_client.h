@@ -238,6 +238,13 @@ int ivsock_agent_abandon(struct ivsock_agent_conn *c, int sock, uint32_t idx, ui
  * opened or accepted it). */
 int ivsock_agent_close_end(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen,
 			   int side, bool reset);
+/* Connector: sock (established to dst:dport, a shimmed peer) stays on TCP
+ * for now: record it as a TCP entry (docs/switch.md, "Connections on TCP")
+ * so that operators see it and can promote it; ivsock_agent_close_end()
+ * (side connector) frees it. @return 0 with *idx, *gen, -ENOSPC (no room
+ * for entries), -EDQUOT, -EINVAL (not such a socket), -EHOSTUNREACH, -errno. */
+int ivsock_agent_track(struct ivsock_agent_conn *c, int sock, const struct ivsock_addr *dst,
+		       uint16_t dport, uint32_t *idx, uint32_t *gen);
 /* A new window onto an end whose socket we hold (after exec). */
 int ivsock_agent_attach(struct ivsock_agent_conn *c, int sock, uint32_t idx, uint32_t gen,
 			int side, struct ivsock_ag_chan *r, int *wfd);

@@ -14,6 +14,9 @@
  *                  ABANDONED <---------------------+         REVOKED
  *   (connector fell back to TCP)
  *
+ *   FREE -> INIT -> TCP -> FREE   a connection on TCP, listed and promotable
+ *                                 (no block; its connector's agent frees it)
+ *
  * The generation never changes between INIT and FREE: (idx, gen) names one
  * connection for its whole life, REVOKED included. Who frees: docs/layout.md
  * ("who frees"). In short: the connector frees OFFERED/ABANDONED; in
@@ -249,6 +252,25 @@ int ivsock_chan_release_vm(struct ivsock_region *rg, uint8_t vm,
  */
 int ivsock_chan_reclaim_vm(struct ivsock_region *rg, uint8_t vm,
 			   ivsock_ring_fn ring, void *arg);
+/*
+ * Connector's agent: record a connection on TCP whose ends both run the
+ * shim (docs/switch.md, "Connections on TCP"): claim a slot, fill end[0]
+ * (ATTACHED), the tuple and dst_vm, no block (block_gen 0), and move it to
+ * TCP. Freed by ivsock_chan_close() of the connector side, by the owner's
+ * release, or the VM's. @return 0 with *idx, *gen, -ENOSPC, -EINVAL.
+ */
+int ivsock_chan_track(struct ivsock_region *rg, const struct ivsock_end_id *me,
+		      const struct ivsock_tuple *t, uint32_t dst_vm, uint32_t *idx, uint32_t *gen);
+
+/*
+ * ivsockd: ask the connector of TCP entry (idx, gen) for a ring of
+ * ring_size (0: its default): resize_to, then promote_req + 1 (release),
+ * then ring the connector. @return 0, -ESTALE (no such entry), -EBUSY (not
+ * a connection on TCP), -EINVAL.
+ */
+int ivsock_chan_promote_req(struct ivsock_region *rg, uint32_t idx, uint32_t gen,
+			    uint32_t ring_size, ivsock_ring_fn ring, void *arg);
+
 /* Channels with at least one end in VM vm (for partition reclaim). */
 uint32_t ivsock_chan_count_vm(const struct ivsock_region *rg, uint8_t vm);
 

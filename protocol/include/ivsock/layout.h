@@ -21,7 +21,7 @@
 #include "ivsock/ring.h"
 
 #define IVSOCK_MAGIC          0x3130524b434f5356ULL /* "VSOCKR01" little-endian */
-#define IVSOCK_LAYOUT_VERSION 4U
+#define IVSOCK_LAYOUT_VERSION 5U
 
 #define IVSOCK_NAME_MAX       64
 #define IVSOCK_VM_MAX_ADDRS   8
@@ -204,6 +204,12 @@ enum {
 				    * each end switches its tx at a byte offset
 				    * (ivsock_end_ctl.tx_switch), drains its rx,
 				    * and releases the channel (docs/switch.md) */
+	IVSOCK_CHAN_TCP       = 8, /* no rings: a connection on TCP whose ends
+				    * both run the shim, listed for operators
+				    * and promotable (docs/switch.md, "Connections
+				    * on TCP"); only end[0] is filled, block_gen
+				    * is 0; written and freed by the connector's
+				    * agent, promote_req by ivsockd */
 };
 
 /* Flags of one end, written only by that end (or its agent after death). */
@@ -254,6 +260,12 @@ struct ivsock_channel {
 	ivsock_a32 resize_to;
 #define IVSOCK_RESIZE_RECLAIM 1u   /* resize_to: no ring now (ivsockd's policy took
 				    * it back); the connector asks again on use */
+	/* TCP state only: ivsockd's count of promotions asked for (the
+	 * operator's `channel promote`), resize_to holding the ring size (0:
+	 * the connector's default) stored before it (release). The
+	 * connector's shim asks for a ring when the count changed; 0 at
+	 * INIT. A request, never trusted for sizes. */
+	ivsock_a32 promote_req;
 	/* each end on its own cache line */
 	_Alignas(IVSOCK_CACHELINE) struct ivsock_chan_end end[2]; /* [0] connector, [1] acceptor */
 };

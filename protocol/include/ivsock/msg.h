@@ -115,10 +115,16 @@ enum {
 	IVSOCK_AG_PORT         = 23, /* struct ivsock_ag_chan_ref + fd: the
 				      * socket of an OPEN_MARK channel, now
 				      * connecting: post its offer; one way */
+	IVSOCK_AG_TRACK        = 25, /* struct ivsock_ag_open (flags 0) + fd: an
+				      * established TCP socket of ours to a
+				      * shimmed peer, on TCP: record it as a
+				      * TCP entry (listed, promotable) ->
+				      * CHAN_REPLY (ring_size 0, no window);
+				      * CLOSE of the entry frees it */
 };
 
 /* Highest request type the agent knows (fuzzers, tests). */
-#define IVSOCK_AG_TYPE_MAX IVSOCK_AG_PORT
+#define IVSOCK_AG_TYPE_MAX IVSOCK_AG_TRACK
 
 enum { IVSOCK_BACKEND_SERVER = 1, IVSOCK_BACKEND_PCI = 2 };
 
