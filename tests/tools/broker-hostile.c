@@ -54,6 +54,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "ivsock/agent_client.h"
@@ -841,8 +842,17 @@ static int track(const char *ip, long n)
 	unsigned long ok = 0, edquot = 0, other = 0;
 	int conn, acc, rc, lis, bound, u;
 
+	struct rlimit rl;
+
+	/* the cap is an eighth of the channel table: thousands of sockets */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	connect_or_die(&c);
 	connect_or_die(&o);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < c.region.channel_cap / 8 + 64)
+		die("RLIMIT_NOFILE below the per-uid cap of TCP entries", EMFILE);
 	table_sum(&c.region, (uint8_t)c.info.vm_index, &s0);
 	conn = tcp_pair(ip, &acc);
 	lis = tcp_listening(ip);
