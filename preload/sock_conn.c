@@ -101,7 +101,9 @@ static int proof_fd(struct ivs_sock *s, int fd)
 
 /* ---------------- listen ---------------- */
 
-IVS_EXPORT int listen(int fd, int backlog)
+/* Register listening socket fd with the agent (a shim listener entry).
+ * Returns rc unchanged: the caller's answer. */
+static int register_listener(int fd, int rc)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -111,12 +113,8 @@ IVS_EXPORT int listen(int fd, int backlog)
 	unsigned flags = 0;
 	uint16_t port;
 	uint32_t gen;
-	int rc, idx, v6only = 0;
+	int idx, v6only = 0;
 
-	ivs_init();
-	rc = ivs_rc.listen(fd, backlog);
-	if (rc < 0 || ivs_cfg.disabled || ivs_fd_lookup(fd))
-		return rc;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
 	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || !is_tcp(fd))
 		return rc;
@@ -161,6 +159,38 @@ IVS_EXPORT int listen(int fd, int backlog)
 	return rc;
 }
 
+IVS_EXPORT int listen(int fd, int backlog)
+{
+	int rc;
+
+	ivs_init();
+	rc = ivs_rc.listen(fd, backlog);
+	if (rc < 0 || ivs_cfg.disabled || ivs_fd_lookup(fd))
+		return rc;
+	return register_listener(fd, rc);
+}
+
+/*
+ * A listener that is not registered (its listen() came before the agent,
+ * or it was inherited across exec) is registered at its first accept once
+ * the agent answers: its next connections are accelerated, and the ones
+ * that came before may be promoted (docs/switch.md, "A peer whose shim
+ * came later"). At most one try a second per process.
+ */
+#define LATE_LISTEN_NS (1000ULL * 1000000)
+static _Atomic uint64_t late_listen_next;
+
+static struct ivs_sock *late_listener(int lfd)
+{
+	uint64_t now = ivs_now_ns(), next = atomic_load(&late_listen_next);
+
+	if (now < next ||
+	    !atomic_compare_exchange_strong(&late_listen_next, &next, now + LATE_LISTEN_NS))
+		return NULL;
+	register_listener(lfd, 0);
+	return ivs_fd_lookup(lfd);
+}
+
 void ivs_listener_release(struct ivs_sock *s)
 {
 	/* Shared with a forked process that may still accept: keep it; the
@@ -175,7 +205,7 @@ void ivs_listener_release(struct ivs_sock *s)
  * a VM of the domain with a shimmed listener there. @return the agent (t and
  * *vm filled) or NULL (plain TCP; reason counted). */
 static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_t len,
-				   struct ivsock_tuple *t, int *vm)
+				   struct ivsock_tuple *t, int *vm, struct ivs_agent **watch)
 {
 	struct ivs_agent *ag;
 
@@ -200,6 +230,7 @@ static struct ivs_agent *may_offer(int fd, const struct sockaddr *addr, socklen_
 	}
 	if (ivsock_listener_find(ag->rg, (uint32_t)*vm, &t->dst, t->dport) < 0) {
 		ivs_fallback(IVS_C_FB_NO_LISTENER, fd, "no shimmed listener there", 0);
+		*watch = ag; /* a VM of the domain: its listener may come later */
 		return NULL;
 	}
 	return ag;
@@ -284,7 +315,7 @@ static int kernel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct ivsock_tuple t;
-	struct ivs_agent *ag;
+	struct ivs_agent *ag, *watch = NULL;
 	struct ivs_sock *s;
 	int rc, err, fl, vm = -1;
 	bool nonblock, norings = false;
@@ -293,7 +324,7 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (ivs_cfg.disabled || !addr || len < sizeof(sa_family_t) ||
 	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ivs_fd_lookup(fd))
 		return ivs_rc.connect(fd, addr, len);
-	ag = may_offer(fd, addr, len, &t, &vm);
+	ag = may_offer(fd, addr, len, &t, &vm, &watch);
 	fl = ag ? ivs_rc.fcntl(fd, F_GETFL) : -1;
 	s = fl >= 0 ? offer(ag, fd, &t, vm, &norings) : NULL;
 	if (!s) {
@@ -301,6 +332,8 @@ IVS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		err = errno;
 		if (norings && (rc == 0 || err == EINPROGRESS || err == EINTR))
 			ivs_promo_connector(ag, fd, &t, vm); /* TCP now, a ring later */
+		else if (watch && (rc == 0 || err == EINPROGRESS || err == EINTR))
+			ivs_promo_watch(watch, fd, &t, vm); /* a listener may come later */
 		errno = err;
 		return rc;
 	}
@@ -364,6 +397,8 @@ static void try_attach(int lfd, int nfd, int flags)
 	struct ivs_agent *ag;
 	int rc, wfd = -1;
 
+	if (!ls)
+		ls = late_listener(lfd);
 	if (!ls || ls->kind != IVS_LISTENER)
 		return;
 	ag = ivs_agent_get();

@@ -179,6 +179,8 @@ struct ivs_sock {
 	bool promo_offer;           /* PLAIN connector: channel offered, block mapped */
 	bool promo_taken;           /* PLAIN acceptor: took the offer, not CONNECTED yet */
 	bool promo_acceptor;        /* which end of the TCP connection we are */
+	bool promo_listen;          /* connector: no shimmed listener was there;
+				     * looks for its registration (promo_next_ns) */
 	_Atomic int kbusy;          /* PLAIN + promo_ok: our calls inside the kernel
 				     * on it (a promotion waits for 0) */
 	_Atomic int promo_busy;     /* a promotion is changing the state: calls wait */
@@ -281,6 +283,10 @@ static inline bool ivs_switch_ours(struct ivs_sock *s)
 void ivs_promo_connector(struct ivs_agent *ag, int fd, const struct ivsock_tuple *t, int vm);
 /* An accepted connection without an offer, from a VM of the domain. */
 void ivs_promo_acceptor(struct ivs_agent *ag, int fd);
+/* connect(): no shimmed listener at a VM of the domain: keep a PLAIN entry
+ * that looks for the listener's registration now and then, and is then
+ * promoted like ivs_promo_connector's. */
+void ivs_promo_watch(struct ivs_agent *ag, int fd, const struct ivsock_tuple *t, int vm);
 /* The socket for a data-path call on fd: accelerated (returned, ref
  * taken), or NULL: the real call; *tcp then may hold a PLAIN promotable
  * socket whose kbusy was raised: ivs_promo_leave() after the real call. */

@@ -35,6 +35,7 @@
 #include <linux/tcp.h>
 
 #include "ivsock/directory.h"
+#include "ivsock/listener.h"
 #include "ivsock/offer.h"
 #include "sock_int.h"
 
@@ -164,12 +165,16 @@ static void track(struct ivs_sock *s, int fd, uint64_t now)
 }
 
 /* The entry goes: the connection has a channel again, or is closed, or
- * will never be promoted. fd (if >= 0) proves the socket is ours. */
+ * will never be promoted. Our client recorded it, so no socket goes with
+ * the request: a socket in flight to the agent would outlive the
+ * program's close() of it, and its epoll registrations with it (events
+ * for an fd the program has closed). */
 static void untrack(struct ivs_sock *s, int fd)
 {
+	(void)fd;
 	if (!s->track_gen)
 		return;
-	ivsock_agent_close_end(&s->ag->conn, fd, s->track_idx, s->track_gen,
+	ivsock_agent_close_end(&s->ag->conn, -1, s->track_idx, s->track_gen,
 			       IVSOCK_SIDE_CONNECTOR, false);
 	s->track_gen = 0;
 }
@@ -239,6 +244,40 @@ void ivs_promo_connector(struct ivs_agent *ag, int fd, const struct ivsock_tuple
 	s->promo_auto = true;
 	track(s, fd, ivs_now_ns()); /* listed from the start if connected */
 	install(s, fd);
+}
+
+void ivs_promo_watch(struct ivs_agent *ag, int fd, const struct ivsock_tuple *t, int vm)
+{
+	struct ivs_sock *s;
+
+	if (ivs_fd_lookup(fd) || !(s = ivs_sock_new(IVS_CONN, ag)))
+		return;
+	s->dst = t->dst;
+	s->dport = t->dport;
+	s->dst_vm = (uint8_t)vm;
+	s->promo_listen = true;
+	install(s, fd); /* its first look 600 ms from now */
+}
+
+/* A watching connector: has a shimmed listener appeared at the destination
+ * (its server's listen() came before its agent: the acceptor registers it
+ * at its next accept)? One read-only look at the registry per back-off
+ * period (200 ms doubling to 1.6 s). Then it asks like a connector that
+ * found no rings, after the acceptor's agent forgot the accept that found
+ * no offer. */
+static void watch_listener(struct ivs_sock *s, uint64_t now)
+{
+	if (now < s->promo_next_ns)
+		return;
+	backoff(s, now);
+	if (ivsock_listener_find(s->ag->rg, s->dst_vm, &s->dst, s->dport) < 0)
+		return;
+	s->promo_listen = false;
+	s->promo_auto = true;
+	s->promo_backoff_ms = PROMO_FIRST_MS;
+	s->promo_next_ns = now + PROMO_FIRST_NS;
+	s->track_next_ns = now; /* both ends run the shim now: listed */
+	ivs_debug("connector to port %u: a shimmed listener is there now", s->dport);
 }
 
 static int tuple_of(int fd, struct ivsock_tuple *t)
@@ -415,6 +454,10 @@ static void connector_poke(struct ivs_sock *s, int fd, uint64_t now)
 		if (++s->promo_fails >= PROMO_MAX_UNTAKEN)
 			forget(s, fd);
 		backoff(s, now);
+		return;
+	}
+	if (s->promo_listen) {
+		watch_listener(s, now);
 		return;
 	}
 	track(s, fd, now);

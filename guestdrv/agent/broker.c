@@ -466,8 +466,9 @@ static int tracked_already(struct agent *a, const struct ivsock_tuple *t, uint64
  * socket; nothing is mapped. Idempotent for one socket.
  */
 static void do_track(struct agent *a, struct agent_client *c, uint32_t seq,
-		     const struct ivsock_ag_open *req, int sock)
+		     const struct ivsock_ag_open *req, int *sockp)
 {
+	int sock = *sockp;
 	struct ivsock_region *rg = &a->be.rg;
 	struct ivsock_end_id me = {
 		.vm = (uint8_t)a->be.vm_index, .client = (uint16_t)c->id,
@@ -503,6 +504,11 @@ static void do_track(struct agent *a, struct agent_client *c, uint32_t seq,
 			goto fail;
 		__atomic_store_n(&rg->channels[idx].end[0].cookie, bs.cookie, __ATOMIC_RELAXED);
 	}
+	/* Our copy of the socket goes before the answer: the program may
+	 * close it at once, and a copy of ours would keep its epoll
+	 * registrations alive after that close. */
+	close(sock);
+	*sockp = -1;
 	memset(&r, 0, sizeof(r));
 	r.channel = idx;
 	r.channel_gen = gen;
@@ -810,7 +816,7 @@ int broker_handle(struct agent *a, struct agent_client *c, const struct ivsock_m
 		if (h->type == IVSOCK_AG_OPEN)
 			do_open(a, c, h->seq, &req, sock);
 		else
-			do_track(a, c, h->seq, &req, sock);
+			do_track(a, c, h->seq, &req, &sock);
 		break;
 	}
 	case IVSOCK_AG_ACCEPT:

@@ -95,7 +95,7 @@ shim_restart_agent() {
 	ns=$(shim_ns "$side")
 	eval "old=\$SHIM_AGENT_PID_$side ip=\$SHIM_${side}_IP"
 	shim_restart_agent_n=$((shim_restart_agent_n + 1))
-	kill "$old"
+	kill "$old" 2>/dev/null || true # (it may be down already)
 	wait "$old" 2>/dev/null || true
 	ip netns exec "$ns" "$SHIM_AGENT" --backend server --server "$SHIM_ENV_DIR/domain.sock" \
 		--hostname "$ns" --foreground "$@" \

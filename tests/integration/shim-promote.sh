@@ -300,5 +300,31 @@ wait $srv || fail "operator promote: server"
 [ "$(shim_ctl domain list --json | jq "[.domains[].tcp_promotes] | add")" -ge 1 ] ||
 	fail "operator promote: not counted by ivsockd"
 gone 7731 "operator promote"
+
+echo "== a peer whose shim came later: a server that listened before its agent"
+# The server listens while agent B is down (its listener is not
+# registered); agent B comes back; the client's connection finds no
+# shimmed listener and starts on TCP; the server's accept registers its
+# listener late; the client sees the registration and the connection moves
+# to a ring mid-stream, every byte checked.
+kill "$SHIM_AGENT_PID_B"
+wait "$SHIM_AGENT_PID_B" 2>/dev/null || true
+shim_run B timeout 60 "$SHIM_TOOL" server 7732 1 >"$D/late-srv.out" 2>&1 &
+srv=$!
+sleep 0.5
+shim_restart_agent B ${SHIM_AGENT_OPTS:-} || fail "late: agent B did not come back"
+sleep 1.1 # the server's shim asks for its agent again after 1 s
+shim_run A timeout 60 "$SHIM_TOOL" --chunk 16384 --pace-us 1000 client \
+	"$SHIM_B_IP" 7732 $((64 << 20)) 1 >"$D/late-cli.out" 2>&1 &
+cli=$!
+wait $cli || fail "late: client (bytes lost, duplicated or reordered?)"
+wait $srv || fail "late: server"
+[ "$(stat_of "$D/late-cli.out" fallback_no_listener)" = 1 ] || fail "late: the client did not start on TCP for lack of a listener"
+[ "$(stat_of "$D/late-srv.out" listeners_registered)" = 1 ] || fail "late: the server's listener was not registered at its accept"
+[ "$(stat_of "$D/late-cli.out" promoted)" = 1 ] || fail "late: client not promoted"
+[ "$(stat_of "$D/late-srv.out" promoted)" = 1 ] || fail "late: server not promoted"
+[ "$(stat_of "$D/late-cli.out" ring_tx_bytes)" -gt 0 ] || fail "late: nothing on the ring"
+echo "late: $(stat_of "$D/late-cli.out" ring_tx_bytes) of $((64 << 20)) bytes on the ring"
+gone 7732 late
 for f in "$D"/e-cli-*.out; do printf "%s " "$(stat_of "$f" promoted)"; done; echo "(end races: promotions per run)"
 echo PASS
