@@ -533,11 +533,12 @@ static int child_main(int argc, char **argv)
 		return c_writer((int)a, (int)b);
 	if (!strcmp(r, "victim"))
 		return c_victim((int)a, (size_t)b);
-	if (!strcmp(r, "resize-srv") || !strcmp(r, "tstart-srv"))
+	if (!strcmp(r, "resize-srv") || !strcmp(r, "tstart-srv") || !strcmp(r, "promreq-srv"))
 		return c_echo_srv((size_t)a);
 	if (!strcmp(r, "resize-cli"))
 		return c_echo_cli((int)a, (size_t)b);
-	if (!strcmp(r, "tstart-cli") || !strcmp(r, "rxready-cli") || !strcmp(r, "rwant-cli"))
+	if (!strcmp(r, "tstart-cli") || !strcmp(r, "rxready-cli") || !strcmp(r, "rwant-cli") ||
+	    !strcmp(r, "promreq-cli"))
 		return c_echo_cli_strict((int)a, (size_t)b);
 	if (!strcmp(r, "late-srv"))
 		return c_late_srv(argv[3], (size_t)b);
@@ -993,6 +994,78 @@ static void hostile_resize_to(void **state)
 	ivsock_agent_close(&a.ac);
 }
 
+/* A connection on TCP to dport (a TCP entry), or -1 (none now). */
+static int find_tcp_entry(struct ivsock_region *rg, int dport, uint32_t *gen)
+{
+	for (uint32_t i = 0; i < rg->channel_cap; i++) {
+		struct ivsock_slot_val v = ivsock_slot_get(&rg->channels[i].slot);
+
+		if (v.state == IVSOCK_CHAN_TCP && rg->channels[i].tuple.dport == dport) {
+			*gen = v.gen;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * A domain member rewrites the words of a connection's TCP entry that
+ * only ivsockd should write: promotion requests nobody asked for (the
+ * count bumped, moved back, set to junk) with junk sizes, while the
+ * connection is demoted again each time it is on a ring. Every byte
+ * arrives (a request costs at most one OPEN of a ring).
+ */
+static void hostile_promote_req(void **state)
+{
+	static const uint32_t junk[] = { 3, 0xffffffffu, 0x80000000u, 1000, 0, IVSOCK_RESIZE_RECLAIM,
+					 0x12345 };
+	struct attack a;
+	char fc[160];
+	unsigned lies = 0, demotes = 0;
+	uint32_t gen;
+	pid_t done;
+	int ci, st = 0;
+
+	(void)state;
+	NEED_AGENT();
+	if (!attack_start(&a, "promreq-srv", "promreq-cli", 128u << 20))
+		skip();
+	while ((done = waitpid(a.c, &st, WNOHANG)) == 0) {
+		ci = find_tcp_entry(&a.rg, a.port, &gen);
+		if (ci >= 0) {
+			struct ivsock_channel *c = &a.rg.channels[ci];
+
+			atomic_store(&c->resize_to, junk[lies % 7]);
+			if (lies % 3 == 2)
+				atomic_store(&c->promote_req, 0xdeadbeefu ^ lies);
+			else
+				atomic_fetch_add(&c->promote_req, lies % 3 ? (uint32_t)-1 : 1u);
+			lies++;
+		} else {
+			ci = -1;
+			for (uint32_t i = 0; i < a.rg.channel_cap; i++) {
+				struct ivsock_slot_val v = ivsock_slot_get(&a.rg.channels[i].slot);
+
+				if (v.state == IVSOCK_CHAN_CONNECTED &&
+				    a.rg.channels[i].tuple.dport == a.port) {
+					if (ivsock_chan_demote(&a.rg, i, v.gen, NULL, NULL) == 0)
+						demotes++;
+					break;
+				}
+			}
+		}
+		usleep(5000);
+	}
+	assert_int_equal(attack_client_rc(&a, done, st), 0);
+	assert_int_equal(reap(a.s, 10), 0);
+	out_of(fc, sizeof(fc), "promreq-cli");
+	print_message("%u lies in promote_req, %u demotes; client: %ld promotions, %ld seen\n",
+		      lies, demotes, stat_of(fc, "promoted"), stat_of(fc, "promote_operator"));
+	assert_true(demotes >= 1 && lies >= 1);
+	assert_true(stat_of(fc, "promote_operator") >= 1); /* the lies were seen */
+	ivsock_agent_close(&a.ac);
+}
+
 /*
  * The acceptor's own ctl words rewritten by `lie` every 200 us while the
  * channel is moved between 32 KiB and 128 KiB rings every 50 ms and the
@@ -1347,6 +1420,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(hostile_tx_start),
 		cmocka_unit_test(hostile_rx_ready),
 		cmocka_unit_test(hostile_resize_want),
+		cmocka_unit_test(hostile_promote_req),
 		cmocka_unit_test(sendfile_nonblocking),
 		cmocka_unit_test(prefork_no_agent),
 		cmocka_unit_test(slow_accept),
