@@ -172,7 +172,7 @@ IVS_EXPORT int listen(int fd, int backlog)
 
 /*
  * A listener that is not registered (its listen() came before the agent,
- * or it was inherited across exec) is registered at its first accept once
+ * or a process without the shim handed it over: socket activation) is registered at its first accept once
  * the agent answers: its next connections are accelerated, and the ones
  * that came before may be promoted (docs/switch.md, "A peer whose shim
  * came later"). At most one try a second per process.
